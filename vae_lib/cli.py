@@ -1,0 +1,94 @@
+"""Command line: ``vampprior train ...`` and ``vampprior report ...`` (also ``python -m vae_lib``)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .errors import VaeLibError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+
+
+def _train_parser(sub):
+    from .config import PROFILE_DESCRIPTIONS, PROFILES
+    from .datasets import DATASETS
+    from .priors import PRIORS
+
+    p = sub.add_parser("train", help="train and evaluate one VAE, writing a run directory",
+                       description="Train (or resume) one VAE and evaluate its test log-likelihood. "
+                                   "Settings default to the chosen --profile; flags override them.")
+    p.add_argument("--dataset", required=True, help=f"one of: {', '.join(DATASETS)}")
+    p.add_argument("--prior", required=True, help=f"one of: {', '.join(PRIORS)}")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (resumed if it exists)")
+    p.add_argument("--profile", default="paper",
+                   help="; ".join(f"{k}: {v}" for k, v in PROFILE_DESCRIPTIONS.items()) + " (default: paper)")
+    p.add_argument("--components", "-K", type=int, help="pseudo-inputs / mixture components")
+    p.add_argument("--epochs", type=int, help="maximum number of epochs")
+    p.add_argument("--eval-samples", type=int, help="importance samples per test image (S)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--warmup-epochs", type=int, help="KL warm-up epochs")
+    p.add_argument("--patience", type=int, help="early-stopping look-ahead in epochs")
+    p.add_argument("--activation", choices=["gated", "relu"])
+    p.add_argument("--trainable-pseudo-inputs", action="store_true", default=None,
+                   help="also learn vampprior_data's pseudo-inputs")
+    p.add_argument("--max-train", type=int, help="use only the first N training images")
+    p.add_argument("--max-test", type=int, help="evaluate only the first N test images")
+    p.add_argument("--no-xla", dest="jit_compile", action="store_false", default=None,
+                   help="compile with tf.function only, without XLA")
+    p.add_argument("--data-dir", help="folder with the dataset files (default: $VAE_DATA_DIR, "
+                                      "else download into the user cache)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    assert set(PROFILES) == set(PROFILE_DESCRIPTIONS)
+    return p
+
+
+def _train(args) -> int:
+    from .config import make_config
+    from .experiment import is_complete, run_experiment
+
+    config = make_config(
+        args.dataset, args.prior, args.profile, components=args.components, epochs=args.epochs,
+        eval_samples=args.eval_samples, seed=args.seed, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, warmup_epochs=args.warmup_epochs, patience=args.patience,
+        activation=args.activation, trainable_pseudo_inputs=args.trainable_pseudo_inputs,
+        max_train=args.max_train, max_test=args.max_test, jit_compile=args.jit_compile)
+    if is_complete(args.out):
+        print(f"{args.out} is already complete; its results:", file=sys.stderr)
+    metrics = run_experiment(config, args.out, data_dir=args.data_dir, progress=not args.quiet)
+    summary = {k: metrics[k] for k in ("dataset", "prior", "components", "epochs_trained",
+                                       "best_epoch", "test_ll", "test_ll_stderr", "test_elbo",
+                                       "eval_samples", "train_seconds", "eval_seconds")}
+    if "test_bits_per_dim" in metrics:
+        summary["test_bits_per_dim"] = metrics["test_bits_per_dim"]
+    print(json.dumps(summary, indent=2))
+    print(f"Wrote {args.out}/metrics.json", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vampprior", description="VAE with a VampPrior in TensorFlow.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub).set_defaults(handler=_train)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except VaeLibError as err:
+        print(f"vampprior: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vampprior: interrupted; rerun the same command to resume from the last checkpoint.",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

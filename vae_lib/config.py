@@ -1,0 +1,101 @@
+"""Every setting of a run, with the named profiles that set budgets (smoke, quick, paper)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .datasets import DATASETS, check_name
+from .errors import ConfigError
+from .model import ACTIVATIONS
+from .priors import check_prior_name
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training-and-evaluation run. Defaults are the paper's settings."""
+
+    dataset: str = "static_mnist"
+    prior: str = "vampprior"
+    components: int = 500  # K: pseudo-inputs (VampPrior) or mixture components (MoG)
+    epochs: int = 2000  # at most; early stopping usually ends sooner
+    batch_size: int = 100
+    learning_rate: float = 5e-4
+    warmup_epochs: int = 100  # KL weight goes linearly from 0 to 1 over these epochs
+    patience: int = 50  # early stopping: epochs without a better validation loss
+    eval_samples: int = 5000  # S, importance samples per test image
+    seed: int = 0
+    latent_dim: int = 40
+    hidden_units: int = 300
+    num_layers: int = 2
+    activation: str = "gated"  # "gated" (the paper's) or "relu"
+    trainable_pseudo_inputs: bool | None = None  # None: learned for vampprior, fixed for vampprior_data
+    max_train: int | None = None  # use only the first N images of a split (reduced budgets)
+    max_valid: int | None = None
+    max_test: int | None = None
+    jit_compile: bool = True  # XLA for the training step and the evaluation
+    profile: str = "custom"  # the profile these settings came from, for the record
+
+    def __post_init__(self):
+        check_name(self.dataset)
+        check_prior_name(self.prior)
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"Unknown activation {self.activation!r}. Choose one of: {', '.join(ACTIVATIONS)}.")
+        positive = dict(components=self.components, batch_size=self.batch_size,
+                        eval_samples=self.eval_samples, latent_dim=self.latent_dim,
+                        hidden_units=self.hidden_units, num_layers=self.num_layers,
+                        learning_rate=self.learning_rate, patience=self.patience)
+        for key in ("max_train", "max_valid", "max_test"):
+            if getattr(self, key) is not None:
+                positive[key] = getattr(self, key)
+        for key, value in positive.items():
+            if not value > 0:
+                raise ConfigError(f"{key} must be positive, got {value}.")
+        for key in ("epochs", "warmup_epochs", "seed"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}.")
+
+    def replace(self, **changes) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"Unknown setting(s) {', '.join(unknown)}. Known: {', '.join(sorted(known))}.")
+        return cls(**values)
+
+
+# Budgets. "paper" is the paper's protocol; the others are reduced budgets, and every result
+# they produce is labelled with the profile's name.
+PROFILES: dict[str, dict] = {
+    "smoke": dict(epochs=2, warmup_epochs=1, patience=5, components=20, eval_samples=10,
+                  max_train=500, max_valid=200, max_test=100, hidden_units=64),
+    "quick": dict(epochs=8, warmup_epochs=4, patience=10, components=100, eval_samples=200,
+                  max_train=10_000, max_valid=2000, max_test=1000),
+    "paper": dict(epochs=2000, warmup_epochs=100, patience=50, components=500, eval_samples=5000),
+}
+PROFILE_DESCRIPTIONS = {
+    "smoke": "seconds per run; checks that everything runs, numbers mean nothing",
+    "quick": "reduced budget for the whole grid in about 30 minutes on 2 CPU cores",
+    "paper": "the paper's protocol: up to 2000 epochs, KL warm-up 100, early stopping 50, K=500, S=5000",
+}
+
+
+def check_profile(name: str) -> str:
+    if name not in PROFILES:
+        raise ConfigError(f"Unknown profile {name!r}. Choose one of: {', '.join(PROFILES)}.")
+    return name
+
+
+def make_config(dataset: str, prior: str, profile: str = "paper", **overrides) -> RunConfig:
+    """Settings of ``profile`` for one dataset and prior; ``overrides`` that are None are ignored."""
+    settings = dict(PROFILES[check_profile(profile)])
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    return RunConfig(dataset=dataset, prior=prior, profile=profile, **settings)
+
+
+__all__ = ["RunConfig", "PROFILES", "make_config", "check_profile", "DATASETS"]

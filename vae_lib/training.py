@@ -1,0 +1,185 @@
+"""Training: Adam on the negative ELBO with KL warm-up, early stopping on the validation loss with
+restore of the best weights, and checkpoints from which an interrupted run resumes exactly.
+
+Randomness is a function of (seed, epoch, step) only: the batch order of epoch e comes from
+``default_rng([seed, e])`` and the reparameterization noise of step t from the stateless seed
+``[seed, t]``. A resumed run therefore replays what an uninterrupted run would have done.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .config import RunConfig
+from .errors import TrainingError
+from .estimators import elbo_terms
+from .io import atomic_write_csv, atomic_write_npz
+
+HISTORY_COLUMNS = ["epoch", "train_loss", "train_distortion", "train_rate", "kl_weight",
+                   "valid_loss", "seconds"]
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps taken
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    wait: int = 0  # epochs since the best validation loss (counted after warm-up)
+    stopped_early: bool = False
+    train_seconds: float = 0.0
+    history: list = field(default_factory=list)
+
+
+def kl_weight(epoch: int, warmup_epochs: int) -> float:
+    """beta of epoch ``epoch`` (1-based): rises linearly to 1 over ``warmup_epochs``."""
+    return 1.0 if warmup_epochs <= 0 else min(1.0, epoch / warmup_epochs)
+
+
+class Trainer:
+    """Trains ``model`` under ``config``; with ``checkpoint_path`` it saves and resumes there."""
+
+    def __init__(self, model, config: RunConfig, checkpoint_path=None, history_path=None,
+                 progress: bool = True, checkpoint_every_seconds: float = 30.0):
+        self.model, self.config = model, config
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        self.history_path = Path(history_path) if history_path else None
+        self.progress = progress
+        self.checkpoint_every_seconds = checkpoint_every_seconds
+        self.optimizer = keras.optimizers.Adam(config.learning_rate)
+        self.optimizer.build(model.trainable_variables)
+        self.state = TrainState()
+        self.best_weights = None  # numpy copies of model.weights at the best epoch
+        self._train_step = tf.function(self._train_step_fn, jit_compile=config.jit_compile)
+        self._eval_step = tf.function(self._eval_step_fn, jit_compile=config.jit_compile)
+        if self.checkpoint_path and self.checkpoint_path.exists():
+            self._load_checkpoint()
+
+    # -- compiled steps ----------------------------------------------------------------------
+    def _train_step_fn(self, data, index, seed, beta):
+        x = tf.gather(data, index)
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            distortion, rate = elbo_terms(self.model, x, seed)
+            loss = tf.reduce_mean(distortion + beta * rate)
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return tf.stack([loss, tf.reduce_mean(distortion), tf.reduce_mean(rate)])
+
+    def _eval_step_fn(self, x, seed):
+        distortion, rate = elbo_terms(self.model, x, seed)
+        return tf.reduce_sum(distortion + rate)
+
+    # -- public ------------------------------------------------------------------------------
+    def validation_loss(self, images, seed, batch_size=1000) -> float:
+        """Mean negative ELBO (KL weight 1) over ``images``."""
+        total = 0.0
+        for start in range(0, len(images), batch_size):
+            total += float(self._eval_step(images[start:start + batch_size],
+                                           tf.constant([seed, start], tf.int64)))
+        return total / len(images)
+
+    def fit(self, train: np.ndarray, valid: np.ndarray) -> TrainState:
+        cfg, state = self.config, self.state
+        data = tf.constant(train, tf.float32)
+        valid = tf.constant(valid, tf.float32)
+        done = state.stopped_early or state.epoch >= cfg.epochs
+        bar = _progress_bar(cfg, state, enabled=self.progress and not done)
+        last_save = time.monotonic()
+        while not done:
+            epoch = state.epoch + 1
+            beta = kl_weight(epoch, cfg.warmup_epochs)
+            started = time.perf_counter()
+            order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train))
+            step_losses = []
+            for start in range(0, len(order), cfg.batch_size):
+                index = tf.constant(order[start:start + cfg.batch_size], tf.int32)
+                seed = tf.constant([cfg.seed, state.step + len(step_losses)], tf.int64)
+                step_losses.append(self._train_step(data, index, seed, tf.constant(beta)))
+            losses = np.stack([t.numpy() for t in step_losses])
+            self._check_finite(losses[:, 0], epoch)
+            valid_loss = self.validation_loss(valid, seed=1_000_003 * (cfg.seed + 1) + epoch)
+            self._check_finite(np.array([valid_loss]), epoch, what="validation loss")
+            seconds = time.perf_counter() - started
+
+            state.epoch, state.step = epoch, state.step + len(losses)
+            state.train_seconds += seconds
+            sizes = np.diff(np.append(np.arange(0, len(order), cfg.batch_size), len(order)))
+            train_loss, distortion, rate = np.average(losses, axis=0, weights=sizes)
+            state.history.append(dict(epoch=epoch, train_loss=float(train_loss),
+                                      train_distortion=float(distortion), train_rate=float(rate),
+                                      kl_weight=beta, valid_loss=valid_loss, seconds=seconds))
+            if valid_loss < state.best_loss:
+                state.best_loss, state.best_epoch, state.wait = valid_loss, epoch, 0
+                self.best_weights = [w.numpy() for w in self.model.weights]
+            else:
+                # As in the paper's code: the patience counter only runs after the KL warm-up.
+                state.wait = 0 if epoch < cfg.warmup_epochs else state.wait + 1
+            state.stopped_early = state.wait >= cfg.patience
+            done = state.stopped_early or epoch >= cfg.epochs
+            if done or time.monotonic() - last_save >= self.checkpoint_every_seconds:
+                self.save_checkpoint()
+                last_save = time.monotonic()
+            bar.set_postfix(loss=f"{train_loss:.2f}", valid=f"{valid_loss:.2f}",
+                            best=f"{state.best_loss:.2f}@{state.best_epoch}", refresh=False)
+            bar.update(1)
+        bar.close()
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+        return state
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def save_checkpoint(self):
+        if not self.checkpoint_path:
+            return
+        arrays = {f"model_{i}": w.numpy() for i, w in enumerate(self.model.weights)}
+        arrays.update({f"optimizer_{i}": v.numpy() for i, v in enumerate(self.optimizer.variables)})
+        if self.best_weights is not None:
+            arrays.update({f"best_{i}": w for i, w in enumerate(self.best_weights)})
+        arrays["state"] = np.array(json.dumps(asdict(self.state)))
+        atomic_write_npz(self.checkpoint_path, **arrays)
+        if self.history_path:
+            atomic_write_csv(self.history_path, self.state.history, HISTORY_COLUMNS)
+
+    def _load_checkpoint(self):
+        with np.load(self.checkpoint_path) as ckpt:
+            state = json.loads(str(ckpt["state"]))
+            model_vars, opt_vars = self.model.weights, self.optimizer.variables
+            expected = {f"model_{i}" for i in range(len(model_vars))} | {
+                f"optimizer_{i}" for i in range(len(opt_vars))}
+            missing = expected - set(ckpt.files)
+            if missing:
+                raise TrainingError(f"The checkpoint {self.checkpoint_path} does not fit this model "
+                                    f"({len(missing)} arrays missing). Use a new run directory.")
+            for i, var in enumerate(model_vars):
+                var.assign(ckpt[f"model_{i}"])
+            for i, var in enumerate(opt_vars):
+                var.assign(ckpt[f"optimizer_{i}"])
+            if "best_0" in ckpt.files:
+                self.best_weights = [ckpt[f"best_{i}"] for i in range(len(model_vars))]
+        self.state = TrainState(**state)
+
+    def _check_finite(self, values, epoch, what="training loss"):
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            kept = (f"The last good checkpoint (epoch {self.state.epoch}) is kept in "
+                    f"{self.checkpoint_path}." if self.checkpoint_path and self.checkpoint_path.exists()
+                    else "No checkpoint was written before it.")
+            where = f"step {bad[0] + 1} of epoch {epoch}" if len(values) > 1 else f"epoch {epoch}"
+            raise TrainingError(f"The {what} became {values[bad[0]]} at {where}. {kept} "
+                                f"Try a lower learning rate or another seed.")
+
+
+def _progress_bar(cfg: RunConfig, state: TrainState, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=cfg.epochs, initial=state.epoch, desc=f"{cfg.dataset}/{cfg.prior}",
+                unit="epoch", disable=not enabled, file=sys.stderr, mininterval=1.0,
+                dynamic_ncols=True)
