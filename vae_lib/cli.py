@@ -8,7 +8,7 @@ import sys
 
 from .errors import VaeLibError
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
 
 
 def _train_parser(sub):
@@ -69,10 +69,42 @@ def _train(args) -> int:
     return 0
 
 
+def _report_parser(sub):
+    from .config import PROFILE_DESCRIPTIONS
+    from .datasets import DATASETS
+    from .priors import PRIORS
+
+    p = sub.add_parser("report", help="run the dataset x prior grid and render the report",
+                       description="Execute the experiment notebook for every dataset x prior "
+                                   "(and the K sweep) with papermill, skipping complete runs, then "
+                                   "render the report notebook to HTML.")
+    p.add_argument("--profile", default="quick",
+                   help="; ".join(f"{k}: {v}" for k, v in PROFILE_DESCRIPTIONS.items()) + " (default: quick)")
+    p.add_argument("--datasets", nargs="+", default=list(DATASETS), metavar="D",
+                   help=f"default: all of {' '.join(DATASETS)}")
+    p.add_argument("--priors", nargs="+", default=list(PRIORS), metavar="P",
+                   help=f"default: all of {' '.join(PRIORS)}")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="N",
+                   help="one run per seed; the report shows mean +- std across seeds")
+    p.add_argument("--no-k-sweep", action="store_true", help="skip the test LL against K sweep")
+    p.add_argument("--runs-dir", default="runs", help="where run directories go (default: runs)")
+    p.add_argument("--report-dir", default="report", help="where the report goes (default: report)")
+    p.add_argument("--data-dir", help="folder with the dataset files (default: $VAE_DATA_DIR)")
+    p.add_argument("--notebooks", help="folder with experiment.ipynb and report.ipynb")
+    return p
+
+
+def _report(args) -> int:
+    from .runner import main_report
+
+    return main_report(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vampprior", description="VAE with a VampPrior in TensorFlow.")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub).set_defaults(handler=_train)
+    _report_parser(sub).set_defaults(handler=_report)
     return parser
 
 

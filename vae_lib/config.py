@@ -78,6 +78,12 @@ PROFILES: dict[str, dict] = {
                   max_train=10_000, max_valid=2000, max_test=1000),
     "paper": dict(epochs=2000, warmup_epochs=100, patience=50, components=500, eval_samples=5000),
 }
+# Numbers of pseudo-inputs K for the "test LL against K" sweep (VampPrior on static_mnist).
+K_SWEEPS: dict[str, list[int]] = {
+    "smoke": [5, 20],
+    "quick": [10, 50, 100, 250],
+    "paper": [1, 10, 50, 100, 250, 500, 1000],
+}
 PROFILE_DESCRIPTIONS = {
     "smoke": "seconds per run; checks that everything runs, numbers mean nothing",
     "quick": "reduced budget for the whole grid in about 30 minutes on 2 CPU cores",

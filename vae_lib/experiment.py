@@ -7,6 +7,7 @@ A run directory holds:
   checkpoint.npz   weights, optimizer state, best weights and training state (resume point)
   history.csv      one row per epoch
   test_ll.npy      per-image importance-sampled test log-likelihoods (nats)
+  images.npz       test images and their reconstructions, samples, pseudo-inputs (for figures)
   metrics.json     the results; written last, so its presence means the run is complete
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ from .config import RunConfig
 from .datasets import Dataset, load_dataset
 from .errors import ConfigError
 from .estimators import ImportanceSampler, bits_per_dim, elbo
-from .io import atomic_write_json, atomic_write_npy, read_json
+from .io import atomic_write_json, atomic_write_npy, atomic_write_npz, read_json
 from .model import VAE, build_vae
 from .provenance import provenance
 from .training import Trainer
@@ -122,6 +123,7 @@ def run_experiment(config: RunConfig, run_dir, data_dir=None, progress: bool = T
         test_elbo = elbo(model, dataset.test, seed=config.seed)
         eval_seconds = time.perf_counter() - started
         atomic_write_npy(run_dir / "test_ll.npy", test_ll)
+        atomic_write_npz(run_dir / "images.npz", **example_images(model, dataset, config.seed))
 
         epoch_seconds = [row["seconds"] for row in state.history]
         metrics = dict(
@@ -140,6 +142,20 @@ def run_experiment(config: RunConfig, run_dir, data_dir=None, progress: bool = T
             metrics["test_bits_per_dim"] = float(bits_per_dim(metrics["test_ll"], dataset.input_dim))
         atomic_write_json(run_dir / "metrics.json", metrics)
         return metrics
+
+
+def example_images(model: VAE, dataset: Dataset, seed: int, n: int = 100) -> dict:
+    """Arrays for figures: test images, their reconstructions, samples from the prior, and the
+    VampPrior's pseudo-inputs where it has them (all (n, D) in [0, 1])."""
+    import tensorflow as tf
+
+    inputs = dataset.test[:n]
+    arrays = dict(test_images=inputs, reconstructions=model(tf.constant(inputs)).numpy(),
+                  samples=model.sample(n, tf.constant([seed, 7], tf.int64)).numpy(),
+                  image_shape=np.array(dataset.image_shape))
+    if hasattr(model.prior, "pseudo_inputs"):
+        arrays["pseudo_inputs"] = model.prior.pseudo_inputs().numpy()[:n]
+    return arrays
 
 
 @contextmanager
@@ -163,6 +179,7 @@ class FinishedRun:
     metrics: dict | None
     history: list
     test_ll: np.ndarray | None
+    images: dict | None = None  # images.npz: test images, reconstructions, samples, pseudo-inputs
     model: VAE | None = None
     dataset: Dataset | None = None
 
@@ -181,7 +198,11 @@ def load_run(run_dir, data_dir=None, with_model=True, dataset: Dataset | None = 
         with open(run_dir / "history.csv") as f:
             history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
     test_ll = np.load(run_dir / "test_ll.npy") if (run_dir / "test_ll.npy").is_file() else None
-    result = FinishedRun(run_dir, config, metrics, history, test_ll)
+    images = None
+    if (run_dir / "images.npz").is_file():
+        with np.load(run_dir / "images.npz") as f:
+            images = {k: f[k] for k in f.files}
+    result = FinishedRun(run_dir, config, metrics, history, test_ll, images)
     if with_model:
         data = subset(dataset if dataset is not None else load_dataset(config.dataset, data_dir), config)
         model = model_for(config, data)

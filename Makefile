@@ -1,0 +1,19 @@
+# The README's commands. PROFILE=smoke|quick|paper (default quick).
+PROFILE ?= quick
+PYTHON ?= python
+
+.PHONY: install report test bench sync
+install:
+	$(PYTHON) -m pip install -e ".[dev]"
+
+report:  ## the main job: run the grid and render report/
+	vampprior report --profile $(PROFILE)
+
+test:
+	$(PYTHON) -m pytest
+
+bench:  ## speed benchmark (not part of the tests)
+	$(PYTHON) benchmarks/bench.py
+
+sync:  ## re-pair the notebooks after editing their .py sources
+	jupytext --sync notebooks/*.py

@@ -1,0 +1,105 @@
+# %% [markdown]
+# # One experiment: train a VAE with a given prior, evaluate its test log-likelihood
+#
+# This notebook trains (or resumes) one VAE through `vae_lib`, evaluates it, and shows what it
+# learned. It is parameterized: `vampprior report` runs it with papermill once per
+# dataset x prior, each time into its own run directory. Everything it computes is written to
+# `run_dir` as data (`metrics.json`, `history.csv`, `test_ll.npy`, `images.npz`), and the report
+# is built from those files.
+#
+# **Budget.** `profile` sets epochs, subset sizes, K and the number of importance samples S:
+# `smoke` (seconds, numbers mean nothing), `quick` (a reduced budget), `paper` (the paper's
+# protocol: up to 2000 epochs, KL warm-up 100, early stopping after 50 epochs, K=500, S=5000).
+# Explicit parameters below override the profile.
+
+# %%
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
+
+# %% tags=["parameters"]
+dataset = "static_mnist"  # static_mnist, fashion_mnist, caltech101_silhouettes, frey_faces
+prior = "vampprior"  # standard, vampprior, vampprior_data, mog
+profile = "smoke"  # smoke, quick, paper
+components = None  # K; None: the profile's
+epochs = None  # None: the profile's
+eval_samples = None  # S; None: the profile's
+seed = 0
+run_dir = None  # None: runs/<profile>/<dataset>__<prior>__K<K>__seed<seed>
+data_dir = None  # None: $VAE_DATA_DIR, else download into the user cache
+progress = True
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+
+from vae_lib.config import make_config
+from vae_lib.experiment import load_run, run_experiment
+from vae_lib.plots import image_grid, learning_curves, ll_histogram
+
+config = make_config(dataset, prior, profile, components=components, epochs=epochs,
+                     eval_samples=eval_samples, seed=seed)
+if run_dir is None:
+    run_dir = f"runs/{profile}/{dataset}__{prior}__K{config.components}__seed{seed}"
+print(f"{config.dataset} / {config.prior}, profile {config.profile}: K={config.components}, "
+      f"up to {config.epochs} epochs, S={config.eval_samples} -> {run_dir}")
+
+# %% [markdown]
+# ## Train and evaluate
+# `run_experiment` resumes from `run_dir/checkpoint.npz` when the run was interrupted, and returns
+# the stored results without recomputing when the run is already complete.
+
+# %%
+metrics = run_experiment(config, run_dir, data_dir=data_dir, progress=progress)
+run = load_run(run_dir, data_dir=data_dir, with_model=False)
+
+# %% tags=["nbval-check-output"]
+print(f"dataset {metrics['dataset']}, prior {metrics['prior']}, K={metrics['components']}, "
+      f"{metrics['n_train']} training / {metrics['n_test']} test images")
+print(f"epochs trained: {metrics['epochs_trained']}, importance samples S={metrics['eval_samples']}")
+
+# %%
+print(f"test log-likelihood: {metrics['test_ll']:.2f} +- {metrics['test_ll_stderr']:.2f} nats "
+      f"(S={metrics['eval_samples']}); test ELBO {metrics['test_elbo']:.2f}")
+if "test_bits_per_dim" in metrics:
+    print(f"  = {metrics['test_bits_per_dim']:.3f} bits/dim")
+print(f"best epoch {metrics['best_epoch']} of {metrics['epochs_trained']}, "
+      f"{metrics['seconds_per_epoch']:.2f} s/epoch, evaluation {metrics['eval_seconds']:.1f} s")
+
+# %% [markdown]
+# ## Learning curves
+# The training loss weighs the KL term by the warm-up weight beta (rising from 0 to 1), so early on
+# it sits below the validation negative ELBO, which always uses beta = 1.
+
+# %%
+learning_curves(run.history, title=f"{dataset} / {prior}")
+plt.show()
+
+# %% [markdown]
+# ## Per-image test log-likelihood
+# The mean in the table hides a long tail of images the model finds unlikely.
+
+# %%
+ll_histogram({prior: run.test_ll}, title=f"{dataset}: per-image test log-likelihood")
+plt.show()
+
+# %% [markdown]
+# ## Reconstructions, samples and pseudo-inputs
+# Reconstructions are the decoder's mean at the encoder's mean; samples are decoder means for
+# z ~ p(z). For the VampPrior, the pseudo-inputs u_k are shown as images: the prior is the mixture
+# of the encoder's posteriors at these images.
+
+# %%
+images, shape = run.images, tuple(run.images["image_shape"])
+fig, axes = plt.subplots(1, 3, figsize=(12, 4.5))
+image_grid(images["test_images"][:50], shape, ax=axes[0], title="test images")
+image_grid(images["reconstructions"][:50], shape, ax=axes[1], title="reconstructions")
+image_grid(images["samples"][:50], shape, ax=axes[2], title=f"samples from the {prior} prior")
+plt.show()
+
+# %%
+if "pseudo_inputs" in images:
+    image_grid(images["pseudo_inputs"][:50], shape, title=f"{prior}: first 50 of {config.components} pseudo-inputs")
+    plt.show()
+else:
+    print(f"The {prior} prior has no pseudo-inputs.")

@@ -1,0 +1,60 @@
+"""Figures shared by the notebooks: image grids, learning curves, log-likelihood histograms."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def image_grid(images, image_shape, ncols=10, ax=None, title=None, pad=1):
+    """Tile (N, H*W) images in [0, 1] into one grey-scale picture."""
+    images = np.asarray(images).reshape(-1, *image_shape)
+    n = len(images)
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    h, w = image_shape
+    canvas = np.ones((nrows * (h + pad) + pad, ncols * (w + pad) + pad))
+    for i, img in enumerate(images):
+        r, c = divmod(i, ncols)
+        canvas[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = img
+    if ax is None:
+        _, ax = plt.subplots(figsize=(ncols * w / 28 * 0.7, nrows * h / 28 * 0.7))
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def learning_curves(history, ax=None, title=None):
+    """Training loss (with the KL weight of its epoch) and validation negative ELBO per epoch."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    epochs = [row["epoch"] for row in history]
+    ax.plot(epochs, [row["train_loss"] for row in history], label="train loss (KL weighted)")
+    ax.plot(epochs, [row["valid_loss"] for row in history], label="valid -ELBO")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("nats per image")
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def ll_histogram(values_by_label: dict, ax=None, title=None, bins=50):
+    """Overlaid histograms of per-image test log-likelihoods, one per label."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    finite = [np.asarray(v) for v in values_by_label.values() if v is not None and len(v)]
+    if not finite:
+        return ax
+    lo, hi = np.percentile(np.concatenate(finite), [0.5, 100])
+    edges = np.linspace(lo, hi, bins + 1)
+    for label, values in values_by_label.items():
+        if values is not None and len(values):
+            ax.hist(np.clip(values, lo, hi), bins=edges, histtype="step", linewidth=1.5, label=label)
+    ax.set_xlabel("test log-likelihood per image (nats)")
+    ax.set_ylabel("images")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax
