@@ -74,7 +74,7 @@ class RunConfig:
 PROFILES: dict[str, dict] = {
     "smoke": dict(epochs=2, warmup_epochs=1, patience=5, components=20, eval_samples=10,
                   max_train=500, max_valid=200, max_test=100, hidden_units=64),
-    "quick": dict(epochs=8, warmup_epochs=4, patience=10, components=100, eval_samples=200,
+    "quick": dict(epochs=30, warmup_epochs=10, patience=10, components=100, eval_samples=500,
                   max_train=10_000, max_valid=2000, max_test=1000),
     "paper": dict(epochs=2000, warmup_epochs=100, patience=50, components=500, eval_samples=5000),
 }
