@@ -25,7 +25,7 @@ components = None  # K; None: the profile's
 epochs = None  # None: the profile's
 eval_samples = None  # S; None: the profile's
 seed = 0
-run_dir = None  # None: runs/<profile>/<dataset>__<prior>__K<K>__seed<seed>
+run_dir = None  # None: $VAE_RUNS_DIR (else runs)/<profile>/<dataset>__<prior>__K<K>__seed<seed>
 data_dir = None  # None: $VAE_DATA_DIR, else download into the user cache
 progress = True
 
@@ -33,14 +33,15 @@ progress = True
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vae_lib.config import make_config
+from vae_lib.config import default_runs_dir, make_config
 from vae_lib.experiment import load_run, run_experiment
+from vae_lib.runner import run_dir_name
 from vae_lib.plots import image_grid, learning_curves, ll_histogram
 
 config = make_config(dataset, prior, profile, components=components, epochs=epochs,
                      eval_samples=eval_samples, seed=seed)
 if run_dir is None:
-    run_dir = f"runs/{profile}/{dataset}__{prior}__K{config.components}__seed{seed}"
+    run_dir = f"{default_runs_dir()}/{profile}/{run_dir_name(config)}"
 print(f"{config.dataset} / {config.prior}, profile {config.profile}: K={config.components}, "
       f"up to {config.epochs} epochs, S={config.eval_samples} -> {run_dir}")
 

@@ -4,9 +4,9 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
 
 # %% tags=["parameters"]
-runs_dir = "runs"  # holds <profile>/<dataset>__<prior>__K<K>__seed<seed>/ run directories
+runs_dir = None  # holds <profile>/<run>/ directories; None: $VAE_RUNS_DIR, else runs
 profile = "smoke"
-report_dir = "report"  # results.csv and figures/*.png are written here
+report_dir = None  # results.csv and figures/*.png go here; None: $VAE_REPORT_DIR, else report
 
 # %%
 from pathlib import Path
@@ -15,15 +15,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import HTML, Markdown, display
 
-from vae_lib.config import K_SWEEPS, PROFILE_DESCRIPTIONS, PROFILES, make_config
+from vae_lib.config import (PROFILE_DESCRIPTIONS, PROFILES, default_report_dir, default_runs_dir,
+                            make_config)
 from vae_lib.datasets import DATASETS
 from vae_lib.experiment import load_run
 from vae_lib.plots import image_grid, ll_histogram
 from vae_lib.priors import PRIORS
 from vae_lib.provenance import hardware_label
-from vae_lib.results import (PAPER, REFERENCE_SOURCE, collect_runs, summarize, table1_html,
-                             write_results_csv)
+from vae_lib.results import REFERENCE_SOURCE, collect_runs, summarize, table1_html, write_results_csv
 
+runs_dir = runs_dir or default_runs_dir()
+report_dir = report_dir or default_report_dir()
 root = Path(runs_dir) / profile
 figures = Path(report_dir) / "figures"
 figures.mkdir(parents=True, exist_ok=True)

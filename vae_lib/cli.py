@@ -87,8 +87,8 @@ def _report_parser(sub):
     p.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="N",
                    help="one run per seed; the report shows mean +- std across seeds")
     p.add_argument("--no-k-sweep", action="store_true", help="skip the test LL against K sweep")
-    p.add_argument("--runs-dir", default="runs", help="where run directories go (default: runs)")
-    p.add_argument("--report-dir", default="report", help="where the report goes (default: report)")
+    p.add_argument("--runs-dir", help="where run directories go (default: $VAE_RUNS_DIR, else runs)")
+    p.add_argument("--report-dir", help="where the report goes (default: $VAE_REPORT_DIR, else report)")
     p.add_argument("--data-dir", help="folder with the dataset files (default: $VAE_DATA_DIR)")
     p.add_argument("--notebooks", help="folder with experiment.ipynb and report.ipynb")
     return p

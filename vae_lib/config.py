@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 
 from .datasets import DATASETS, check_name
@@ -89,6 +90,16 @@ PROFILE_DESCRIPTIONS = {
     "quick": "reduced budget for the whole grid in about 30 minutes on 2 CPU cores",
     "paper": "the paper's protocol: up to 2000 epochs, KL warm-up 100, early stopping 50, K=500, S=5000",
 }
+
+
+def default_runs_dir() -> str:
+    """Where run directories go unless told: ``$VAE_RUNS_DIR``, else ``runs`` (relative)."""
+    return os.environ.get("VAE_RUNS_DIR", "runs")
+
+
+def default_report_dir() -> str:
+    """Where the report goes unless told: ``$VAE_REPORT_DIR``, else ``report`` (relative)."""
+    return os.environ.get("VAE_REPORT_DIR", "report")
 
 
 def check_profile(name: str) -> str:

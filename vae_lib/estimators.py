@@ -11,13 +11,14 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from .densities import log_normal_diag
+from .densities import RNG_ALG, log_normal_diag
 
 
 def reparameterize(mean, logvar, seed, num_samples=None):
     """z = mean + sigma * eps; with ``num_samples`` S, shape (S, *mean.shape)."""
     shape = tf.shape(mean) if num_samples is None else tf.concat([[num_samples], tf.shape(mean)], 0)
-    return mean + tf.exp(0.5 * logvar) * tf.random.stateless_normal(shape, seed=seed, dtype=mean.dtype)
+    eps = tf.random.stateless_normal(shape, seed=seed, dtype=mean.dtype, alg=RNG_ALG)
+    return mean + tf.exp(0.5 * logvar) * eps
 
 
 def elbo_terms(model, x, seed):

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .densities import (kl_normal_standard, log_mixture_normal_diag, log_standard_normal)
+from .densities import RNG_ALG, kl_normal_standard, log_mixture_normal_diag, log_standard_normal
 from .errors import ConfigError
 
 
@@ -47,7 +47,7 @@ class StandardNormal(Prior):
         return log_standard_normal(z)
 
     def sample(self, n, seed):
-        return tf.random.stateless_normal([n, self.latent_dim], seed=seed)
+        return tf.random.stateless_normal([n, self.latent_dim], seed=seed, alg=RNG_ALG)
 
     def analytic_kl(self, mean, logvar):
         return kl_normal_standard(mean, logvar)
@@ -67,8 +67,8 @@ class GaussianMixture(Prior):
         means, logvars = self.mixture_params()
         pick_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         k = tf.random.stateless_uniform([n], pick_seed, minval=0, maxval=tf.shape(means)[0],
-                                        dtype=tf.int32)
-        eps = tf.random.stateless_normal([n, self.latent_dim], seed=noise_seed)
+                                        dtype=tf.int32, alg=RNG_ALG)
+        eps = tf.random.stateless_normal([n, self.latent_dim], seed=noise_seed, alg=RNG_ALG)
         return tf.gather(means, k) + tf.exp(0.5 * tf.gather(logvars, k)) * eps
 
     def frozen(self):

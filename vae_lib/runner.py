@@ -13,7 +13,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import K_SWEEPS, RunConfig, check_profile, make_config
+from .config import (K_SWEEPS, RunConfig, check_profile, default_report_dir, default_runs_dir,
+                     make_config)
 from .datasets import DATASETS, check_name
 from .errors import ConfigError
 from .experiment import is_complete, prepare_run_dir
@@ -102,10 +103,12 @@ def run_cell(cell: Cell, notebook: Path, data_dir=None) -> str:
     return "done"
 
 
-def run_report(profile="quick", runs_dir="runs", report_dir="report", datasets=DATASETS,
+def run_report(profile="quick", runs_dir=None, report_dir=None, datasets=DATASETS,
                priors=PRIORS, seeds=(0,), data_dir=None, notebooks_dir=None,
                k_sweep=True, log=print) -> dict:
     """Run every cell, then build the report. Returns counts of done/skipped/failed cells."""
+    runs_dir = runs_dir or default_runs_dir()
+    report_dir = report_dir or default_report_dir()
     experiment = notebook_path("experiment", notebooks_dir)
     report_notebook = notebook_path("report", notebooks_dir)
     cells = plan(profile, runs_dir, datasets, priors, seeds, k_sweep)

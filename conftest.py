@@ -1,0 +1,19 @@
+"""Root conftest: settings for every test, the notebook (nbval) ones included.
+
+Notebook kernels inherit this environment: their runs and reports go to a temporary folder, never
+to the committed report/; the data come from $VAE_DATA_DIR, else ../shared/data beside the repo.
+"""
+import os
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def pytest_configure(config):
+    scratch = Path(tempfile.mkdtemp(prefix="vae_lib_tests_"))
+    os.environ["VAE_RUNS_DIR"] = str(scratch / "runs")
+    os.environ["VAE_REPORT_DIR"] = str(scratch / "report")
+    shared = Path(__file__).resolve().parent.parent / "shared" / "data"
+    if "VAE_DATA_DIR" not in os.environ and shared.is_dir():
+        os.environ["VAE_DATA_DIR"] = str(shared)

@@ -1,0 +1,99 @@
+"""The notebooks as users meet them: jupytext pairs in sync, papermill parameters, and the runner
+producing an HTML report from real runs (smoke profile). nbval re-executes the notebooks
+themselves (`pytest --nbval-lax notebooks/`, part of the default test command)."""
+from __future__ import annotations
+
+import csv
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SOURCES = sorted((REPO / "notebooks").glob("*.py"))
+
+
+def cell_summary(notebook):
+    return [(c.cell_type, c.source.strip(), tuple(c.metadata.get("tags", []))) for c in notebook.cells]
+
+
+def pair_differences(py_path: Path, ipynb_path: Path) -> list[str]:
+    """Cells that differ between a .py source and its paired .ipynb (empty when in sync)."""
+    ours, theirs = cell_summary(jupytext.read(py_path)), cell_summary(nbformat.read(ipynb_path, 4))
+    diffs = [f"cell {i}: {a[1][:60]!r} != {b[1][:60]!r}" for i, (a, b) in enumerate(zip(ours, theirs)) if a != b]
+    if len(ours) != len(theirs):
+        diffs.append(f"{len(ours)} cells in {py_path.name}, {len(theirs)} in {ipynb_path.name}")
+    return diffs
+
+
+def test_there_are_three_notebooks():
+    assert {p.stem for p in SOURCES} >= {"theory", "experiment", "report"}
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)
+def test_pair_is_in_sync(source):
+    ipynb = source.with_suffix(".ipynb")
+    assert ipynb.is_file(), f"{source.name} has no paired {ipynb.name}: run `make sync`"
+    assert pair_differences(source, ipynb) == [], f"{source.name} and {ipynb.name} differ: run `make sync`"
+
+
+def test_out_of_sync_pair_is_detected(tmp_path):
+    """The check above can fail: edit a copy of a .py and it reports the difference."""
+    source = REPO / "notebooks" / "experiment.py"
+    edited = tmp_path / "experiment.py"
+    edited.write_text(source.read_text().replace('seed = 0', 'seed = 1', 1))
+    assert pair_differences(edited, source.with_suffix(".ipynb"))
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)
+def test_one_parameters_cell_and_quiet_tensorflow(source):
+    notebook = jupytext.read(source)
+    tagged = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    code = [c.source for c in notebook.cells if c.cell_type == "code"]
+    assert "TF_CPP_MIN_LOG_LEVEL" in code[0], "set TF_CPP_MIN_LOG_LEVEL before TensorFlow is imported"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)
+def test_no_model_code_in_notebooks(source):
+    """Notebooks call vae_lib; they define no layers, models or optimizer steps of their own
+    (a gradient shown for teaching is fine)."""
+    text = source.read_text()
+    assert not re.search(r"keras\.layers\.|keras\.Model|apply_gradients|class \w+\((keras|tf)\.", text)
+
+
+@pytest.mark.slow
+def test_smoke_report_has_every_dataset_and_prior(tmp_path, data_dir):
+    runs, report = tmp_path / "runs", tmp_path / "report"
+    env = dict(os.environ, VAE_DATA_DIR=str(data_dir))
+    command = [sys.executable, "-m", "vae_lib", "report", "--profile", "smoke",
+               "--runs-dir", str(runs), "--report-dir", str(report)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1500)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    with open(report / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    cells = {(r["dataset"], r["prior"]) for r in rows if r["status"] == "complete"}
+    from vae_lib.datasets import DATASETS
+    from vae_lib.priors import PRIORS
+    assert cells == {(d, p) for d in DATASETS for p in PRIORS}
+    assert all(float(r["test_ll"]) < 0 for r in rows)
+    page = (report / "index.html").read_text()
+    assert "Table 1" in page and "profile <strong>smoke</strong>" in page
+    table = page[page.index("<table>"):page.index("</table>")]
+    for dataset in DATASETS:
+        assert dataset in table
+    assert "missing" not in table and "failed" not in table
+    assert {p.name for p in (report / "figures").glob("*.png")} >= {
+        "ll_and_time_vs_K.png", "test_ll_histograms.png", "pseudo_inputs_static_mnist.png",
+        "reconstructions_samples_frey_faces.png"}
+
+    # A second run finds every cell complete and only rebuilds the report.
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "skipped" in again.stderr and " done in" not in again.stderr
