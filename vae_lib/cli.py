@@ -41,6 +41,9 @@ def _train_parser(sub):
                    help="compile with tf.function only, without XLA")
     p.add_argument("--data-dir", help="folder with the dataset files (default: $VAE_DATA_DIR, "
                                       "else download into the user cache)")
+    p.add_argument("--checkpoint-every", type=float, default=30.0, metavar="SECONDS",
+                   help="save a checkpoint when this long has passed since the last (default: 30; "
+                        "0: every epoch); the last epoch is always saved")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     assert set(PROFILES) == set(PROFILE_DESCRIPTIONS)
     return p
@@ -58,7 +61,8 @@ def _train(args) -> int:
         max_train=args.max_train, max_test=args.max_test, jit_compile=args.jit_compile)
     if is_complete(args.out):
         print(f"{args.out} is already complete; its results:", file=sys.stderr)
-    metrics = run_experiment(config, args.out, data_dir=args.data_dir, progress=not args.quiet)
+    metrics = run_experiment(config, args.out, data_dir=args.data_dir, progress=not args.quiet,
+                             checkpoint_every_seconds=args.checkpoint_every)
     summary = {k: metrics[k] for k in ("dataset", "prior", "components", "epochs_trained",
                                        "best_epoch", "test_ll", "test_ll_stderr", "test_elbo",
                                        "eval_samples", "train_seconds", "eval_seconds")}

@@ -100,7 +100,7 @@ def is_complete(run_dir) -> bool:
 
 
 def run_experiment(config: RunConfig, run_dir, data_dir=None, progress: bool = True,
-                   dataset: Dataset | None = None) -> dict:
+                   dataset: Dataset | None = None, checkpoint_every_seconds: float = 30.0) -> dict:
     """Train (resuming from a checkpoint in ``run_dir`` if there is one) and evaluate.
 
     Returns the metrics; a run directory that is already complete is not touched again.
@@ -113,7 +113,7 @@ def run_experiment(config: RunConfig, run_dir, data_dir=None, progress: bool = T
         dataset = subset(dataset if dataset is not None else load_dataset(config.dataset, data_dir), config)
         model = model_for(config, dataset)
         trainer = Trainer(model, config, run_dir / "checkpoint.npz", run_dir / "history.csv",
-                          progress=progress)
+                          progress=progress, checkpoint_every_seconds=checkpoint_every_seconds)
         state = trainer.fit(dataset.train, dataset.valid)
 
         started = time.perf_counter()

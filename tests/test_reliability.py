@@ -1,0 +1,133 @@
+"""Faults with real processes and real files: a training run killed with SIGKILL resumes to the
+same numbers, a second process on the same run directory is refused, and a grid with a broken
+dataset records its failures, reports them, and finishes only those cells when rerun."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+# About a second an epoch, so that a kill lands during training.
+EPOCHS = 12
+TRAIN = [sys.executable, "-m", "vae_lib", "train", "--dataset", "static_mnist", "--prior",
+         "vampprior", "--profile", "quick", "--max-train", "5000", "--max-test", "200",
+         "--eval-samples", "20", "--checkpoint-every", "0", "--quiet", "--epochs"]
+
+
+def _env(data_dir):
+    return dict(os.environ, VAE_DATA_DIR=str(data_dir))
+
+
+def _checkpoint_epoch(run_dir: Path) -> int:
+    try:
+        with np.load(run_dir / "checkpoint.npz") as ckpt:
+            return json.loads(str(ckpt["state"]))["epoch"]
+    except (OSError, KeyError, ValueError):
+        return 0
+
+
+def _history_without_timings(run_dir: Path):
+    with open(run_dir / "history.csv") as f:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+
+def _table1(report: Path) -> str:
+    page = (report / "index.html").read_text()
+    return page[page.index("<table>"):page.index("</table>")]
+
+
+def test_killed_run_resumes_to_identical_results_and_run_dir_is_locked(tmp_path, data_dir):
+    env = _env(data_dir)
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    train = TRAIN + [str(EPOCHS)]
+    process = subprocess.Popen(train + ["--out", str(killed)], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while _checkpoint_epoch(killed) < 2 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+
+    # While it trains, a second process on the same directory is refused and changes nothing.
+    before = (killed / "config.json").read_bytes()
+    second = subprocess.run(train + ["--out", str(killed)], env=env, capture_output=True, text=True)
+    assert second.returncode == 2
+    assert "Another process is running" in second.stderr and "Traceback" not in second.stderr
+    assert (killed / "config.json").read_bytes() == before
+
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    epoch_at_kill = _checkpoint_epoch(killed)
+    assert 2 <= epoch_at_kill < EPOCHS and not (killed / "metrics.json").exists(), \
+        "the kill must land during training for this test to mean something"
+
+    resumed = subprocess.run(train + ["--out", str(killed)], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    uninterrupted = subprocess.run(train + ["--out", str(whole)], env=env, capture_output=True, text=True)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-2000:]
+
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (killed, whole))
+    for key in ("test_ll", "test_elbo", "best_epoch", "epochs_trained", "best_valid_loss"):
+        assert a[key] == b[key], key
+    assert np.array_equal(np.load(killed / "test_ll.npy"), np.load(whole / "test_ll.npy"))
+    assert _history_without_timings(killed) == _history_without_timings(whole)
+    assert not list(killed.glob(".*.tmp")), "no half-written temporary files are left behind"
+
+
+def test_same_config_and_seed_give_identical_metrics(tmp_path, data_dir):
+    command = TRAIN + ["2"]
+    for name in ("a", "b"):
+        done = subprocess.run(command + ["--out", str(tmp_path / name)], env=_env(data_dir),
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert np.array_equal(np.load(tmp_path / "a" / "test_ll.npy"), np.load(tmp_path / "b" / "test_ll.npy"))
+
+
+def test_grid_with_a_broken_dataset_reports_failures_and_reruns_only_them(tmp_path, data_dir):
+    # A data folder whose Frey Faces file has the right name and size but wrong content.
+    broken = tmp_path / "data"
+    for sub in ("caltech101_silhouettes", "frey_faces"):
+        (broken / sub).mkdir(parents=True)
+    caltech = "caltech101_silhouettes/caltech101_silhouettes_28_split1.mat"
+    os.symlink(data_dir / caltech, broken / caltech)
+    frey = bytearray((data_dir / "frey_faces/frey_rawface.mat").read_bytes())
+    frey[-1] ^= 0xFF
+    (broken / "frey_faces/frey_rawface.mat").write_bytes(bytes(frey))
+
+    runs, report = tmp_path / "runs", tmp_path / "report"
+    command = [sys.executable, "-m", "vae_lib", "report", "--profile", "smoke", "--datasets",
+               "caltech101_silhouettes", "frey_faces", "--priors", "standard", "vampprior",
+               "--no-k-sweep", "--runs-dir", str(runs), "--report-dir", str(report)]
+    first = subprocess.run(command, env=_env(broken), capture_output=True, text=True, timeout=900)
+    assert first.returncode == 1, "failed cells make the command exit non-zero"
+    assert first.stderr.count("failed in") == 2 and first.stderr.count("done in") == 2
+
+    for prior in ("standard", "vampprior"):
+        failure = runs / "smoke" / f"frey_faces__{prior}__K20__seed0" / "failure.json"
+        message = json.loads(failure.read_text())["message"]
+        assert "frey_rawface.mat" in message and "sha256" in message
+        assert (failure.parent / "experiment.ipynb").is_file(), "the executed notebook is kept"
+    with open(report / "results.csv") as f:
+        status = {(r["dataset"], r["prior"]): r["status"] for r in csv.DictReader(f)}
+    assert status == {("caltech101_silhouettes", "standard"): "complete",
+                      ("caltech101_silhouettes", "vampprior"): "complete",
+                      ("frey_faces", "standard"): "failed", ("frey_faces", "vampprior"): "failed"}
+    assert _table1(report).count("<em>failed</em>") == 2, "the report marks failed cells, invents none"
+    caltech_metrics = (runs / "smoke" / "caltech101_silhouettes__standard__K20__seed0" / "metrics.json").read_bytes()
+
+    shutil.copyfile(data_dir / "frey_faces/frey_rawface.mat", broken / "frey_faces/frey_rawface.mat")
+    second = subprocess.run(command, env=_env(broken), capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.stderr.count("skipped in") == 2 and second.stderr.count("done in") == 2
+    assert not list(runs.glob("smoke/*/failure.json"))
+    assert (runs / "smoke" / "caltech101_silhouettes__standard__K20__seed0" / "metrics.json").read_bytes() == caltech_metrics
+    assert "<em>failed</em>" not in _table1(report)
