@@ -22,6 +22,10 @@ from .io import atomic_write_json
 from .priors import PRIORS, check_prior_name
 
 REPO = Path(__file__).resolve().parent.parent
+# papermill options for every notebook: no per-cell progress bar of its own, and a kernel that
+# does not print its transport warning once per run.
+PAPERMILL_OPTIONS = dict(kernel_name="python3", progress_bar=False,
+                         extra_arguments=["--IPKernelApp.log_level=ERROR"], cwd=str(REPO))
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,7 @@ def run_cell(cell: Cell, notebook: Path, data_dir=None) -> str:
                             components=c.components, epochs=c.epochs, eval_samples=c.eval_samples,
                             seed=c.seed, run_dir=str(cell.run_dir), data_dir=data_dir,
                             progress=False),
-            kernel_name="python3", progress_bar=False, cwd=str(REPO))
+            **PAPERMILL_OPTIONS)
     except Exception as err:  # the executed notebook keeps the error; record it and go on
         atomic_write_json(failure, dict(cell=cell.label, error=type(err).__name__,
                                         message=str(err)[-4000:],
@@ -142,7 +146,7 @@ def build_report(profile, runs_dir, report_dir, report_notebook: Path) -> Path:
         str(report_notebook), str(executed),
         parameters=dict(runs_dir=str(Path(runs_dir).resolve()), profile=profile,
                         report_dir=str(report_dir)),
-        kernel_name="python3", progress_bar=False, cwd=str(REPO))
+        **PAPERMILL_OPTIONS)
     body, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
                            exclude_output_prompt=True).from_notebook_node(nbformat.read(executed, 4))
     html = report_dir / "index.html"
