@@ -86,6 +86,18 @@ class Trainer:
                                            tf.constant([seed, start], tf.int64)))
         return total / len(images)
 
+    def train_epoch(self, data: tf.Tensor, epoch: int, beta: float) -> np.ndarray:
+        """One pass over ``data`` in the batch order of ``epoch``: (steps, 3) array of loss,
+        distortion and rate per step. Does not advance ``state``."""
+        cfg = self.config
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(int(data.shape[0]))
+        step_losses = []
+        for start in range(0, len(order), cfg.batch_size):
+            index = tf.constant(order[start:start + cfg.batch_size], tf.int32)
+            seed = tf.constant([cfg.seed, self.state.step + len(step_losses)], tf.int64)
+            step_losses.append(self._train_step(data, index, seed, tf.constant(beta)))
+        return np.stack([t.numpy() for t in step_losses])
+
     def fit(self, train: np.ndarray, valid: np.ndarray) -> TrainState:
         cfg, state = self.config, self.state
         data = tf.constant(train, tf.float32)
@@ -97,13 +109,7 @@ class Trainer:
             epoch = state.epoch + 1
             beta = kl_weight(epoch, cfg.warmup_epochs)
             started = time.perf_counter()
-            order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train))
-            step_losses = []
-            for start in range(0, len(order), cfg.batch_size):
-                index = tf.constant(order[start:start + cfg.batch_size], tf.int32)
-                seed = tf.constant([cfg.seed, state.step + len(step_losses)], tf.int64)
-                step_losses.append(self._train_step(data, index, seed, tf.constant(beta)))
-            losses = np.stack([t.numpy() for t in step_losses])
+            losses = self.train_epoch(data, epoch, beta)
             self._check_finite(losses[:, 0], epoch)
             valid_loss = self.validation_loss(valid, seed=1_000_003 * (cfg.seed + 1) + epoch)
             self._check_finite(np.array([valid_loss]), epoch, what="validation loss")
@@ -111,7 +117,7 @@ class Trainer:
 
             state.epoch, state.step = epoch, state.step + len(losses)
             state.train_seconds += seconds
-            sizes = np.diff(np.append(np.arange(0, len(order), cfg.batch_size), len(order)))
+            sizes = np.diff(np.append(np.arange(0, len(train), cfg.batch_size), len(train)))
             train_loss, distortion, rate = np.average(losses, axis=0, weights=sizes)
             state.history.append(dict(epoch=epoch, train_loss=float(train_loss),
                                       train_distortion=float(distortion), train_rate=float(rate),
