@@ -31,11 +31,24 @@ from .provenance import provenance
 from .training import Trainer
 
 
+SUBSET_SEED = 20180412  # the same images for every run, whatever its own seed
+
+
+def pick(images: np.ndarray, n: int | None) -> np.ndarray:
+    """``n`` images drawn without replacement by a fixed seed, kept in file order; all if None.
+
+    Not the first ``n``: the static-MNIST test file, for one, is sorted by digit."""
+    if n is None or n >= len(images):
+        return images
+    keep = np.sort(np.random.default_rng(SUBSET_SEED).choice(len(images), n, replace=False))
+    return images[keep]
+
+
 def subset(dataset: Dataset, config: RunConfig) -> Dataset:
-    """The first ``max_*`` images of each split (reduced budgets); the split itself is fixed."""
-    return Dataset(dataset.name, dataset.train[:config.max_train], dataset.valid[:config.max_valid],
-                   dataset.test[:config.max_test], dataset.image_shape, dataset.likelihood,
-                   dataset.pseudo_init, dataset.sources)
+    """At most ``max_*`` images of each split (reduced budgets); the split itself is fixed."""
+    return Dataset(dataset.name, pick(dataset.train, config.max_train),
+                   pick(dataset.valid, config.max_valid), pick(dataset.test, config.max_test),
+                   dataset.image_shape, dataset.likelihood, dataset.pseudo_init, dataset.sources)
 
 
 def model_for(config: RunConfig, dataset: Dataset) -> VAE:
@@ -149,7 +162,7 @@ def example_images(model: VAE, dataset: Dataset, seed: int, n: int = 100) -> dic
     VampPrior's pseudo-inputs where it has them (all (n, D) in [0, 1])."""
     import tensorflow as tf
 
-    inputs = dataset.test[:n]
+    inputs = pick(dataset.test, n)
     arrays = dict(test_images=inputs, reconstructions=model(tf.constant(inputs)).numpy(),
                   samples=model.sample(n, tf.constant([seed, 7], tf.int64)).numpy(),
                   image_shape=np.array(dataset.image_shape))
