@@ -1,0 +1,49 @@
+"""The project's promises about itself: pyproject, environment.yml, README and CI agree."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+tomllib = pytest.importorskip("tomllib")
+
+
+def _pyproject():
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def _names(requirements):
+    return {re.split(r"[<>=!\[ ;]", r, maxsplit=1)[0].lower() for r in requirements}
+
+
+def test_design_card_packages_are_dependencies():
+    project = _pyproject()["project"]
+    runtime, dev = _names(project["dependencies"]), _names(project["optional-dependencies"]["dev"])
+    assert {"tensorflow", "numpy", "scipy", "matplotlib", "jupytext", "papermill", "pooch"} <= runtime
+    assert {"pytest", "nbval", "jupyterlab"} <= dev
+    assert project["scripts"]["vampprior"] == "vae_lib.cli:main"
+
+
+def test_environment_yml_installs_the_package_with_dev_extras():
+    text = (REPO / "environment.yml").read_text()
+    assert re.search(r"-\s+-e\s+\"?\.\[dev\]\"?", text), "environment.yml's pip section must install .[dev]"
+    python = re.search(r"python\s*=\s*(3\.\d+)", text).group(1)
+    minimum = re.search(r">=\s*(3\.\d+)", _pyproject()["project"]["requires-python"]).group(1)
+    assert tuple(map(int, python.split("."))) >= tuple(map(int, minimum.split(".")))
+
+
+def test_readme_names_the_two_commands_and_ci_runs_the_test_command():
+    readme = (REPO / "README.md").read_text()
+    assert "vampprior report" in readme and re.search(r"^pytest\b", readme, re.M)
+    ci = (REPO / ".ci" / "run").read_text()
+    makefile = (REPO / "Makefile").read_text()
+    assert "make test" in ci and re.search(r"^test:\n\t\$\(PYTHON\) -m pytest\s*$", makefile, re.M)
+
+
+def test_command_line_help_lists_both_commands():
+    done = subprocess.run([sys.executable, "-m", "vae_lib", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "train" in done.stdout and "report" in done.stdout
