@@ -57,10 +57,11 @@ def _train(args) -> int:
         learning_rate=args.learning_rate, warmup_epochs=args.warmup_epochs, patience=args.patience,
         activation=args.activation, trainable_pseudo_inputs=args.trainable_pseudo_inputs,
         max_train=args.max_train, max_test=args.max_test, jit_compile=args.jit_compile)
-    if is_complete(args.out):
-        print(f"{args.out} is already complete; its results:", file=sys.stderr)
+    was_complete = is_complete(args.out)  # said after run_experiment has checked the settings
     metrics = run_experiment(config, args.out, data_dir=args.data_dir, progress=not args.quiet,
                              checkpoint_every_seconds=args.checkpoint_every)
+    if was_complete:
+        print(f"{args.out} was already complete; nothing was recomputed. Its results:", file=sys.stderr)
     summary = {k: metrics[k] for k in ("dataset", "prior", "components", "epochs_trained",
                                        "best_epoch", "test_ll", "test_ll_stderr", "test_elbo",
                                        "eval_samples", "train_seconds", "eval_seconds")}

@@ -1,0 +1,233 @@
+"""Priors: mixture densities against scipy.stats, pseudo-inputs, sampling, freezing, errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from scipy import stats
+from scipy.special import logsumexp
+
+from vae_lib.errors import ConfigError
+from vae_lib.model import build_vae
+from vae_lib.priors import (FixedMixture, MixtureOfGaussians, StandardNormal, VampPrior,
+                            make_prior)
+
+INPUT_DIM, LATENT = 784, 40
+
+
+def _scipy_mixture_logpdf(z, means, logvars):
+    """log (1/K) sum_k multivariate_normal(m_k, diag(exp(lv_k))).logpdf(z), float64."""
+    comps = np.stack([stats.multivariate_normal(m, np.diag(np.exp(lv))).logpdf(z)
+                      for m, lv in zip(means, logvars)], axis=-1)
+    return logsumexp(comps, axis=-1) - np.log(len(means))
+
+
+def _in(var, variables):
+    return any(var is v for v in variables)
+
+
+@pytest.fixture(scope="module")
+def mnist_train(datasets):
+    return datasets["static_mnist"].train[:3000]
+
+
+def _vamp_model(K=12, seed=0, **kwargs):
+    return build_vae("vampprior", INPUT_DIM, "bernoulli", hidden_units=32, num_components=K,
+                     seed=seed, **kwargs)
+
+
+def test_vampprior_log_prob_is_mixture_of_encoder_posteriors():
+    """VampPrior p(z) = (1/K) sum_k q(z|u_k): reference built with scipy from the encoder's outputs
+    on the pseudo-inputs, clipped to [0, 1] in numpy (raw values set partly outside [0, 1])."""
+    model = _vamp_model(K=12)
+    prior = model.prior
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(-0.5, 1.5, size=(12, INPUT_DIM)).astype(np.float32)
+    prior.pseudo_inputs_raw.assign(raw)
+    means, logvars = (t.numpy().astype(np.float64) for t in model.encoder(np.clip(raw, 0, 1)))
+    assert np.ptp(means) > 0.05  # the components differ, so a wrong mixing would show
+    z = np.concatenate([means[:3] + 0.1 * rng.normal(size=(3, LATENT)), rng.normal(size=(5, LATENT))])
+    got = prior.log_prob(tf.constant(z, tf.float32)).numpy()
+    np.testing.assert_allclose(got, _scipy_mixture_logpdf(z, means, logvars), rtol=1e-5, atol=1e-3)
+
+
+def test_mog_log_prob_matches_scipy_mixture():
+    model = build_vae("mog", INPUT_DIM, "bernoulli", hidden_units=32, num_components=9, seed=1)
+    prior = model.prior
+    assert isinstance(prior, MixtureOfGaussians)
+    rng = np.random.default_rng(1)
+    prior.logvars.assign(rng.uniform(-3, 1, size=(9, LATENT)).astype(np.float32))
+    means = np.asarray(prior.means.numpy(), np.float64)
+    logvars = np.asarray(prior.logvars.numpy(), np.float64)
+    z = np.concatenate([means[:4] + 0.2 * rng.normal(size=(4, LATENT)), rng.normal(size=(4, LATENT))])
+    got = prior.log_prob(tf.constant(z, tf.float32)).numpy()
+    np.testing.assert_allclose(got, _scipy_mixture_logpdf(z, means, logvars), rtol=1e-5, atol=1e-3)
+    assert _in(prior.means, model.trainable_variables) and _in(prior.logvars, model.trainable_variables)
+
+
+def test_standard_prior_matches_scipy():
+    prior = make_prior("standard", 6)
+    z = np.random.default_rng(2).normal(size=(5, 6))
+    expected = stats.multivariate_normal(np.zeros(6), np.eye(6)).logpdf(z)
+    np.testing.assert_allclose(prior.log_prob(tf.constant(z)).numpy(), expected, rtol=1e-12)
+    assert prior.has_analytic_kl
+
+
+def test_pseudo_inputs_stay_in_unit_interval():
+    """Whatever the raw parameter (also after an optimizer step on it), pseudo-inputs are clip(raw)."""
+    model = _vamp_model(K=6)
+    prior = model.prior
+    raw = np.random.default_rng(3).normal(0.5, 2.0, size=(6, INPUT_DIM)).astype(np.float32)
+    prior.pseudo_inputs_raw.assign(raw)
+    u = prior.pseudo_inputs().numpy()
+    assert u.min() >= 0.0 and u.max() <= 1.0
+    np.testing.assert_array_equal(u, np.clip(raw, 0, 1))
+    # A large gradient step on the raw pseudo-inputs, as training would do.
+    opt = tf.keras.optimizers.SGD(100.0)
+    z = tf.random.stateless_normal([16, LATENT], seed=[1, 2])
+    with tf.GradientTape() as tape:
+        loss = -tf.reduce_mean(prior.log_prob(z))
+    grad = tape.gradient(loss, prior.pseudo_inputs_raw)
+    opt.apply_gradients([(grad, prior.pseudo_inputs_raw)])
+    u = prior.pseudo_inputs().numpy()
+    assert u.min() >= 0.0 and u.max() <= 1.0
+
+
+def test_vampprior_data_uses_fixed_training_images(mnist_train):
+    """vampprior_data: each pseudo-input is one of the training images (distinct ones), and they are
+    not trainable unless asked."""
+    model = build_vae("vampprior_data", INPUT_DIM, "bernoulli", hidden_units=32, num_components=25,
+                      train_images=mnist_train, seed=4)
+    prior = model.prior
+    u = prior.pseudo_inputs().numpy()
+    assert u.shape == (25, INPUT_DIM)
+    index = {row.tobytes(): i for i, row in enumerate(mnist_train)}
+    hits = [index.get(row.tobytes()) for row in u]
+    assert None not in hits, "a pseudo-input is not a training image"
+    assert len(set(hits)) == 25
+    assert not _in(prior.pseudo_inputs_raw, model.trainable_variables)
+    assert _in(prior.pseudo_inputs_raw, model.weights)  # still saved with the model
+
+    trainable = build_vae("vampprior_data", INPUT_DIM, "bernoulli", hidden_units=32,
+                          num_components=25, train_images=mnist_train, seed=4,
+                          trainable_pseudo_inputs=True)
+    assert _in(trainable.prior.pseudo_inputs_raw, trainable.trainable_variables)
+    np.testing.assert_array_equal(trainable.prior.pseudo_inputs().numpy(), u)  # same draw for a seed
+
+
+def test_vampprior_pseudo_inputs_trainable_by_default():
+    model = _vamp_model(K=5)
+    assert _in(model.prior.pseudo_inputs_raw, model.trainable_variables)
+    frozen_inputs = _vamp_model(K=5, trainable_pseudo_inputs=False)
+    assert not _in(frozen_inputs.prior.pseudo_inputs_raw, frozen_inputs.trainable_variables)
+
+
+def test_vampprior_initial_pseudo_inputs_follow_pseudo_init():
+    """Random initial pseudo-inputs have the requested mean/std (before clipping)."""
+    model = _vamp_model(K=50, pseudo_init=(0.5, 0.02))
+    raw = model.prior.pseudo_inputs_raw.numpy()
+    assert raw.mean() == pytest.approx(0.5, abs=1e-3)
+    assert raw.std() == pytest.approx(0.02, rel=0.02)
+
+
+def _mixture_moments(means, logvars):
+    mean = means.mean(0)
+    second = (np.exp(logvars) + means**2).mean(0)
+    return mean, second - mean**2
+
+
+@pytest.mark.parametrize("kind", ["mog", "vampprior"])
+def test_sample_shape_reproducibility_and_distribution(kind):
+    """sample(n, seed): shape (n, D), same seed -> same draws, other seed -> other draws; the mean
+    and variance per dimension match the mixture's moments within 5 SE, and dimension 0 passes a
+    Kolmogorov-Smirnov test against the mixture CDF built with scipy.stats.norm."""
+    if kind == "mog":
+        model = build_vae("mog", INPUT_DIM, "bernoulli", hidden_units=32, num_components=7, seed=5)
+        model.prior.means.assign(3 * model.prior.means.numpy())
+        model.prior.logvars.assign(np.random.default_rng(5).uniform(-2, 0.5, (7, LATENT)).astype(np.float32))
+    else:
+        model = _vamp_model(K=7, seed=5)
+        model.prior.pseudo_inputs_raw.assign(
+            np.random.default_rng(5).uniform(0, 1, (7, INPUT_DIM)).astype(np.float32))
+    prior = model.prior
+    means, logvars = (t.numpy().astype(np.float64) for t in prior.mixture_params())
+    n = 100_000
+    a = prior.sample(n, tf.constant([3, 4])).numpy()
+    b = prior.sample(n, tf.constant([3, 4])).numpy()
+    c = prior.sample(n, tf.constant([3, 5])).numpy()
+    assert a.shape == (n, LATENT)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a[:100], c[:100])
+
+    mean, var = _mixture_moments(means, logvars)
+    se_mean = np.sqrt(var / n)
+    centered = (a - a.mean(0)) ** 2
+    se_var = centered.std(0) / np.sqrt(n)
+    assert np.all(np.abs(a.mean(0) - mean) < 5 * se_mean)
+    assert np.all(np.abs(a.var(0) - var) < 5 * se_var)
+
+    def mixture_cdf(x):
+        return stats.norm.cdf(x[:, None], means[:, 0], np.exp(0.5 * logvars[:, 0])).mean(1)
+
+    assert stats.kstest(a[:20_000, 0], mixture_cdf).pvalue > 1e-3
+
+
+def test_standard_normal_sample():
+    prior = StandardNormal(4)
+    a = prior.sample(50_000, tf.constant([0, 1])).numpy()
+    assert a.shape == (50_000, 4)
+    np.testing.assert_array_equal(a, prior.sample(50_000, tf.constant([0, 1])).numpy())
+    assert stats.kstest(a[:, 0], "norm").pvalue > 1e-3
+
+
+@pytest.mark.parametrize("kind", ["vampprior", "mog", "standard"])
+def test_frozen_prior_has_the_same_density_and_is_a_snapshot(kind):
+    """frozen() gives the same log_prob; its parameters are constants (later changes to the live
+    prior do not affect it)."""
+    model = (_vamp_model(K=8, seed=6) if kind == "vampprior" else
+             build_vae(kind, INPUT_DIM, "bernoulli", hidden_units=32, num_components=8, seed=6))
+    prior = model.prior
+    frozen = prior.frozen()
+    z = tf.random.stateless_normal([20, LATENT], seed=[5, 6])
+    before = prior.log_prob(z).numpy()
+    np.testing.assert_allclose(frozen.log_prob(z).numpy(), before, rtol=1e-6, atol=1e-6)
+    if kind == "standard":
+        return
+    assert isinstance(frozen, FixedMixture) and not frozen.trainable_weights
+    if kind == "vampprior":
+        prior.pseudo_inputs_raw.assign(prior.pseudo_inputs_raw + 0.3)
+    else:
+        prior.means.assign(prior.means + 1.0)
+    assert not np.allclose(prior.log_prob(z).numpy(), before)
+    np.testing.assert_allclose(frozen.log_prob(z).numpy(), before, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["vamp", "Standard", "", "gaussian"])
+def test_make_prior_unknown_name(name):
+    with pytest.raises(ConfigError, match="Unknown prior"):
+        make_prior(name, 4, num_components=3)
+
+
+@pytest.mark.parametrize("name", ["vampprior", "vampprior_data", "mog"])
+@pytest.mark.parametrize("k", [0, -1])
+def test_make_prior_nonpositive_components(name, k):
+    encoder = _vamp_model(K=2).encoder
+    with pytest.raises(ConfigError, match="positive"):
+        make_prior(name, LATENT, num_components=k, encoder=encoder, input_dim=INPUT_DIM,
+                   train_images=np.zeros((10, INPUT_DIM), np.float32))
+
+
+def test_vampprior_data_needs_enough_images():
+    encoder = _vamp_model(K=2).encoder
+    with pytest.raises(ConfigError, match="needs 20 training images, has 5"):
+        make_prior("vampprior_data", LATENT, num_components=20, encoder=encoder, input_dim=INPUT_DIM,
+                   train_images=np.zeros((5, INPUT_DIM), np.float32))
+
+
+def test_vampprior_is_a_gaussian_mixture_of_encoder():
+    """The VampPrior does not own the encoder's weights (they are saved once, by the VAE)."""
+    model = _vamp_model(K=3)
+    assert isinstance(model.prior, VampPrior)
+    names = [v.path for v in model.weights]
+    assert len(names) == len(set(names))
+    assert [v.path for v in model.prior.weights] == ["prior/pseudo_inputs"]

@@ -1,0 +1,211 @@
+"""Training and run directories, on real data subsets (slow: these train small models)."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from vae_lib.config import make_config
+from vae_lib.errors import TrainingError
+from vae_lib.estimators import elbo
+from vae_lib.experiment import load_run, model_for, run_experiment, subset
+from vae_lib.priors import PRIORS
+from vae_lib.training import Trainer, kl_weight
+
+METRIC_KEYS = {"dataset", "prior", "components", "seed", "n_train", "n_valid", "n_test",
+               "epochs_trained", "best_epoch", "test_ll", "test_ll_stderr", "test_elbo",
+               "eval_samples", "train_seconds", "eval_seconds", "config"}
+
+
+def _small_config(dataset, prior, **overrides):
+    """Small budgets; without XLA unless asked (compiling costs more than these runs; the command
+    line test and the resume test use XLA)."""
+    settings = dict(max_train=1000, max_valid=300, max_test=100, epochs=4, warmup_epochs=2,
+                    components=20, hidden_units=64, eval_samples=100, learning_rate=1e-3,
+                    jit_compile=False)
+    settings.update(overrides)
+    return make_config(dataset, prior, profile="smoke", **settings)
+
+
+def _read_history(path):
+    with open(path) as f:
+        reader = csv.DictReader(f)
+        return reader.fieldnames, [{k: float(v) for k, v in row.items()} for row in reader]
+
+
+def _check_run_dir(run_dir, config, metrics):
+    """metrics.json / history.csv / test_ll.npy agree with each other and with the config."""
+    on_disk = json.loads((run_dir / "metrics.json").read_text())
+    assert METRIC_KEYS <= set(on_disk)
+    assert on_disk["test_ll"] == pytest.approx(metrics["test_ll"])
+    assert on_disk["config"] == config.to_dict()
+    assert (on_disk["dataset"], on_disk["prior"], on_disk["components"], on_disk["seed"]) == (
+        config.dataset, config.prior, config.components, config.seed)
+    assert on_disk["eval_samples"] == config.eval_samples
+    assert on_disk["epochs_trained"] == config.epochs
+    assert 1 <= on_disk["best_epoch"] <= on_disk["epochs_trained"]
+    assert on_disk["train_seconds"] > 0 and on_disk["eval_seconds"] > 0
+
+    columns, history = _read_history(run_dir / "history.csv")
+    assert {"epoch", "train_loss", "valid_loss", "seconds"} <= set(columns)
+    assert [row["epoch"] for row in history] == list(range(1, config.epochs + 1))
+    assert all(math.isfinite(row["train_loss"]) and math.isfinite(row["valid_loss"]) for row in history)
+    assert min(row["valid_loss"] for row in history) == pytest.approx(
+        history[on_disk["best_epoch"] - 1]["valid_loss"])
+    assert [row["kl_weight"] for row in history] == [kl_weight(e, config.warmup_epochs)
+                                                     for e in range(1, config.epochs + 1)]
+
+    test_ll = np.load(run_dir / "test_ll.npy")
+    assert test_ll.shape == (on_disk["n_test"],) and np.all(np.isfinite(test_ll))
+    assert test_ll.mean() == pytest.approx(on_disk["test_ll"], rel=1e-12)
+    assert on_disk["test_ll_stderr"] == pytest.approx(test_ll.std(ddof=1) / np.sqrt(len(test_ll)))
+    # IWAE with S samples is >= the single-sample ELBO in expectation; the gap here is several
+    # standard errors of the mean.
+    assert on_disk["test_ll"] >= on_disk["test_elbo"]
+    return on_disk, history
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("prior", PRIORS)
+def test_training_lowers_validation_loss_and_writes_run_dir(prior, datasets, tmp_path):
+    """A few epochs on 1000 static-MNIST images: the validation loss ends well below the untrained
+    model's negative ELBO (computed independently with estimators.elbo), and the run directory
+    holds consistent results. vampprior_data's pseudo-inputs are untouched by training; learned
+    VampPrior pseudo-inputs move but stay in [0, 1]."""
+    config = _small_config("static_mnist", prior)
+    data = subset(datasets["static_mnist"], config)
+    fresh = model_for(config, data)
+    untrained = -elbo(fresh, data.valid, seed=3).mean()
+    metrics = run_experiment(config, tmp_path / "run", dataset=datasets["static_mnist"], progress=False)
+    on_disk, history = _check_run_dir(tmp_path / "run", config, metrics)
+    assert (on_disk["n_train"], on_disk["n_valid"], on_disk["n_test"]) == (1000, 300, 100)
+    assert history[-1]["valid_loss"] < untrained - 20, (untrained, history)
+    assert history[-1]["valid_loss"] < history[0]["valid_loss"]
+    assert on_disk["best_valid_loss"] < untrained - 20
+    assert -on_disk["test_elbo"] < untrained  # the best weights were restored for the evaluation
+
+    # The saved best weights reproduce the reported test ELBO (same estimator, same seed).
+    trained = load_run(tmp_path / "run", dataset=datasets["static_mnist"]).model
+    assert elbo(trained, data.test, seed=config.seed).mean() == pytest.approx(on_disk["test_elbo"], rel=1e-5)
+    if prior != "standard":
+        z = tf.random.stateless_normal([4, config.latent_dim], seed=[0, 1])
+        assert not np.allclose(trained.prior.log_prob(z).numpy(), fresh.prior.log_prob(z).numpy())
+    if prior.startswith("vampprior"):
+        before, after = fresh.prior.pseudo_inputs().numpy(), trained.prior.pseudo_inputs().numpy()
+        assert after.min() >= 0 and after.max() <= 1
+        assert np.array_equal(before, after) == (prior == "vampprior_data")
+
+
+@pytest.mark.slow
+def test_frey_faces_trains_with_discretized_logistic(datasets, tmp_path):
+    """Frey Faces (logistic256): trains, and test_bits_per_dim = -test_ll / (560 ln 2)."""
+    config = _small_config("frey_faces", "vampprior", max_valid=200)
+    data = subset(datasets["frey_faces"], config)
+    untrained = -elbo(model_for(config, data), data.valid, seed=3).mean()
+    metrics = run_experiment(config, tmp_path / "run", dataset=datasets["frey_faces"], progress=False)
+    on_disk, history = _check_run_dir(tmp_path / "run", config, metrics)
+    assert history[-1]["valid_loss"] < untrained
+    assert on_disk["test_bits_per_dim"] == pytest.approx(-on_disk["test_ll"] / (560 * math.log(2)),
+                                                         rel=1e-9)
+    assert on_disk["test_bits_per_dim"] > 0
+
+
+def test_kl_weight_warmup():
+    """beta rises linearly from 1/W at epoch 1 to 1 at epoch W and stays 1; W = 0 means no warm-up."""
+    assert [kl_weight(e, 4) for e in range(1, 7)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert [kl_weight(e, 100) for e in (1, 50, 100, 101)] == pytest.approx([0.01, 0.5, 1.0, 1.0])
+    assert kl_weight(1, 0) == 1.0 and kl_weight(7, 1) == 1.0
+
+
+@pytest.mark.slow
+def test_nan_loss_raises_training_error_naming_the_epoch(datasets):
+    """Adam with learning rate 1e6 blows the weights up: the loss becomes NaN/inf in epoch 1."""
+    config = _small_config("static_mnist", "standard", learning_rate=1e6, max_train=300, max_valid=100)
+    data = subset(datasets["static_mnist"], config)
+    trainer = Trainer(model_for(config, data), config, progress=False)
+    with pytest.raises(TrainingError, match=r"(nan|inf).* epoch 1\b") as err:
+        trainer.fit(data.train, data.valid)
+    assert "learning rate" in str(err.value)
+
+
+@pytest.mark.slow
+def test_nan_after_checkpoint_keeps_last_good_checkpoint(datasets, tmp_path):
+    """A NaN in epoch 2 (corrupt training images) names epoch 2 and the kept epoch-1 checkpoint,
+    which is left byte-for-byte unchanged."""
+    config = _small_config("static_mnist", "standard", epochs=1, max_train=300, max_valid=100)
+    data = subset(datasets["static_mnist"], config)
+    ckpt = tmp_path / "checkpoint.npz"
+    Trainer(model_for(config, data), config, ckpt, progress=False).fit(data.train, data.valid)
+    saved = ckpt.read_bytes()
+    longer = config.replace(epochs=3)
+    bad_train = data.train.copy()
+    bad_train[::7, 100] = np.nan
+    trainer = Trainer(model_for(longer, data), longer, ckpt, progress=False)
+    with pytest.raises(TrainingError) as err:
+        trainer.fit(bad_train, data.valid)
+    message = str(err.value)
+    assert "epoch 2" in message and "(epoch 1)" in message and str(ckpt) in message
+    assert ckpt.read_bytes() == saved
+
+
+@pytest.mark.slow
+def test_resume_restores_state_and_replays_uninterrupted_run(datasets, tmp_path):
+    """A new Trainer on a checkpoint restores weights, optimizer state and TrainState exactly; training
+    1 epoch, then resuming to 3, gives the same weights and history as 3 epochs in one go."""
+    config = _small_config("static_mnist", "vampprior", epochs=3, warmup_epochs=2, max_train=300,
+                           max_valid=100, jit_compile=True)
+    data = subset(datasets["static_mnist"], config)
+
+    straight = model_for(config, data)
+    straight_state = Trainer(straight, config, progress=False).fit(data.train, data.valid)
+
+    first = config.replace(epochs=1)
+    ckpt, hist = tmp_path / "checkpoint.npz", tmp_path / "history.csv"
+    part = model_for(first, data)
+    part_trainer = Trainer(part, first, ckpt, hist, progress=False)
+    part_trainer.fit(data.train, data.valid)
+    weights_1 = [w.numpy() for w in part.weights]
+    optimizer_1 = [v.numpy() for v in part_trainer.optimizer.variables]
+
+    resumed = model_for(config, data)  # fresh weights, then the checkpoint
+    trainer = Trainer(resumed, config, ckpt, hist, progress=False)
+    assert trainer.state.epoch == 1 and trainer.state.step == part_trainer.state.step
+    assert trainer.state.history == part_trainer.state.history
+    for a, b in zip(resumed.weights, weights_1):
+        np.testing.assert_array_equal(a.numpy(), b)
+    for a, b in zip(trainer.optimizer.variables, optimizer_1):
+        np.testing.assert_array_equal(a.numpy(), b)
+    assert int(trainer.optimizer.iterations.numpy()) == trainer.state.step
+
+    resumed_state = trainer.fit(data.train, data.valid)
+    for a, b in zip(resumed.weights, straight.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    drop_seconds = [{k: v for k, v in row.items() if k != "seconds"}
+                    for row in (straight_state.history, resumed_state.history) for row in row]
+    assert drop_seconds[:3] == drop_seconds[3:]
+    assert (resumed_state.best_epoch, resumed_state.best_loss) == (
+        straight_state.best_epoch, straight_state.best_loss)
+    _, rows = _read_history(hist)
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_finished_trainer_does_not_train_again(datasets, tmp_path):
+    """Loading a checkpoint of a finished run and calling fit() changes nothing."""
+    config = _small_config("static_mnist", "mog", epochs=1, max_train=200, max_valid=100)
+    data = subset(datasets["static_mnist"], config)
+    ckpt = tmp_path / "checkpoint.npz"
+    model = model_for(config, data)
+    Trainer(model, config, ckpt, progress=False).fit(data.train, data.valid)
+    saved = ckpt.read_bytes()
+    again = model_for(config, data)
+    state = Trainer(again, config, ckpt, progress=False).fit(data.train, data.valid)
+    assert state.epoch == 1 and ckpt.read_bytes() == saved
+    for a, b in zip(again.weights, model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    z = tf.zeros([2, config.latent_dim])
+    np.testing.assert_array_equal(again.prior.log_prob(z).numpy(), model.prior.log_prob(z).numpy())
