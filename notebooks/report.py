@@ -46,7 +46,8 @@ def save(fig, name):
 
 budget = (f"profile **{profile}** ({PROFILE_DESCRIPTIONS[profile]}): up to {settings['epochs']} epochs, "
           f"K={grid_k}, S={settings['eval_samples']} importance samples per test image"
-          + (f", first {settings['max_train']} training and {settings['max_test']} test images"
+          + (f", at most {settings['max_train']} training and {settings['max_test']} test images "
+             "(a fixed-seed random subset of each split)"
              if settings.get("max_train") else ", full datasets")
           + f"; run on {', '.join(hardware) or 'unknown hardware'}")
 display(Markdown(f"""# VAE with a VampPrior: results

@@ -33,8 +33,8 @@ def _train_parser(sub):
     p.add_argument("--activation", choices=["gated", "relu"])
     p.add_argument("--trainable-pseudo-inputs", action="store_true", default=None,
                    help="also learn vampprior_data's pseudo-inputs")
-    p.add_argument("--max-train", type=int, help="use only the first N training images")
-    p.add_argument("--max-test", type=int, help="evaluate only the first N test images")
+    p.add_argument("--max-train", type=int, help="use only N training images (a fixed-seed random subset)")
+    p.add_argument("--max-test", type=int, help="evaluate only N test images (a fixed-seed random subset)")
     p.add_argument("--no-xla", dest="jit_compile", action="store_false", default=None,
                    help="compile with tf.function only, without XLA")
     p.add_argument("--data-dir", help="folder with the dataset files (default: $VAE_DATA_DIR, "

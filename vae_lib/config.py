@@ -30,7 +30,7 @@ class RunConfig:
     num_layers: int = 2
     activation: str = "gated"  # "gated" (the paper's) or "relu"
     trainable_pseudo_inputs: bool | None = None  # None: learned for vampprior, fixed for vampprior_data
-    max_train: int | None = None  # use only the first N images of a split (reduced budgets)
+    max_train: int | None = None  # use only N images of a split, a fixed-seed subset (reduced budgets)
     max_valid: int | None = None
     max_test: int | None = None
     jit_compile: bool = True  # XLA for the training step and the evaluation

@@ -27,13 +27,13 @@ def elbo_terms(model, x, seed):
     The rate is the closed-form KL where it is exact (standard prior) and the single-sample
     Monte Carlo estimate log q(z|x) - log p(z) otherwise. ELBO = -(distortion + rate).
     """
-    mean, logvar = model.encoder(x)
+    mean, logvar, prior = model.prior.encode_batch(model.encoder, x)
     z = reparameterize(mean, logvar, seed)
     distortion = -model.log_px_given_z(x, z)
-    if model.prior.has_analytic_kl:
-        rate = model.prior.analytic_kl(mean, logvar)
+    if prior.has_analytic_kl:
+        rate = prior.analytic_kl(mean, logvar)
     else:
-        rate = log_normal_diag(z, mean, logvar) - model.prior.log_prob(z)
+        rate = log_normal_diag(z, mean, logvar) - prior.log_prob(z)
     return distortion, rate
 
 
@@ -63,10 +63,14 @@ class ImportanceSampler:
         self.samples_per_pass = min(self.num_samples, rows_per_pass)
         self.images_per_pass = max(1, rows_per_pass // self.samples_per_pass)
         self.prior = model.prior.frozen()
-        self._chunk = tf.function(self._chunk_fn, jit_compile=jit_compile, reduce_retracing=True)
+        self._pass = tf.function(self._pass_fn, jit_compile=jit_compile, reduce_retracing=True)
 
-    def _chunk_fn(self, x, mean, logvar, seed, num_samples):
-        return _log_weight_chunk(self.model, self.prior, x, mean, logvar, seed, num_samples)
+    def _pass_fn(self, x, total, seed, num_samples):
+        """One compiled pass: ``total`` logaddexp the log-weights of ``num_samples`` more draws.
+        Encoding the few images of a pass again each time costs far less than a call outside."""
+        mean, logvar = self.model.encoder(x)
+        chunk = _log_weight_chunk(self.model, self.prior, x, mean, logvar, seed, num_samples)
+        return tf.experimental.numpy.logaddexp(total, chunk)
 
     def __call__(self, images, seed: int = 0, progress=None) -> np.ndarray:
         """Per-image log p(x) estimates (nats) for ``images`` of shape (N, D)."""
@@ -74,14 +78,12 @@ class ImportanceSampler:
         out = np.empty(len(images), np.float64)
         for start in range(0, len(images), self.images_per_pass):
             x = tf.constant(images[start:start + self.images_per_pass])
-            mean, logvar = self.model.encoder(x)
             total = tf.fill([x.shape[0]], -np.inf)
             done = 0
             while done < self.num_samples:
                 n = min(self.samples_per_pass, self.num_samples - done)
                 seed_t = tf.constant([seed, start * self.num_samples + done], tf.int64)
-                total = tf.experimental.numpy.logaddexp(
-                    total, self._chunk(x, mean, logvar, seed_t, tf.constant(n)))
+                total = self._pass(x, total, seed_t, tf.constant(n))
                 done += n
             out[start:start + len(x)] = total.numpy() - math.log(self.num_samples)
             if progress is not None:

@@ -37,6 +37,12 @@ class Prior(keras.layers.Layer):
         for the VampPrior this encodes the K pseudo-inputs once instead of at every call."""
         return self
 
+    def encode_batch(self, encoder, x):
+        """(mean, logvar) of q(z|x) for a batch, and the prior to score its z under (``self``,
+        unless the prior depends on the encoder: see :meth:`VampPrior.encode_batch`)."""
+        mean, logvar = encoder(x)
+        return mean, logvar, self
+
 
 class StandardNormal(Prior):
     """p(z) = N(0, I)."""
@@ -131,6 +137,27 @@ class VampPrior(GaussianMixture):
 
     def mixture_params(self):
         return self._encode(self.pseudo_inputs())
+
+    def encode_batch(self, encoder, x):
+        """The batch and the K pseudo-inputs go through the encoder in one pass: one (B+K)-row
+        matmul per layer runs faster on a CPU than a B-row and a K-row one, and gives the same
+        numbers (gradients reach the pseudo-inputs and the encoder through both parts)."""
+        mean, logvar = encoder(tf.concat([x, self.pseudo_inputs()], axis=0))
+        n = tf.shape(x)[0]
+        return mean[:n], logvar[:n], MixtureDensity(mean[n:], logvar[n:])
+
+
+class MixtureDensity:
+    """log_prob of a uniform Gaussian mixture given as tensors; what :meth:`VampPrior.encode_batch`
+    returns (a plain object, not a layer: it is made inside compiled steps)."""
+
+    has_analytic_kl = False
+
+    def __init__(self, means, logvars):
+        self.means, self.logvars = means, logvars
+
+    def log_prob(self, z):
+        return log_mixture_normal_diag(z, self.means, self.logvars)
 
 
 PRIORS = ("standard", "vampprior", "vampprior_data", "mog")

@@ -58,7 +58,7 @@ class Trainer:
         self.optimizer.build(model.trainable_variables)
         self.state = TrainState()
         self.best_weights = None  # numpy copies of model.weights at the best epoch
-        self._train_step = tf.function(self._train_step_fn, jit_compile=config.jit_compile)
+        self._train_steps = tf.function(self._train_steps_fn, jit_compile=config.jit_compile)
         self._eval_step = tf.function(self._eval_step_fn, jit_compile=config.jit_compile)
         if self.checkpoint_path and self.checkpoint_path.exists():
             self._load_checkpoint()
@@ -72,6 +72,17 @@ class Trainer:
             loss = tf.reduce_mean(distortion + beta * rate)
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return tf.stack([loss, tf.reduce_mean(distortion), tf.reduce_mean(rate)])
+
+    def _train_steps_fn(self, data, batches, seed, first_step, beta):
+        """len(batches) optimizer steps in one compiled call (a loop inside the graph, so no
+        Python work per step); step i draws its noise from the stateless seed [seed, first_step + i].
+        Returns the (steps, 3) loss, distortion and rate of each step."""
+        steps = tf.shape(batches)[0]
+        out = tf.TensorArray(tf.float32, size=steps)
+        for i in tf.range(steps):
+            step_seed = tf.stack([seed, first_step + tf.cast(i, tf.int64)])
+            out = out.write(i, self._train_step_fn(data, batches[i], step_seed, beta))
+        return out.stack()
 
     def _eval_step_fn(self, x, seed):
         distortion, rate = elbo_terms(self.model, x, seed)
@@ -91,12 +102,17 @@ class Trainer:
         distortion and rate per step. Does not advance ``state``."""
         cfg = self.config
         order = np.random.default_rng([cfg.seed, epoch]).permutation(int(data.shape[0]))
-        step_losses = []
-        for start in range(0, len(order), cfg.batch_size):
-            index = tf.constant(order[start:start + cfg.batch_size], tf.int32)
-            seed = tf.constant([cfg.seed, self.state.step + len(step_losses)], tf.int64)
-            step_losses.append(self._train_step(data, index, seed, tf.constant(beta)))
-        return np.stack([t.numpy() for t in step_losses])
+        full = len(order) // cfg.batch_size * cfg.batch_size
+        # full batches in one call, a smaller last batch (if any) in another
+        parts = [order[:full].reshape(-1, cfg.batch_size), order[full:][None]]
+        step, losses = self.state.step, []
+        for batches in parts:
+            if batches.size:
+                losses.append(self._train_steps(data, tf.constant(batches, tf.int32),
+                                                tf.constant(cfg.seed, tf.int64),
+                                                tf.constant(step, tf.int64), tf.constant(beta)))
+                step += len(batches)
+        return np.concatenate([t.numpy() for t in losses])
 
     def fit(self, train: np.ndarray, valid: np.ndarray) -> TrainState:
         cfg, state = self.config, self.state
