@@ -130,7 +130,8 @@ def main(argv=None):
         for activation in ("gated", "relu"):
             for prior in ("standard", "vampprior", "vampprior_data", "mog"):
                 cfg = make_config("static_mnist", prior, "paper", activation=activation)
-                record("train", f"{prior} K=500 {activation}", bench_training(cfg, dataset, args.epochs), peak)
+                label = f"{prior} {activation}" if prior == "standard" else f"{prior} K=500 {activation}"
+                record("train", label, bench_training(cfg, dataset, args.epochs), peak)
         for k in (100, 1000):
             cfg = make_config("static_mnist", "vampprior", "paper", components=k)
             record("train", f"vampprior K={k} gated", bench_training(cfg, dataset, args.epochs), peak)

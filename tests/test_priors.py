@@ -202,6 +202,33 @@ def test_frozen_prior_has_the_same_density_and_is_a_snapshot(kind):
     np.testing.assert_allclose(frozen.log_prob(z).numpy(), before, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["standard", "vampprior", "mog"])
+def test_encode_batch_equals_separate_encoding(kind):
+    """encode_batch (the VampPrior's one joint encoder pass over batch + pseudo-inputs) gives the
+    q(z|x) of encoder(x) and the density of prior.log_prob, and the same gradients."""
+    model = (_vamp_model(K=8, seed=3) if kind == "vampprior" else
+             build_vae(kind, INPUT_DIM, "bernoulli", hidden_units=32, num_components=8, seed=3))
+    x = tf.constant(np.random.default_rng(1).random((6, INPUT_DIM)) < 0.3, tf.float32)
+    z = tf.random.stateless_normal([6, LATENT], seed=[1, 2])
+    variables = model.trainable_variables
+    with tf.GradientTape(persistent=True) as tape:
+        mean, logvar, density = model.prior.encode_batch(model.encoder, x)
+        joint = tf.reduce_sum(mean) + tf.reduce_sum(logvar) + tf.reduce_sum(density.log_prob(z))
+        ref_mean, ref_logvar = model.encoder(x)
+        separate = (tf.reduce_sum(ref_mean) + tf.reduce_sum(ref_logvar)
+                    + tf.reduce_sum(model.prior.log_prob(z)))
+    np.testing.assert_allclose(mean.numpy(), ref_mean.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(logvar.numpy(), ref_logvar.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(density.log_prob(z).numpy(), model.prior.log_prob(z).numpy(),
+                               rtol=1e-5, atol=1e-4)
+    for g_joint, g_sep in zip(tape.gradient(joint, variables), tape.gradient(separate, variables)):
+        assert (g_joint is None) == (g_sep is None)  # None: the decoder, not used here
+        if g_joint is not None:
+            np.testing.assert_allclose(g_joint.numpy(), g_sep.numpy(), rtol=1e-4, atol=1e-4)
+    if kind == "vampprior":
+        assert _in(model.prior.pseudo_inputs_raw, variables)
+
+
 @pytest.mark.parametrize("name", ["vamp", "Standard", "", "gaussian"])
 def test_make_prior_unknown_name(name):
     with pytest.raises(ConfigError, match="Unknown prior"):
