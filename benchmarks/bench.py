@@ -148,7 +148,29 @@ def main(argv=None):
     result = dict(matmul_peak_gflops=peak, epochs_timed=args.epochs, rows=rows, provenance=provenance(),
                   command=" ".join(sys.argv))
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    Path(args.out).with_suffix(".md").write_text(markdown_table(result))
+    print(f"wrote {args.out} and its table {Path(args.out).with_suffix('.md')}")
+
+
+def markdown_table(result) -> str:
+    """The results as a Markdown table (for the README), with the machine and commit."""
+    prov = result["provenance"]
+    git = prov.get("git") or {}
+    commit = (git.get("commit") or "unknown")[:10] + (" (modified tree)" if git.get("modified") else "")
+    hw = prov["hardware"]
+    gpus = ", ".join(map(str, hw.get("gpus") or [])) or "no GPU"
+    lines = [f"Machine: {hw['cpu']}, {hw['cpu_count']} cores, {gpus}; "
+             f"float32 matmul peak measured in the same run: {result['matmul_peak_gflops']:.0f} GFLOP/s; "
+             f"TensorFlow {prov['packages'].get('tensorflow', '?')}; commit {commit}; "
+             f"training: median of {result['epochs_timed']} epochs on the 50000 static-MNIST images, "
+             f"batch 100.", "",
+             "| what | time | GFLOP/s | share of peak |", "|---|---:|---:|---:|"]
+    for row in result["rows"]:
+        time_ = (f"{row['seconds_per_epoch']:.2f} s/epoch" if row["kind"] == "train"
+                 else f"{row['seconds']:.0f} s")
+        lines.append(f"| {row['kind']}: {row['label']} | {time_} | {row['gflops']:.0f} | "
+                     f"{100 * row['fraction_of_peak']:.0f}% |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
