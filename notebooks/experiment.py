@@ -15,7 +15,8 @@
 # %%
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
+if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:  # quiet C++ logs; set before TensorFlow is imported
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
 # %% tags=["parameters"]
 dataset = "static_mnist"  # static_mnist, fashion_mnist, caltech101_silhouettes, frey_faces

@@ -1,7 +1,8 @@
 # %%
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
+if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:  # quiet C++ logs; set before TensorFlow is imported
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
 # %% tags=["parameters"]
 runs_dir = None  # holds <profile>/<run>/ directories; None: $VAE_RUNS_DIR, else runs

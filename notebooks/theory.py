@@ -25,7 +25,8 @@
 # %%
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
+if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:  # quiet C++ logs; set before TensorFlow is imported
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
 import time
 

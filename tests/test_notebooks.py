@@ -85,6 +85,11 @@ def test_smoke_report_has_every_dataset_and_prior(tmp_path, data_dir):
     assert all(float(r["test_ll"]) < 0 for r in rows)
     page = (report / "index.html").read_text()
     assert "Table 1" in page and "profile <strong>smoke</strong>" in page
+    assert "<title>VAE with a VampPrior: smoke report</title>" in page
+    body = page[page.index("<body"):]
+    first_output = body[body.index('data-mime-type="'):]  # the title, not a stray value before it
+    assert first_output.startswith('data-mime-type="text/markdown"'), first_output[:300]
+    assert "VAE with a VampPrior: results" in first_output[:3000]
     table = page[page.index("<table>"):page.index("</table>")]
     for dataset in DATASETS:
         assert dataset in table

@@ -148,7 +148,8 @@ def build_report(profile, runs_dir, report_dir, report_notebook: Path) -> Path:
                         report_dir=str(report_dir)),
         **PAPERMILL_OPTIONS)
     body, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
-                           exclude_output_prompt=True).from_notebook_node(nbformat.read(executed, 4))
+                           exclude_output_prompt=True).from_notebook_node(
+        nbformat.read(executed, 4), resources={"metadata": {"name": f"VAE with a VampPrior: {profile} report"}})
     html = report_dir / "index.html"
     html.write_text(body)
     return html
