@@ -81,6 +81,8 @@ def table1_html(rows, datasets, priors, components) -> str:
             status = {r["status"] for r in rows if r["dataset"] == dataset and r["prior"] == prior}
             if s is not None:
                 ours = f"{s['mean']:.2f} &plusmn; {s['err']:.2f}"
+                if s["n_seeds"] > 1:
+                    ours += f"<br><small>{s['n_seeds']} seeds</small>"
             else:
                 ours = "<em>failed</em>" if "failed" in status else "<em>missing</em>"
             ref = REFERENCE.get(dataset, {}).get(prior)
