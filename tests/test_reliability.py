@@ -1,12 +1,14 @@
 """Faults with real processes and real files: a training run killed with SIGKILL resumes to the
 same numbers, a second process on the same run directory is refused, and a grid with a broken
 dataset records its failures, reports them, and finishes only those cells when rerun; a grid over
-several seeds reports their mean and spread."""
+several seeds reports their mean and spread; a full disk (a real small tmpfs) is refused up front,
+and a disk that fills up during training keeps the last checkpoint."""
 from __future__ import annotations
 
 import csv
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -152,3 +154,67 @@ def test_grid_over_seeds_reports_mean_and_std(tmp_path, data_dir):
     values = np.array(list(lls.values()))
     cell = f"{values.mean():.2f} ± {values.std(ddof=1):.2f}"
     assert cell in _table1(report) and "2 seeds" in _table1(report)
+
+
+def _can_mount_tmpfs() -> bool:
+    """A private mount namespace with a small tmpfs: root with unshare(1), as in CI here."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                            "mount -t tmpfs -o size=1m tmpfs /mnt"], capture_output=True)
+    return probe.returncode == 0
+
+
+needs_tmpfs = pytest.mark.skipif(not _can_mount_tmpfs(),
+                                 reason="needs root and unshare(1) to mount a small tmpfs")
+SMOKE_TRAIN = [sys.executable, "-m", "vae_lib", "train", "--dataset", "static_mnist", "--prior",
+               "vampprior", "--profile", "smoke", "--quiet"]
+
+
+def _on_tmpfs(size, script, tmp_path, data_dir):
+    """Run ``script`` (sh) with $MNT a fresh tmpfs of ``size`` in a private mount namespace;
+    $KEEP is a folder on the real disk for what the test inspects afterwards."""
+    mnt, keep = tmp_path / "mnt", tmp_path / "keep"
+    mnt.mkdir(), keep.mkdir()
+    env = dict(_env(data_dir), MNT=str(mnt), KEEP=str(keep), TRAIN=shlex.join(SMOKE_TRAIN))
+    script = f'mount -t tmpfs -o size={size} tmpfs "$MNT" || exit 99\n' + script
+    done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 99, done.stderr
+    return done, keep
+
+
+@needs_tmpfs
+def test_full_disk_is_refused_before_any_work(tmp_path, data_dir):
+    """A run directory on a disk with 1 MB free: a clear error, exit 2, and nothing written."""
+    done, keep = _on_tmpfs("1m", '$TRAIN --out "$MNT/run"; status=$?; ls -A "$MNT/run" > "$KEEP/ls"; '
+                                 'exit $status', tmp_path, data_dir)
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("vampprior: error:") and "MB free" in last and "Traceback" not in done.stderr
+    assert (keep / "ls").read_text() == ""
+
+
+@needs_tmpfs
+def test_disk_filling_up_during_training_keeps_the_last_checkpoint(tmp_path, data_dir):
+    """Another program fills the disk after the first checkpoint: the next checkpoint cannot be
+    written; the run stops with a clear error naming the epoch of the checkpoint it kept, which is
+    intact and resumable, and no temporary file is left behind."""
+    script = '''
+$TRAIN --epochs 400 --checkpoint-every 0 --out "$MNT/run" &
+pid=$!
+while [ ! -f "$MNT/run/checkpoint.npz" ] && kill -0 $pid 2>/dev/null; do sleep 0.02; done
+dd if=/dev/zero of="$MNT/filler" bs=1M 2>/dev/null
+wait $pid; status=$?
+cp -r "$MNT/run" "$KEEP/run"
+exit $status
+'''
+    done, keep = _on_tmpfs("120m", script, tmp_path, data_dir)
+    assert done.returncode == 2, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("vampprior: error:") and "Traceback" not in done.stderr
+    assert "No space left on device" in last and "checkpoint" in last
+    epoch_kept = _checkpoint_epoch(keep / "run")
+    assert 1 <= epoch_kept < 400 and f"(epoch {epoch_kept})" in last
+    assert not (keep / "run" / "metrics.json").exists()
+    assert not list((keep / "run").glob(".*.tmp")) and not list((keep / "run").glob("*.tmp"))

@@ -13,6 +13,7 @@ A run directory holds:
 from __future__ import annotations
 
 import fcntl
+import shutil
 import sys
 import time
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ import numpy as np
 
 from .config import RunConfig
 from .datasets import Dataset, load_dataset
-from .errors import ConfigError
+from .errors import ConfigError, TrainingError
 from .estimators import ImportanceSampler, bits_per_dim, elbo
 from .io import atomic_write_json, atomic_write_npy, atomic_write_npz, read_json
 from .model import VAE, build_vae
@@ -63,6 +64,11 @@ def model_for(config: RunConfig, dataset: Dataset) -> VAE:
                      trainable_pseudo_inputs=config.trainable_pseudo_inputs, seed=config.seed)
 
 
+# Free space a run may need: the largest (paper, K=1000) checkpoint is about 30 MB, and while one
+# is replaced the old and the new copy both exist.
+MIN_FREE_BYTES = 100 * 2**20
+
+
 def prepare_run_dir(run_dir: Path, config: RunConfig) -> None:
     """Create ``run_dir`` or check that it holds a run of this very config."""
     try:
@@ -73,6 +79,11 @@ def prepare_run_dir(run_dir: Path, config: RunConfig) -> None:
     except OSError as err:
         raise ConfigError(f"Cannot write to the run directory {run_dir}: {err.strerror}. "
                           f"Choose another --out.") from None
+    free = shutil.disk_usage(run_dir).free
+    if free < MIN_FREE_BYTES:
+        raise ConfigError(f"Only {free / 2**20:.1f} MB free on the disk of {run_dir}; a run needs "
+                          f"about {MIN_FREE_BYTES // 2**20} MB (a checkpoint exists twice while it "
+                          f"is replaced). Free some space or choose another --out.")
     saved = run_dir / "config.json"
     if saved.exists():
         try:
@@ -135,8 +146,7 @@ def run_experiment(config: RunConfig, run_dir, data_dir=None, progress: bool = T
             test_ll = sampler(dataset.test, seed=config.seed, progress=bar)
         test_elbo = elbo(model, dataset.test, seed=config.seed)
         eval_seconds = time.perf_counter() - started
-        atomic_write_npy(run_dir / "test_ll.npy", test_ll)
-        atomic_write_npz(run_dir / "images.npz", **example_images(model, dataset, config.seed))
+        images = example_images(model, dataset, config.seed)
 
         epoch_seconds = [row["seconds"] for row in state.history]
         metrics = dict(
@@ -153,7 +163,14 @@ def run_experiment(config: RunConfig, run_dir, data_dir=None, progress: bool = T
             config=config.to_dict(), data_sha256=dataset.sources, provenance=provenance())
         if dataset.likelihood == "logistic256":
             metrics["test_bits_per_dim"] = float(bits_per_dim(metrics["test_ll"], dataset.input_dim))
-        atomic_write_json(run_dir / "metrics.json", metrics)
+        try:
+            atomic_write_npy(run_dir / "test_ll.npy", test_ll)
+            atomic_write_npz(run_dir / "images.npz", **images)
+            atomic_write_json(run_dir / "metrics.json", metrics)  # last: it marks a complete run
+        except OSError as err:
+            raise TrainingError(f"Could not write the results into {run_dir}: {err.strerror}. The "
+                                f"trained model is kept in its checkpoint; free some space and rerun "
+                                f"the same command to evaluate again.") from None
         return metrics
 
 

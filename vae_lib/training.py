@@ -58,6 +58,7 @@ class Trainer:
         self.optimizer.build(model.trainable_variables)
         self.state = TrainState()
         self.best_weights = None  # numpy copies of model.weights at the best epoch
+        self._saved_epoch = 0  # the epoch of the checkpoint on disk
         self._train_steps = tf.function(self._train_steps_fn, jit_compile=config.jit_compile)
         self._eval_step = tf.function(self._eval_step_fn, jit_compile=config.jit_compile)
         if self.checkpoint_path and self.checkpoint_path.exists():
@@ -166,9 +167,17 @@ class Trainer:
         if self.best_weights is not None:
             arrays.update({f"best_{i}": w for i, w in enumerate(self.best_weights)})
         arrays["state"] = np.array(json.dumps(asdict(self.state)))
-        atomic_write_npz(self.checkpoint_path, **arrays)
-        if self.history_path:
-            atomic_write_csv(self.history_path, self.state.history, HISTORY_COLUMNS)
+        try:
+            atomic_write_npz(self.checkpoint_path, **arrays)
+            if self.history_path:
+                atomic_write_csv(self.history_path, self.state.history, HISTORY_COLUMNS)
+        except OSError as err:
+            kept = (f"The last checkpoint written (epoch {self._saved_epoch}) is unchanged"
+                    if self._saved_epoch else "No checkpoint was written before")
+            raise TrainingError(f"Could not write the checkpoint {self.checkpoint_path} after epoch "
+                                f"{self.state.epoch}: {err.strerror}. {kept}; free some space and "
+                                f"rerun the same command to resume.") from None
+        self._saved_epoch = self.state.epoch
 
     def _load_checkpoint(self):
         with np.load(self.checkpoint_path) as ckpt:
@@ -187,6 +196,7 @@ class Trainer:
             if "best_0" in ckpt.files:
                 self.best_weights = [ckpt[f"best_{i}"] for i in range(len(model_vars))]
         self.state = TrainState(**state)
+        self._saved_epoch = self.state.epoch
 
     def _check_finite(self, values, epoch, what="training loss"):
         bad = np.flatnonzero(~np.isfinite(values))
