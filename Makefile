@@ -2,7 +2,7 @@
 PROFILE ?= quick
 PYTHON ?= python
 
-.PHONY: install report test bench sync
+.PHONY: install report test bench bench-bf16 sync
 install:
 	$(PYTHON) -m pip install -e ".[dev]"
 
@@ -14,6 +14,9 @@ test:
 
 bench:  ## speed benchmark (not part of the tests)
 	$(PYTHON) benchmarks/bench.py
+
+bench-bf16:  ## does bfloat16 mixed precision pay for training here? (not part of the tests)
+	$(PYTHON) benchmarks/bf16_probe.py
 
 sync:  ## re-pair the notebooks after editing their .py sources
 	jupytext --sync notebooks/*.py

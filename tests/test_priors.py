@@ -258,3 +258,31 @@ def test_vampprior_is_a_gaussian_mixture_of_encoder():
     names = [v.path for v in model.weights]
     assert len(names) == len(set(names))
     assert [v.path for v in model.prior.weights] == ["prior/pseudo_inputs"]
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "logistic256"])
+def test_mixed_bfloat16_layers_give_float32_densities_close_to_float32(likelihood):
+    """Under Keras' mixed_bfloat16 policy (used by benchmarks/bf16_probe.py) the layers compute in
+    bfloat16 but every density is float32, and the ELBO terms of the same weights stay within
+    bfloat16 rounding of the float32 model's."""
+    import keras
+
+    from vae_lib.estimators import elbo_terms
+
+    x = tf.constant(np.random.default_rng(0).integers(0, 256, (50, 64)) / 255.0, tf.float32)
+    if likelihood == "bernoulli":
+        x = tf.round(x)
+    reference = build_vae("vampprior", 64, likelihood, num_components=10, seed=3)
+    try:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        mixed = build_vae("vampprior", 64, likelihood, num_components=10, seed=3)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    mixed.set_weights(reference.get_weights())
+    seed = tf.constant([0, 1], tf.int64)
+    got = [t.numpy() for t in elbo_terms(mixed, x, seed)]
+    want = [t.numpy() for t in elbo_terms(reference, x, seed)]
+    for g, w in zip(got, want):
+        assert g.dtype == np.float32 and np.all(np.isfinite(g))
+        np.testing.assert_allclose(g, w, rtol=0.05, atol=0.5)
+        assert not np.array_equal(g, w)  # the layers really did compute in bfloat16

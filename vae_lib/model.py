@@ -53,6 +53,12 @@ def apply_2d(fn, x):
         lambda y: tf.reshape(y, tf.concat([lead, tf.shape(y)[-1:]], 0)), outputs)
 
 
+def as_float32(*tensors):
+    """The networks' outputs in float32: the densities are always computed in float32, also when
+    the layers compute in bfloat16 under a Keras mixed-precision policy (no-ops otherwise)."""
+    return tuple(tf.cast(t, tf.float32) for t in tensors)
+
+
 class Encoder(keras.layers.Layer):
     """x -> (mean, logvar) of the diagonal Gaussian q(z|x)."""
 
@@ -67,7 +73,8 @@ class Encoder(keras.layers.Layer):
 
     def _params(self, x):
         h = self.body(x)
-        return self.mean(h), tf.clip_by_value(self.logvar(h), *LOGVAR_RANGE)
+        mean, logvar = as_float32(self.mean(h), self.logvar(h))
+        return mean, tf.clip_by_value(logvar, *LOGVAR_RANGE)
 
 
 class BernoulliDecoder(keras.layers.Layer):
@@ -79,7 +86,7 @@ class BernoulliDecoder(keras.layers.Layer):
         self.logits = keras.layers.Dense(input_dim)
 
     def call(self, z):
-        return apply_2d(lambda z2: self.logits(self.body(z2)), z)
+        return apply_2d(lambda z2: as_float32(self.logits(self.body(z2)))[0], z)
 
     def log_prob(self, x, z):
         return log_bernoulli(x, self(z))
@@ -102,7 +109,8 @@ class DiscretizedLogisticDecoder(keras.layers.Layer):
 
     def _params(self, z):
         h = self.body(z)
-        return tf.sigmoid(self.loc(h)), tf.clip_by_value(self.log_scale(h), *LOG_SCALE_RANGE)
+        loc, log_scale = as_float32(self.loc(h), self.log_scale(h))
+        return tf.sigmoid(loc), tf.clip_by_value(log_scale, *LOG_SCALE_RANGE)
 
     def log_prob(self, x, z):
         return log_discretized_logistic(x, *self(z))
