@@ -1,9 +1,9 @@
 # %% [markdown]
 # # One experiment: train a VAE with a given prior, evaluate its test log-likelihood
 #
-# This notebook trains (or resumes) one VAE through `vae_lib`, evaluates it, and shows what it
-# learned. It is parameterized: `vampprior report` runs it with papermill once per
-# dataset x prior, each time into its own run directory. Everything it computes is written to
+# This notebook trains (or resumes) one model (the VAE, or the paper's two-level HVAE) through
+# `vae_lib`, evaluates it, and shows what it learned. It is parameterized: `vampprior report`
+# runs it with papermill once per cell of its plan, each time into its own run directory. Everything it computes is written to
 # `run_dir` as data (`metrics.json`, `history.csv`, `test_ll.npy`, `images.npz`), and the report
 # is built from those files.
 #
@@ -19,14 +19,11 @@ if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:  # quiet C++ logs; set before Tenso
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
 # %% tags=["parameters"]
-dataset = "static_mnist"  # static_mnist, fashion_mnist, caltech101_silhouettes, frey_faces
+dataset = "static_mnist"  # static_mnist, dynamic_mnist, fashion_mnist, caltech101_silhouettes, frey_faces
 prior = "vampprior"  # standard, vampprior, vampprior_data, mog
 profile = "smoke"  # smoke, quick, paper
-components = None  # K; None: the profile's
-epochs = None  # None: the profile's
-eval_samples = None  # S; None: the profile's
-seed = 0
-run_dir = None  # None: $VAE_RUNS_DIR (else runs)/<profile>/<dataset>__<prior>__K<K>__seed<seed>
+settings = {}  # other RunConfig settings, e.g. {"model": "hvae", "components": 50, "seed": 1}
+run_dir = None  # None: $VAE_RUNS_DIR (else runs)/<profile>/<name made from the settings>
 data_dir = None  # None: $VAE_DATA_DIR, else download into the user cache
 progress = True
 
@@ -34,17 +31,21 @@ progress = True
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vae_lib.config import default_runs_dir, make_config
-from vae_lib.experiment import load_run, run_experiment
-from vae_lib.runner import run_dir_name
-from vae_lib.plots import image_grid, learning_curves, ll_histogram
+from pathlib import Path
 
-config = make_config(dataset, prior, profile, components=components, epochs=epochs,
-                     eval_samples=eval_samples, seed=seed)
+from vae_lib.config import default_runs_dir, make_config
+from vae_lib.experiment import run_experiment
+from vae_lib.plots import image_grid, learning_curves, ll_histogram
+from vae_lib.records import load_run
+from vae_lib.rundir import run_dir_name
+
+plt.rcParams["figure.dpi"] = 72  # the executed notebook is kept with each run's record: keep it light
+config = make_config(dataset, prior, profile, **settings)
 if run_dir is None:
     run_dir = f"{default_runs_dir()}/{profile}/{run_dir_name(config)}"
-print(f"{config.dataset} / {config.prior}, profile {config.profile}: K={config.components}, "
-      f"up to {config.epochs} epochs, S={config.eval_samples} -> {run_dir}")
+print(f"{config.dataset} / {config.model} / {config.prior}, profile {config.profile}: "
+      f"K={config.components}, up to {config.epochs} epochs, S={config.eval_samples}; "
+      f"run directory {Path(run_dir).name}")
 
 # %% [markdown]
 # ## Train and evaluate
@@ -56,13 +57,15 @@ metrics = run_experiment(config, run_dir, data_dir=data_dir, progress=progress)
 run = load_run(run_dir, data_dir=data_dir, with_model=False)
 
 # %% tags=["nbval-check-output"]
-print(f"dataset {metrics['dataset']}, prior {metrics['prior']}, K={metrics['components']}, "
+print(f"dataset {metrics['dataset']}, model {config.model}, prior {metrics['prior']}, K={metrics['components']}, "
       f"{metrics['n_train']} training / {metrics['n_test']} test images")
 print(f"epochs trained: {metrics['epochs_trained']}, importance samples S={metrics['eval_samples']}")
 
 # %%
 print(f"test log-likelihood: {metrics['test_ll']:.2f} +- {metrics['test_ll_stderr']:.2f} nats "
-      f"(S={metrics['eval_samples']}); test ELBO {metrics['test_elbo']:.2f}")
+      f"(S={metrics['eval_samples']}; standard error over the test images); test ELBO {metrics['test_elbo']:.2f}")
+print(f"Monte Carlo error of the importance-sampled estimate: {metrics['test_ll_mc_stderr']:.3f} nats; "
+      f"effective sample size per image: median {metrics['test_ess_median']:.0f} of {metrics['eval_samples']}")
 if "test_bits_per_dim" in metrics:
     print(f"  = {metrics['test_bits_per_dim']:.3f} bits/dim")
 print(f"best epoch {metrics['best_epoch']} of {metrics['epochs_trained']}, "
@@ -74,7 +77,7 @@ print(f"best epoch {metrics['best_epoch']} of {metrics['epochs_trained']}, "
 # it sits below the validation negative ELBO, which always uses beta = 1.
 
 # %%
-learning_curves(run.history, title=f"{dataset} / {prior}")
+learning_curves(run.history, title=f"{dataset} / {config.model} / {prior}")
 plt.show()
 
 # %% [markdown]
@@ -93,15 +96,15 @@ plt.show()
 
 # %%
 images, shape = run.images, tuple(run.images["image_shape"])
-fig, axes = plt.subplots(1, 3, figsize=(12, 4.5))
-image_grid(images["test_images"][:50], shape, ax=axes[0], title="test images")
-image_grid(images["reconstructions"][:50], shape, ax=axes[1], title="reconstructions")
-image_grid(images["samples"][:50], shape, ax=axes[2], title=f"samples from the {prior} prior")
+fig, axes = plt.subplots(1, 3, figsize=(9, 3.4))
+image_grid(images["test_images"][:25], shape, ncols=5, ax=axes[0], title="test images")
+image_grid(images["reconstructions"][:25], shape, ncols=5, ax=axes[1], title="reconstructions")
+image_grid(images["samples"][:25], shape, ncols=5, ax=axes[2], title=f"samples from the {prior} prior")
 plt.show()
 
 # %%
 if "pseudo_inputs" in images:
-    image_grid(images["pseudo_inputs"][:50], shape, title=f"{prior}: first 50 of {config.components} pseudo-inputs")
+    image_grid(images["pseudo_inputs"][:50], shape, title=f"{prior}: 50 of its {config.components} pseudo-inputs")
     plt.show()
 else:
     print(f"The {prior} prior has no pseudo-inputs.")

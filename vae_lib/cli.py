@@ -9,32 +9,51 @@ from .errors import VaeLibError
 
 
 
+# Flags of `vampprior train` that set a RunConfig field of the same name: (flag, argparse kwargs).
+_SETTING_FLAGS = [
+    ("--model", dict(help="vae (one latent layer, default) or hvae (the paper's two-level HVAE)")),
+    ("--components", dict(type=int, help="K: pseudo-inputs / mixture components")),
+    ("--epochs", dict(type=int, help="maximum number of epochs")),
+    ("--min-steps", dict(type=int, help="train at least this many optimizer steps")),
+    ("--eval-samples", dict(type=int, help="S: importance samples per test image")),
+    ("--seed", dict(type=int)),
+    ("--batch-size", dict(type=int)),
+    ("--learning-rate", dict(type=float)),
+    ("--warmup-epochs", dict(type=int, help="KL warm-up epochs")),
+    ("--patience", dict(type=int, help="early stopping: stop after patience + 1 epochs without "
+                                       "a better validation loss")),
+    ("--latent-dim", dict(type=int)),
+    ("--hidden-units", dict(type=int)),
+    ("--num-layers", dict(type=int, help="hidden layers of each MLP")),
+    ("--activation", dict(help="gated (the paper's) or relu")),
+    ("--weight-init", dict(help="glorot (default) or he (the paper's code)")),
+    ("--kl-estimator", dict(help="closed_form (where the prior has one; default) or monte_carlo "
+                                 "(the paper's code)")),
+    ("--optimizer", dict(help="adam (default) or adamnormgrad (the paper's code)")),
+    ("--max-train", dict(type=int, help="use only N training images (a fixed-seed random subset)")),
+    ("--max-valid", dict(type=int, help="use only N validation images (likewise)")),
+    ("--max-test", dict(type=int, help="evaluate only N test images (likewise)")),
+]
+
+
 def _train_parser(sub):
-    from .config import PROFILE_DESCRIPTIONS, PROFILES
+    from .config import PROFILE_DESCRIPTIONS
     from .datasets import DATASETS
     from .priors import PRIORS
 
-    p = sub.add_parser("train", help="train and evaluate one VAE, writing a run directory",
-                       description="Train (or resume) one VAE and evaluate its test log-likelihood. "
+    p = sub.add_parser("train", help="train and evaluate one model, writing a run directory",
+                       description="Train (or resume) one model and evaluate its test log-likelihood. "
                                    "Settings default to the chosen --profile; flags override them.")
     p.add_argument("--dataset", required=True, help=f"one of: {', '.join(DATASETS)}")
     p.add_argument("--prior", required=True, help=f"one of: {', '.join(PRIORS)}")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (resumed if it exists)")
     p.add_argument("--profile", default="paper",
                    help="; ".join(f"{k}: {v}" for k, v in PROFILE_DESCRIPTIONS.items()) + " (default: paper)")
-    p.add_argument("--components", "-K", type=int, help="pseudo-inputs / mixture components")
-    p.add_argument("--epochs", type=int, help="maximum number of epochs")
-    p.add_argument("--eval-samples", type=int, help="importance samples per test image (S)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--learning-rate", type=float)
-    p.add_argument("--warmup-epochs", type=int, help="KL warm-up epochs")
-    p.add_argument("--patience", type=int, help="early-stopping look-ahead in epochs")
-    p.add_argument("--activation", choices=["gated", "relu"])
+    for flag, kwargs in _SETTING_FLAGS:
+        p.add_argument(flag, **kwargs)
     p.add_argument("--trainable-pseudo-inputs", action="store_true", default=None,
-                   help="also learn vampprior_data's pseudo-inputs")
-    p.add_argument("--max-train", type=int, help="use only N training images (a fixed-seed random subset)")
-    p.add_argument("--max-test", type=int, help="evaluate only N test images (a fixed-seed random subset)")
+                   help="also learn vampprior_data's pseudo-inputs (initialised at training images "
+                        "plus N(0, 0.01^2) noise, as the paper's code does)")
     p.add_argument("--no-xla", dest="jit_compile", action="store_false", default=None,
                    help="compile with tf.function only, without XLA")
     p.add_argument("--data-dir", help="folder with the dataset files (default: $VAE_DATA_DIR, "
@@ -43,28 +62,26 @@ def _train_parser(sub):
                    help="save a checkpoint when this long has passed since the last (default: 30; "
                         "0: every epoch); the last epoch is always saved")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    assert set(PROFILES) == set(PROFILE_DESCRIPTIONS)
     return p
 
 
 def _train(args) -> int:
     from .config import make_config
-    from .experiment import is_complete, run_experiment
+    from .experiment import run_experiment
+    from .rundir import is_complete
 
-    config = make_config(
-        args.dataset, args.prior, args.profile, components=args.components, epochs=args.epochs,
-        eval_samples=args.eval_samples, seed=args.seed, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, warmup_epochs=args.warmup_epochs, patience=args.patience,
-        activation=args.activation, trainable_pseudo_inputs=args.trainable_pseudo_inputs,
-        max_train=args.max_train, max_test=args.max_test, jit_compile=args.jit_compile)
+    settings = {flag[2:].replace("-", "_"): None for flag, _ in _SETTING_FLAGS}
+    settings.update(trainable_pseudo_inputs=None, jit_compile=None)
+    config = make_config(args.dataset, args.prior, args.profile,
+                         **{key: getattr(args, key) for key in settings})
     was_complete = is_complete(args.out)  # said after run_experiment has checked the settings
     metrics = run_experiment(config, args.out, data_dir=args.data_dir, progress=not args.quiet,
                              checkpoint_every_seconds=args.checkpoint_every)
     if was_complete:
         print(f"{args.out} was already complete; nothing was recomputed. Its results:", file=sys.stderr)
-    summary = {k: metrics[k] for k in ("dataset", "prior", "components", "epochs_trained",
-                                       "best_epoch", "test_ll", "test_ll_stderr", "test_elbo",
-                                       "eval_samples", "train_seconds", "eval_seconds")}
+    summary = {k: metrics[k] for k in ("dataset", "model", "prior", "components", "epochs_trained",
+                                       "best_epoch", "test_ll", "test_ll_stderr", "test_ll_mc_stderr",
+                                       "test_elbo", "eval_samples", "train_seconds", "eval_seconds")}
     if "test_bits_per_dim" in metrics:
         summary["test_bits_per_dim"] = metrics["test_bits_per_dim"]
     print(json.dumps(summary, indent=2))
@@ -75,6 +92,7 @@ def _train(args) -> int:
 def _report_parser(sub):
     from .config import PROFILE_DESCRIPTIONS
     from .datasets import DATASETS
+    from .models import MODELS
     from .priors import PRIORS
 
     p = sub.add_parser("report", help="run the dataset x prior grid and render the report",
@@ -83,15 +101,19 @@ def _report_parser(sub):
                                    "render the report notebook to HTML.")
     p.add_argument("--profile", default="quick",
                    help="; ".join(f"{k}: {v}" for k, v in PROFILE_DESCRIPTIONS.items()) + " (default: quick)")
-    p.add_argument("--datasets", nargs="+", default=list(DATASETS), metavar="D",
-                   help=f"default: all of {' '.join(DATASETS)}")
-    p.add_argument("--priors", nargs="+", default=list(PRIORS), metavar="P",
-                   help=f"default: all of {' '.join(PRIORS)}")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="N",
-                   help="one run per seed; the report shows mean +- std across seeds")
+    p.add_argument("--datasets", nargs="+", metavar="D", help=f"default: all of {' '.join(DATASETS)}")
+    p.add_argument("--priors", nargs="+", metavar="P", help=f"default: all of {' '.join(PRIORS)}")
+    p.add_argument("--models", nargs="+", metavar="M", help=f"of: {' '.join(MODELS)} (default: vae; "
+                   "the paper profile's plan has both)")
+    p.add_argument("--seeds", nargs="+", type=int, metavar="N",
+                   help="one run per seed; the report shows mean +- std across seeds (default: 0; "
+                        "the paper profile's plan has 3 seeds for some cells)")
+    p.add_argument("--rerun", action="store_true",
+                   help="ignore the kept records and run every cell again (in --runs-dir)")
     p.add_argument("--no-k-sweep", action="store_true", help="skip the test LL against K sweep")
     p.add_argument("--runs-dir", help="where run directories go (default: $VAE_RUNS_DIR, else runs)")
-    p.add_argument("--report-dir", help="where the report goes (default: $VAE_REPORT_DIR, else report)")
+    p.add_argument("--report-dir", help="where reports go, one folder per profile, with the kept "
+                                        "records of its cells (default: $VAE_REPORT_DIR, else report)")
     p.add_argument("--data-dir", help="folder with the dataset files (default: $VAE_DATA_DIR)")
     p.add_argument("--notebooks", help="folder with experiment.ipynb and report.ipynb")
     return p

@@ -1,4 +1,4 @@
-"""The paper's four datasets, read from their canonical original files.
+"""The paper's datasets, read from their canonical original files.
 
 Files come from a data directory (the ``data_dir`` argument or ``$VAE_DATA_DIR``, laid out as
 ``<dataset>/<file>``) or, when none is given, are downloaded from their canonical URLs into a user
@@ -7,7 +7,9 @@ a corrupt, truncated or substituted file is never parsed. Parsing is fast enough
 second per dataset, staticMNIST's 110 MB of text included) that no parsed cache is kept, and so none
 can ever go stale.
 
-All images are returned as float32 rows in [0, 1]: binary sets as 0/1, Frey Faces as k/255.
+All images are returned as float32 rows in [0, 1]: binary sets as 0/1, Frey Faces as k/255, and
+dynamic MNIST's training images as grey levels k/255 (binarized afresh at every training step; its
+validation and test images are binarized once, with a fixed seed).
 """
 from __future__ import annotations
 
@@ -20,12 +22,13 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, check_choice
 
 # Fixed seeds, so every user gets the same splits and the same bits.
 FASHION_SPLIT_SEED = 20180409  # 50000 train / 10000 valid out of the 60000 training images
 FASHION_BINARIZE_SEED = 20180410  # one Bernoulli(pixel/255) draw per pixel, train and test
 FREY_SPLIT_SEED = 20180411  # 1565 / 200 / 200; the paper's code shuffled without a seed
+DYNAMIC_MNIST_BINARIZE_SEED = 20180413  # validation and test bits, the same for every user
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Dataset:
     likelihood: str  # "bernoulli" (binary pixels) or "logistic256" (8-bit grey levels)
     pseudo_init: tuple[float, float]  # mean and std of the VampPrior's initial pseudo-inputs
     sources: dict[str, str] = field(default_factory=dict)  # file -> sha256 actually read
+    dynamic_binarization: bool = False  # train holds grey levels, binarized afresh at every step
 
     @property
     def input_dim(self) -> int:
@@ -66,6 +70,7 @@ class Dataset:
 # Canonical files (see shared/data/README.md for their provenance).
 _MNIST_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
 _FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+_LECUN_URL = "http://yann.lecun.com/exdb/mnist/"
 FILES: dict[str, dict[str, SourceFile]] = {
     "static_mnist": {
         split: SourceFile(f"static_mnist/binarized_mnist_{split}.amat",
@@ -74,6 +79,15 @@ FILES: dict[str, dict[str, SourceFile]] = {
             ("train", "ad693b29f94c14277b095f5238ddefbbdaaae0939789dd2f4f0205278cee3e4d", 78_400_000),
             ("valid", "1de3d397c40fe8eeb33dafd4099a1f665ec01e96d9be234aaeeac8a34930e2e2", 15_680_000),
             ("test", "e6687bfea3f820c174f33b7865140b2a2dd2930ef786f35d45795fc193b5ab2c", 15_680_000),
+        ]
+    },
+    "dynamic_mnist": {
+        key: SourceFile(f"dynamic_mnist/{fname}", f"{_LECUN_URL}{fname}", sha, size)
+        for key, fname, sha, size in [
+            ("train", "train-images-idx3-ubyte.gz",
+             "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", 9_912_422),
+            ("test", "t10k-images-idx3-ubyte.gz",
+             "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", 1_648_877),
         ]
     },
     "fashion_mnist": {
@@ -217,6 +231,18 @@ def _load_static_mnist(paths: dict[str, Path]):
     return tuple(parse_amat(paths[s]) for s in ("train", "valid", "test"))
 
 
+def _load_dynamic_mnist(paths: dict[str, Path]):
+    """As the paper's code splits MNIST: train = the first 50,000 training digits, validation = the
+    last 10,000, test = the 10,000 test digits. Training images stay grey; validation and test are
+    binarized once (each pixel ~ Bernoulli(grey level)) with a fixed seed."""
+    train_valid = parse_idx_images(paths["train"]).astype(np.float32) / np.float32(255)
+    test = parse_idx_images(paths["test"]).astype(np.float32) / np.float32(255)
+    rng = np.random.default_rng(DYNAMIC_MNIST_BINARIZE_SEED)
+    valid, test = ((rng.random(x.shape, dtype=np.float32) < x).astype(np.float32)
+                   for x in (train_valid[50_000:], test))
+    return train_valid[:50_000], valid, test
+
+
 def _load_fashion_mnist(paths: dict[str, Path]):
     train_valid = parse_idx_images(paths["train"])
     test = parse_idx_images(paths["test"])
@@ -249,10 +275,13 @@ class _Spec:
     image_shape: tuple[int, int]
     likelihood: str
     pseudo_init: tuple[float, float]  # the paper's: near-empty images for MNIST, mid-grey otherwise
+    dynamic_binarization: bool = False
 
 
 _SPECS = {
     "static_mnist": _Spec(_load_static_mnist, (28, 28), "bernoulli", (0.05, 0.01)),
+    "dynamic_mnist": _Spec(_load_dynamic_mnist, (28, 28), "bernoulli", (0.05, 0.01),
+                           dynamic_binarization=True),
     "fashion_mnist": _Spec(_load_fashion_mnist, (28, 28), "bernoulli", (0.05, 0.01)),
     "caltech101_silhouettes": _Spec(_load_caltech, (28, 28), "bernoulli", (0.5, 0.02)),
     "frey_faces": _Spec(_load_frey, (28, 20), "logistic256", (0.5, 0.02)),
@@ -260,9 +289,7 @@ _SPECS = {
 
 
 def check_name(name: str) -> str:
-    if name not in _SPECS:
-        raise DataError(f"Unknown dataset {name!r}. Choose one of: {', '.join(DATASETS)}.")
-    return name
+    return check_choice("dataset", name, DATASETS, error=DataError)
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
@@ -271,4 +298,5 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Datase
     paths = {key: fetch(src, data_dir) for key, src in FILES[name].items()}
     train, valid, test = spec.load(paths)
     return Dataset(name, train, valid, test, spec.image_shape, spec.likelihood, spec.pseudo_init,
-                   sources={src.relpath: src.sha256 for src in FILES[name].values()})
+                   sources={src.relpath: src.sha256 for src in FILES[name].values()},
+                   dynamic_binarization=spec.dynamic_binarization)

@@ -34,10 +34,17 @@ def log_mixture_normal_diag(z, means, logvars):
     The squared Mahalanobis distances to all K components are three matmuls,
     sum_d (z_d - m_kd)^2 / v_kd = z^2 @ (1/v)^T - 2 z @ (m/v)^T + sum_d m_kd^2 / v_kd,
     instead of a (..., K, D) broadcast: far less memory traffic, and matmuls use every core.
+    The expansion cancels large terms when |m|^2 / v is large, so z and the means are first
+    shifted by the components' mean (a shared per-dimension centre; the distances do not change):
+    what is left is governed by the spread of the components around their centre, not by how far
+    that centre lies from the origin (float32 error below 0.005 nats for unit spread, logvars down
+    to -6; tests/test_densities.py).
     """
+    centre = tf.stop_gradient(tf.reduce_mean(means, axis=0))  # any centre gives the same value
+    means = means - centre
     precision = tf.exp(-logvars)  # (K, D)
     batch_shape = tf.shape(z)[:-1]
-    z2d = tf.reshape(z, [-1, tf.shape(z)[-1]])
+    z2d = tf.reshape(z, [-1, tf.shape(z)[-1]]) - centre
     sq_dist = (tf.matmul(tf.square(z2d), precision, transpose_b=True)
                - 2.0 * tf.matmul(z2d, means * precision, transpose_b=True)
                + tf.reduce_sum(tf.square(means) * precision, axis=-1))  # (N, K)
@@ -74,3 +81,11 @@ def log_discretized_logistic(x, mean, log_scale, num_bins: int = 256):
     last = x > 1.0 - half_bin
     log_p = tf.where(first, log_cdf_upper, tf.where(last, log_survival_lower, log_mass))
     return tf.reduce_sum(log_p, axis=-1)
+
+
+def reparameterize(mean, logvar, seed, num_samples=None):
+    """z = mean + exp(logvar / 2) * eps, eps ~ N(0, I) from the stateless ``seed``; with
+    ``num_samples`` S the result has shape (S, *mean.shape)."""
+    shape = tf.shape(mean) if num_samples is None else tf.concat([[num_samples], tf.shape(mean)], 0)
+    eps = tf.random.stateless_normal(shape, seed=seed, dtype=mean.dtype, alg=RNG_ALG)
+    return mean + tf.exp(0.5 * logvar) * eps

@@ -15,3 +15,10 @@ class ConfigError(VaeLibError):
 
 class TrainingError(VaeLibError):
     """Training cannot go on (for example the loss became NaN); the last good checkpoint is kept."""
+
+
+def check_choice(kind: str, name, choices, error=ConfigError):
+    """``name`` if it is one of ``choices``, else ``error`` saying which ones there are."""
+    if name not in choices:
+        raise error(f"Unknown {kind} {name!r}. Choose one of: {', '.join(map(str, choices))}.")
+    return name

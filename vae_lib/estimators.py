@@ -1,94 +1,96 @@
-"""ELBO and importance-sampled log-likelihood, per image, in nats.
+"""Estimators: reducers over what a model returns (see :mod:`vae_lib.models`), per image, in nats.
 
-The model is anything with ``encoder(x) -> (mean, logvar)``, ``log_px_given_z(x, z)`` and a
-``prior`` with ``log_prob`` (and ``analytic_kl`` where ``prior.has_analytic_kl``): the VAE of
-:mod:`vae_lib.model`, or a small model in the tests with a closed-form marginal.
+    ELBO                   -(distortion + rate)            from ``model.elbo_terms``
+    log p(x) (IWAE bound)  logsumexp_s log w_s - log S     from ``model.log_weights``
+
+Nothing here knows which model or prior it is given.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 
-from .densities import RNG_ALG, log_normal_diag
+from .errors import ConfigError
+from .seeds import stateless_seed
 
 
-def reparameterize(mean, logvar, seed, num_samples=None):
-    """z = mean + sigma * eps; with ``num_samples`` S, shape (S, *mean.shape)."""
-    shape = tf.shape(mean) if num_samples is None else tf.concat([[num_samples], tf.shape(mean)], 0)
-    eps = tf.random.stateless_normal(shape, seed=seed, dtype=mean.dtype, alg=RNG_ALG)
-    return mean + tf.exp(0.5 * logvar) * eps
+@dataclass
+class ImportanceResult:
+    """Per-image results of one importance-sampling evaluation.
 
+    ``log_px``: the estimates log (1/S) sum_s w_s (nats). ``ess``: the effective sample size
+    (sum w)^2 / sum w^2 of each image's S weights. ``mc_stderr``: the Monte Carlo standard error of
+    each estimate by the delta method, sqrt((1/ESS - 1/S)), in nats: how far another set of S
+    samples would move it (reliable only when ESS is not tiny)."""
 
-def elbo_terms(model, x, seed):
-    """Per-image distortion -log p(x|z) and rate KL(q(z|x) || p(z)), one z ~ q(z|x) each.
+    log_px: np.ndarray
+    ess: np.ndarray
+    num_samples: int
 
-    The rate is the closed-form KL where it is exact (standard prior) and the single-sample
-    Monte Carlo estimate log q(z|x) - log p(z) otherwise. ELBO = -(distortion + rate).
-    """
-    mean, logvar, prior = model.prior.encode_batch(model.encoder, x)
-    z = reparameterize(mean, logvar, seed)
-    distortion = -model.log_px_given_z(x, z)
-    if prior.has_analytic_kl:
-        rate = prior.analytic_kl(mean, logvar)
-    else:
-        rate = log_normal_diag(z, mean, logvar) - prior.log_prob(z)
-    return distortion, rate
+    @property
+    def mc_stderr(self) -> np.ndarray:
+        return np.sqrt(np.maximum(1.0 / self.ess - 1.0 / self.num_samples, 0.0))
 
-
-def _log_weight_chunk(model, prior, x, mean, logvar, seed, num_samples):
-    """logsumexp over ``num_samples`` draws z_s ~ q(z|x) of log p(x|z_s) + log p(z_s) - log q(z_s|x)."""
-    z = reparameterize(mean, logvar, seed, num_samples)  # (S, B, D)
-    log_w = model.log_px_given_z(x, z) + prior.log_prob(z) - log_normal_diag(z, mean, logvar)
-    return tf.reduce_logsumexp(log_w, axis=0)
+    def mean_mc_stderr(self) -> float:
+        """Monte Carlo standard error of the mean log-likelihood over the images."""
+        return float(np.sqrt(np.sum(self.mc_stderr ** 2)) / len(self.log_px))
 
 
 class ImportanceSampler:
-    """Importance-sampled log p(x) with S samples from q(z|x) as the proposal:
+    """Importance-sampled log p(x) with S samples from the model's q as the proposal:
 
-        log p(x) ~ logsumexp_s [log p(x|z_s) + log p(z_s) - log q(z_s|x)] - log S,
+        log p(x) ~ logsumexp_s [log p(x, z_s) - log q(z_s|x)] - log S,
 
     which is also the IWAE bound L_S (a lower bound in expectation, tight as S grows).
     Work is done in passes of about ``rows_per_pass`` (image, sample) pairs, so S=5000 fits in
-    memory; the prior is frozen once (the VampPrior's pseudo-inputs are encoded once per
-    evaluation, not per pass) and each pass is one compiled call.
+    memory; the prior's parameters are computed once per call (the VampPrior's pseudo-inputs are
+    encoded once per evaluation, with the model as it is then) and each pass is one compiled call.
     """
 
     def __init__(self, model, num_samples: int, rows_per_pass: int = 8192, jit_compile=True):
         if num_samples <= 0:
-            from .errors import ConfigError
             raise ConfigError(f"The number of importance samples must be positive, got {num_samples}.")
         self.model, self.num_samples = model, int(num_samples)
         self.samples_per_pass = min(self.num_samples, rows_per_pass)
         self.images_per_pass = max(1, rows_per_pass // self.samples_per_pass)
-        self.prior = model.prior.frozen()
         self._pass = tf.function(self._pass_fn, jit_compile=jit_compile, reduce_retracing=True)
 
-    def _pass_fn(self, x, total, seed, num_samples):
-        """One compiled pass: ``total`` logaddexp the log-weights of ``num_samples`` more draws.
-        Encoding the few images of a pass again each time costs far less than a call outside."""
-        mean, logvar = self.model.encoder(x)
-        chunk = _log_weight_chunk(self.model, self.prior, x, mean, logvar, seed, num_samples)
-        return tf.experimental.numpy.logaddexp(total, chunk)
+    def _pass_fn(self, x, totals, seed, num_samples, prior_params):
+        """One compiled pass: ``totals`` (logsumexp of w and of w^2 so far) logaddexp those of
+        ``num_samples`` more draws. Encoding the few images of a pass again each time costs far less
+        than a call outside."""
+        log_w = self.model.log_weights(x, seed, num_samples, prior_params)  # (S, B)
+        chunk = tf.stack([tf.reduce_logsumexp(log_w, axis=0), tf.reduce_logsumexp(2.0 * log_w, axis=0)])
+        return tf.experimental.numpy.logaddexp(totals, chunk)
 
-    def __call__(self, images, seed: int = 0, progress=None) -> np.ndarray:
-        """Per-image log p(x) estimates (nats) for ``images`` of shape (N, D)."""
+    def evaluate(self, images, seed: int = 0, progress=None) -> ImportanceResult:
+        """Per-image log p(x) estimates and effective sample sizes for ``images`` of shape (N, D)."""
         images = np.asarray(images, np.float32)
-        out = np.empty(len(images), np.float64)
+        prior_params = self.model.prior_params()  # now, not when the sampler was built
+        log_px = np.empty(len(images), np.float64)
+        ess = np.empty(len(images), np.float64)
         for start in range(0, len(images), self.images_per_pass):
             x = tf.constant(images[start:start + self.images_per_pass])
-            total = tf.fill([x.shape[0]], -np.inf)
+            totals = tf.fill([2, x.shape[0]], -np.inf)
             done = 0
             while done < self.num_samples:
                 n = min(self.samples_per_pass, self.num_samples - done)
-                seed_t = tf.constant([seed, start * self.num_samples + done], tf.int64)
-                total = self._pass(x, total, seed_t, tf.constant(n))
+                totals = self._pass(x, totals, stateless_seed(seed, "importance", start * self.num_samples + done),
+                                    tf.constant(n), prior_params)
                 done += n
-            out[start:start + len(x)] = total.numpy() - math.log(self.num_samples)
+            lse_w, lse_w2 = totals.numpy().astype(np.float64)
+            log_px[start:start + len(x)] = lse_w - math.log(self.num_samples)
+            ess[start:start + len(x)] = np.exp(2 * lse_w - lse_w2)
             if progress is not None:
                 progress.update(len(x))
-        return out
+        return ImportanceResult(log_px, ess, self.num_samples)
+
+    def __call__(self, images, seed: int = 0, progress=None) -> np.ndarray:
+        """Per-image log p(x) estimates (nats)."""
+        return self.evaluate(images, seed, progress).log_px
 
 
 def log_likelihood(model, images, num_samples=5000, seed=0, progress=None, **kwargs) -> np.ndarray:
@@ -101,13 +103,13 @@ def iwae_bound(model, images, k, seed=0, **kwargs) -> np.ndarray:
     return log_likelihood(model, images, num_samples=k, seed=seed, **kwargs)
 
 
-def elbo(model, images, seed=0, batch_size=1000) -> np.ndarray:
+def elbo(model, images, seed=0, batch_size=1000, purpose="test_elbo") -> np.ndarray:
     """Per-image single-sample ELBO (nats), -(distortion + rate)."""
     images = np.asarray(images, np.float32)
     out = []
     for start in range(0, len(images), batch_size):
-        d, r = elbo_terms(model, tf.constant(images[start:start + batch_size]),
-                          tf.constant([seed, start], tf.int64))
+        d, r = model.elbo_terms(tf.constant(images[start:start + batch_size]),
+                                stateless_seed(seed, purpose, start))
         out.append(-(d + r).numpy())
     return np.concatenate(out).astype(np.float64)
 

@@ -1,129 +1,116 @@
-"""Priors p(z): each one small class with ``log_prob(z)`` and ``sample(n, seed)``.
+"""Priors p(z): each one small class with ``log_prob(z)`` and ``sample(n, seed)``, registered by name
+in :data:`PRIORS` (the one place that knows the names; every entry point reads it).
 
-A new prior is a new subclass of :class:`Prior`, registered in :data:`PRIORS`; nothing else changes.
-Sampling takes an explicit ``seed`` (a shape-[2] integer tensor) and uses stateless random ops, so
-results are reproducible and the code compiles with XLA.
+A prior's density is a function of its ``params()`` (for a mixture: the components' means and
+log-variances). Evaluation computes them once and passes them back in (``log_prob(z, params)``), so
+the VampPrior's K pseudo-inputs are encoded once per evaluation, not once per importance-sampling
+pass. Sampling takes an explicit stateless ``seed`` and compiles with XLA.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from .densities import RNG_ALG, kl_normal_standard, log_mixture_normal_diag, log_standard_normal
-from .errors import ConfigError
+from .errors import ConfigError, check_choice
 
 
 class Prior(keras.layers.Layer):
     """Interface. ``log_prob``: (..., D) -> (...). ``sample``: n -> (n, D)."""
 
-    has_analytic_kl = False  # True where KL(q(z|x) || p(z)) has a closed form
+    has_closed_form_kl = False  # True where KL(q(z|x) || p(z)) has a closed form
 
     def __init__(self, latent_dim: int, **kwargs):
         super().__init__(**kwargs)
         self.latent_dim = latent_dim
 
-    def log_prob(self, z):
+    def params(self):
+        """The tensors that define the density (a nest; empty for a fixed prior)."""
+        return ()
+
+    def log_prob(self, z, params=None):
         raise NotImplementedError
 
-    def sample(self, n: int, seed):
+    def sample(self, n: int, seed, params=None):
         raise NotImplementedError
 
-    def analytic_kl(self, mean, logvar):
+    def closed_form_kl(self, mean, logvar):
         raise NotImplementedError(f"{type(self).__name__} has no closed-form KL")
 
-    def frozen(self) -> "Prior":
-        """A prior with the same density whose parameters are constants, for evaluation:
-        for the VampPrior this encodes the K pseudo-inputs once instead of at every call."""
-        return self
-
-    def encode_batch(self, encoder, x):
-        """(mean, logvar) of q(z|x) for a batch, and the prior to score its z under (``self``,
-        unless the prior depends on the encoder: see :meth:`VampPrior.encode_batch`)."""
-        mean, logvar = encoder(x)
-        return mean, logvar, self
+    def encoder_inputs(self):
+        """Inputs this prior needs encoded by the model's (top) encoder, or None. A model encodes
+        them together with its batch, and passes the encoder's (mean, logvar) on them as ``params``
+        (the VampPrior's pseudo-inputs)."""
+        return None
 
 
 class StandardNormal(Prior):
     """p(z) = N(0, I)."""
 
-    has_analytic_kl = True
+    has_closed_form_kl = True
 
-    def log_prob(self, z):
+    def log_prob(self, z, params=None):
         return log_standard_normal(z)
 
-    def sample(self, n, seed):
+    def sample(self, n, seed, params=None):
         return tf.random.stateless_normal([n, self.latent_dim], seed=seed, alg=RNG_ALG)
 
-    def analytic_kl(self, mean, logvar):
+    def closed_form_kl(self, mean, logvar):
         return kl_normal_standard(mean, logvar)
 
 
 class GaussianMixture(Prior):
-    """Uniform mixture of K diagonal Gaussians given by ``mixture_params()`` -> (means, logvars)."""
+    """Uniform mixture of K diagonal Gaussians; ``params()`` -> (means, logvars), each (K, D)."""
 
-    def mixture_params(self):
-        raise NotImplementedError
-
-    def log_prob(self, z):
-        means, logvars = self.mixture_params()
+    def log_prob(self, z, params=None):
+        means, logvars = self.params() if params is None else params
         return log_mixture_normal_diag(z, means, logvars)
 
-    def sample(self, n, seed):
-        means, logvars = self.mixture_params()
+    def sample(self, n, seed, params=None):
+        means, logvars = self.params() if params is None else params
         pick_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         k = tf.random.stateless_uniform([n], pick_seed, minval=0, maxval=tf.shape(means)[0],
                                         dtype=tf.int32, alg=RNG_ALG)
         eps = tf.random.stateless_normal([n, self.latent_dim], seed=noise_seed, alg=RNG_ALG)
         return tf.gather(means, k) + tf.exp(0.5 * tf.gather(logvars, k)) * eps
 
-    def frozen(self):
-        means, logvars = self.mixture_params()
-        return FixedMixture(tf.constant(means), tf.constant(logvars))
-
-
-class FixedMixture(GaussianMixture):
-    """A mixture with constant parameters (what :meth:`Prior.frozen` returns for mixtures)."""
-
-    def __init__(self, means, logvars, **kwargs):
-        super().__init__(int(means.shape[-1]), **kwargs)
-        self._means, self._logvars = means, logvars
-
-    def mixture_params(self):
-        return self._means, self._logvars
-
-    def frozen(self):
-        return self
-
 
 class MixtureOfGaussians(GaussianMixture):
-    """p(z) = (1/K) sum_k N(z; m_k, diag(exp(s_k))) with learned means and log-variances."""
+    """p(z) = (1/K) sum_k N(z; m_k, diag(exp(s_k))) with learned means and log-variances.
+
+    Initialised to match N(0, I) in its first two moments, so that it starts where the standard
+    prior is and is a fair baseline: means ~ N(0, 1/2), variances 1/2 (total variance 1 per
+    dimension). Means ~ N(0, 1) with unit variances would start twice as wide as N(0, I)."""
 
     def __init__(self, latent_dim, num_components, **kwargs):
         super().__init__(latent_dim, **kwargs)
         self.num_components = num_components
         self.means = self.add_weight(shape=(num_components, latent_dim), name="means",
-                                     initializer=keras.initializers.RandomNormal(stddev=1.0))
+                                     initializer=keras.initializers.RandomNormal(stddev=np.sqrt(0.5)))
         self.logvars = self.add_weight(shape=(num_components, latent_dim), name="logvars",
-                                       initializer="zeros")
+                                       initializer=keras.initializers.Constant(np.log(0.5)))
 
-    def mixture_params(self):
+    def params(self):
         return self.means, self.logvars
 
 
 class VampPrior(GaussianMixture):
-    """p(z) = (1/K) sum_k q(z | u_k), with K learned pseudo-inputs u_k.
+    """p(z) = (1/K) sum_k q(z | u_k), with K pseudo-inputs u_k.
 
-    ``encoder`` maps images (N, D_x) to (mean, logvar) of q(z|x); it is the VAE's own encoder and is
-    stored as a plain callable so that its weights are owned (and saved) once, by the VAE.
-    The raw K x D_x parameter goes through a hardtanh into the data range [0, 1].
+    ``encoder`` is the model's own q(z|x) network (for the HVAE, q(z2|x)); its weights are owned
+    by the model (Keras counts them once). The raw K x D_x parameter goes through a hardtanh into
+    the data range [0, 1], as in the paper's code.
     """
 
     def __init__(self, latent_dim, num_components, input_dim, encoder, init_mean=0.05,
                  init_std=0.01, initial_pseudo_inputs=None, trainable_pseudo_inputs=True, **kwargs):
         super().__init__(latent_dim, **kwargs)
         self.num_components = num_components
-        self._encode = encoder.__call__  # a bound method: Keras does not track it as a sublayer
+        self.encoder = encoder
         if initial_pseudo_inputs is not None:
             init = keras.initializers.Constant(np.asarray(initial_pseudo_inputs, np.float32))
         else:
@@ -135,64 +122,81 @@ class VampPrior(GaussianMixture):
     def pseudo_inputs(self):
         return tf.clip_by_value(self.pseudo_inputs_raw, 0.0, 1.0)  # hardtanh into [0, 1]
 
-    def mixture_params(self):
-        return self._encode(self.pseudo_inputs())
+    def encoder_inputs(self):
+        return self.pseudo_inputs()
 
-    def encode_batch(self, encoder, x):
-        """The batch and the K pseudo-inputs go through the encoder in one pass: one (B+K)-row
-        matmul per layer runs faster on a CPU than a B-row and a K-row one, and gives the same
-        numbers (gradients reach the pseudo-inputs and the encoder through both parts)."""
-        mean, logvar = encoder(tf.concat([x, self.pseudo_inputs()], axis=0))
-        n = tf.shape(x)[0]
-        return mean[:n], logvar[:n], MixtureDensity(mean[n:], logvar[n:])
+    def params(self):
+        return self.encoder(self.pseudo_inputs())
 
 
-class MixtureDensity:
-    """log_prob of a uniform Gaussian mixture given as tensors; what :meth:`VampPrior.encode_batch`
-    returns (a plain object, not a layer: it is made inside compiled steps)."""
-
-    has_analytic_kl = False
-
-    def __init__(self, means, logvars):
-        self.means, self.logvars = means, logvars
-
-    def log_prob(self, z):
-        return log_mixture_normal_diag(z, self.means, self.logvars)
+# -- the registry ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PriorSpec:
+    build: Callable[..., Prior]
+    description: str
+    has_pseudo_inputs: bool = False
 
 
-PRIORS = ("standard", "vampprior", "vampprior_data", "mog")
+def _standard(latent_dim, **_):
+    return StandardNormal(latent_dim, name="prior")
+
+
+def _mog(latent_dim, *, num_components, **_):
+    return MixtureOfGaussians(latent_dim, num_components, name="prior")
+
+
+def _vampprior(latent_dim, *, num_components, encoder, input_dim, pseudo_init=(0.05, 0.01),
+               trainable_pseudo_inputs=None, **_):
+    return VampPrior(latent_dim, num_components, input_dim, encoder, *pseudo_init,
+                     trainable_pseudo_inputs=trainable_pseudo_inputs is not False, name="prior")
+
+
+# The paper's code initialises data-based pseudo-inputs with training images plus this noise
+# (utils/load_data.py, --use_training_data_init) and then learns them.
+DATA_INIT_NOISE_STD = 0.01
+
+
+def _vampprior_data(latent_dim, *, num_components, encoder, input_dim, train_images=None,
+                    trainable_pseudo_inputs=None, seed=0, **_):
+    """K random training images as pseudo-inputs: fixed (the default, as the reference report
+    ran it), or, with ``trainable_pseudo_inputs``, plus N(0, 0.01^2) noise and learned from there
+    (as the paper's code runs it)."""
+    have = 0 if train_images is None else len(train_images)
+    if have < num_components:
+        raise ConfigError(f"vampprior_data with K={num_components} needs at least {num_components} "
+                          f"training images to use as pseudo-inputs, has {have}.")
+    rng = np.random.default_rng(seed)
+    images = np.asarray(train_images)[np.sort(rng.choice(have, num_components, replace=False))]
+    if trainable_pseudo_inputs:
+        images = images + DATA_INIT_NOISE_STD * rng.standard_normal(images.shape)
+    return VampPrior(latent_dim, num_components, input_dim, encoder, initial_pseudo_inputs=images,
+                     trainable_pseudo_inputs=bool(trainable_pseudo_inputs), name="prior")
+
+
+PRIORS: dict[str, PriorSpec] = {
+    "standard": PriorSpec(_standard, "N(0, I)"),
+    "vampprior": PriorSpec(_vampprior, "VampPrior: mixture of q(z|u_k) at K learned pseudo-inputs",
+                           has_pseudo_inputs=True),
+    "vampprior_data": PriorSpec(_vampprior_data, "VampPrior with K training images as pseudo-inputs "
+                                "(fixed; learned from there with --trainable-pseudo-inputs)",
+                                has_pseudo_inputs=True),
+    "mog": PriorSpec(_mog, "mixture of K learned diagonal Gaussians"),
+}
 
 
 def check_prior_name(name: str) -> str:
-    if name not in PRIORS:
-        raise ConfigError(f"Unknown prior {name!r}. Choose one of: {', '.join(PRIORS)}.")
-    return name
+    return check_choice("prior", name, PRIORS)
 
 
 def make_prior(name: str, latent_dim: int, *, num_components: int = 500, encoder=None,
                input_dim: int | None = None, train_images=None, pseudo_init=(0.05, 0.01),
                trainable_pseudo_inputs: bool | None = None, seed: int = 0) -> Prior:
-    """Build the prior called ``name`` (one of :data:`PRIORS`).
-
-    ``vampprior_data`` takes its K pseudo-inputs from ``train_images`` (drawn with ``seed``) and
-    keeps them fixed unless ``trainable_pseudo_inputs`` is True.
-    """
-    check_prior_name(name)
-    if name == "standard":
-        return StandardNormal(latent_dim, name="prior")
-    if num_components <= 0:
+    """Build the prior called ``name`` (a key of :data:`PRIORS`)."""
+    spec = PRIORS[check_prior_name(name)]
+    if name != "standard" and num_components <= 0:
         raise ConfigError(f"The number of components must be positive, got {num_components}.")
-    if name == "mog":
-        return MixtureOfGaussians(latent_dim, num_components, name="prior")
-    if encoder is None or input_dim is None:
-        raise ConfigError(f"The {name} prior needs the VAE's encoder and the input size.")
-    if name == "vampprior":
-        return VampPrior(latent_dim, num_components, input_dim, encoder, *pseudo_init,
-                         trainable_pseudo_inputs=trainable_pseudo_inputs is not False, name="prior")
-    if train_images is None or len(train_images) < num_components:
-        have = 0 if train_images is None else len(train_images)
-        raise ConfigError(f"vampprior_data needs {num_components} training images, has {have}.")
-    pick = np.random.default_rng(seed).choice(len(train_images), num_components, replace=False)
-    return VampPrior(latent_dim, num_components, input_dim, encoder,
-                     initial_pseudo_inputs=np.asarray(train_images)[np.sort(pick)],
-                     trainable_pseudo_inputs=bool(trainable_pseudo_inputs), name="prior")
+    if spec.has_pseudo_inputs and (encoder is None or input_dim is None):
+        raise ConfigError(f"The {name} prior needs the model's encoder and the input size.")
+    return spec.build(latent_dim, num_components=num_components, encoder=encoder,
+                      input_dim=input_dim, train_images=train_images, pseudo_init=pseudo_init,
+                      trainable_pseudo_inputs=trainable_pseudo_inputs, seed=seed)

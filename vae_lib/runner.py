@@ -1,9 +1,16 @@
-"""The main job: run the experiment notebook with papermill for every dataset x prior (and the
-K sweep), then execute the report notebook and render it to HTML.
+"""The main job: run the experiment notebook with papermill for every cell of a profile's plan
+(dataset x model x prior x seed, the K sweep, and for the paper profile its comparisons), keep each
+finished cell's record, then execute the report notebook over the records and render it to HTML.
 
-Each cell gets its own run directory under ``runs_dir/<profile>/``. A complete cell (one with
-metrics.json) is skipped; an interrupted one resumes from its checkpoint; a failed one keeps its
-executed notebook with the error, gets a ``failure.json``, and the others go on.
+Two places per cell:
+  run directory  ``runs_dir/<profile>/<name>/``: where the cell trains; holds its checkpoint, so an
+                 interrupted cell resumes there. Outside the repository (``$VAE_RUNS_DIR``).
+  record         ``report_dir/<profile>/runs/<name>/``: the run directory without the checkpoint,
+                 copied there when the cell completes. Records are what the report reads and what
+                 the repository keeps, so a fresh clone re-renders the report without training.
+A cell with a record is skipped (``rerun=True`` ignores the records: the cells run again in the
+runs directory, where a complete run is reused, and their records are replaced); a failed cell keeps its executed
+notebook with the error and a ``failure.json`` in its run directory, and the others go on.
 """
 from __future__ import annotations
 
@@ -13,13 +20,14 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import (K_SWEEPS, RunConfig, check_profile, default_report_dir, default_runs_dir,
-                     make_config)
+from .config import (K_SWEEP_SETTINGS, K_SWEEPS, RunConfig, check_profile, default_report_dir,
+                     default_runs_dir, make_config)
 from .datasets import DATASETS, check_name
-from .errors import ConfigError
-from .experiment import is_complete, prepare_run_dir
+from .errors import ConfigError, check_choice
 from .io import atomic_write_json
+from .models import MODELS
 from .priors import PRIORS, check_prior_name
+from .rundir import FAILURE, METRICS, NOTEBOOK, copy_record, is_complete, prepare_run_dir, run_dir_name
 
 REPO = Path(__file__).resolve().parent.parent
 # papermill options for every notebook: no per-cell progress bar of its own, and a kernel that
@@ -32,45 +40,107 @@ PAPERMILL_OPTIONS = dict(kernel_name="python3", progress_bar=False,
 class Cell:
     config: RunConfig
     run_dir: Path
-    purpose: str  # "grid" or "k_sweep"
+    record_dir: Path
+    purpose: str  # "grid", "k_sweep", "init" (paper-code initialisation), "learned_data" ...
 
     @property
     def label(self) -> str:
         c = self.config
-        return f"{c.dataset}/{c.prior} K={c.components} seed={c.seed}"
+        model = "" if c.model == "vae" else f"{c.model}/"
+        return f"{c.dataset}/{model}{c.prior} K={c.components} seed={c.seed} [{self.purpose}]"
 
 
-def run_dir_name(config: RunConfig) -> str:
-    return f"{config.dataset}__{config.prior}__K{config.components}__seed{config.seed}"
+def records_dir(report_dir, profile: str) -> Path:
+    return Path(report_dir) / profile / "runs"
 
 
-def plan(profile: str, runs_dir, datasets=DATASETS, priors=PRIORS, seeds=(0,),
-         k_sweep: bool = True) -> list[Cell]:
-    """The cells of the grid, then the K sweep (VampPrior on static_mnist), without duplicates."""
-    check_profile(profile)
-    for name in datasets:
-        check_name(name)
-    for name in priors:
-        check_prior_name(name)
-    root = Path(runs_dir) / profile
-    cells, seen = [], set()
+# -- plans ----------------------------------------------------------------------------------------
+# The paper profile's plan (the paper-results issue): 3 seeds where the comparison is the headline
+# (standard vs VampPrior everywhere) or cheap (Caltech 101, Frey Faces), 1 elsewhere.
+SMALL = ("caltech101_silhouettes", "frey_faces")
+HEADLINE_PRIORS = ("standard", "vampprior")
 
-    def add(config, purpose):
-        if config not in seen:
-            seen.add(config)
-            cells.append(Cell(config, root / run_dir_name(config), purpose))
 
-    for seed in seeds:
-        for dataset in datasets:
-            for prior in priors:
-                add(make_config(dataset, prior, profile, seed=seed), "grid")
+def paper_plan() -> list[tuple[RunConfig, str]]:
+    """(config, purpose) of every cell of the paper report, in the order they run: seed 0 of the
+    grid, the cheap datasets' other seeds and comparisons, the headline's other seeds, dynamic
+    MNIST, the K sweep, the HVAE."""
+    out = []
+
+    def add(dataset, prior, seed, purpose="grid", **settings):
+        out.append((make_config(dataset, prior, "paper", seed=seed, **settings), purpose))
+
+    for dataset in SMALL + ("static_mnist", "fashion_mnist"):
+        for prior in PRIORS:
+            add(dataset, prior, 0)
+    for seed in (0, 1, 2):
+        for dataset in SMALL:
+            for prior in PRIORS:
+                add(dataset, prior, seed)
+            for prior in HEADLINE_PRIORS:  # how much of the ranking is the initialisation's
+                add(dataset, prior, seed, "init", weight_init="he")
+            add(dataset, "vampprior_data", seed, "learned_data", trainable_pseudo_inputs=True)
+    for seed in (1, 2):
+        for dataset in ("static_mnist", "fashion_mnist"):
+            for prior in HEADLINE_PRIORS:
+                add(dataset, prior, seed)
+    for prior in HEADLINE_PRIORS:
+        add("dynamic_mnist", prior, 0)
+    for k in K_SWEEPS["paper"]:
+        add("static_mnist", "vampprior", 0, "k_sweep", components=k, **K_SWEEP_SETTINGS["paper"])
+    for seed in (0, 1, 2):
+        for dataset in SMALL:
+            for prior in HEADLINE_PRIORS:
+                add(dataset, prior, seed, "hvae", model="hvae")
+    for prior in HEADLINE_PRIORS:
+        add("static_mnist", prior, 0, "hvae", model="hvae")
+    add("dynamic_mnist", "vampprior", 0, "hvae", model="hvae")
+    add("fashion_mnist", "vampprior", 0, "hvae", model="hvae")
+    return out
+
+
+def grid_plan(profile, datasets=DATASETS, priors=tuple(PRIORS), seeds=(0,), models=("vae",),
+              k_sweep=True) -> list[tuple[RunConfig, str]]:
+    """Every dataset x model x prior x seed, then the K sweep (VampPrior on static_mnist)."""
+    out = [(make_config(d, p, profile, seed=s, model=m), "grid" if m == "vae" else m)
+           for s in seeds for d in datasets for m in models for p in priors]
     if k_sweep and "static_mnist" in datasets:
-        for seed in seeds:
-            for k in K_SWEEPS[profile]:
-                add(make_config("static_mnist", "vampprior", profile, components=k, seed=seed), "k_sweep")
+        out += [(make_config("static_mnist", "vampprior", profile, components=k, seed=s,
+                             **K_SWEEP_SETTINGS[profile]), "k_sweep")
+                for s in seeds for k in K_SWEEPS[profile]]
+    return out
+
+
+def plan(profile: str, runs_dir, report_dir, datasets=None, priors=None, seeds=None, models=None,
+         k_sweep: bool = True) -> list[Cell]:
+    """The cells of ``profile``, without duplicates. The paper profile follows :func:`paper_plan`
+    unless ``seeds`` is given; ``datasets``, ``priors`` and ``models`` filter any plan."""
+    check_profile(profile)
+    for name in datasets or ():
+        check_name(name)
+    for name in priors or ():
+        check_prior_name(name)
+    for name in models or ():
+        check_choice("model", name, MODELS)
+    if profile == "paper" and seeds is None:
+        pairs = paper_plan()
+    else:
+        pairs = grid_plan(profile, datasets or DATASETS, priors or tuple(PRIORS), seeds or (0,),
+                          models or ("vae",), k_sweep)
+    cells, seen = [], set()
+    for config, purpose in pairs:
+        if ((datasets and config.dataset not in datasets) or (priors and config.prior not in priors)
+                or (models and config.model not in models) or (not k_sweep and purpose == "k_sweep")
+                or config in seen):
+            continue
+        seen.add(config)
+        name = run_dir_name(config)
+        cells.append(Cell(config, Path(runs_dir) / profile / name,
+                          records_dir(report_dir, profile) / name, purpose))
     return cells
 
 
+# -- running ----------------------------------------------------------------------------------------
 def notebook_path(name: str, notebooks_dir=None) -> Path:
     path = Path(notebooks_dir or REPO / "notebooks") / f"{name}.ipynb"
     if not path.is_file():
@@ -79,84 +149,97 @@ def notebook_path(name: str, notebooks_dir=None) -> Path:
     return path
 
 
-def run_cell(cell: Cell, notebook: Path, data_dir=None) -> str:
+def run_cell(cell: Cell, notebook: Path, data_dir=None, rerun: bool = False) -> str:
     """Execute the experiment notebook for one cell: 'done', 'skipped' or 'failed'."""
     import papermill
 
-    if is_complete(cell.run_dir):
+    if is_complete(cell.record_dir) and not rerun:
         return "skipped"
+    if is_complete(cell.run_dir):
+        copy_record(cell.run_dir, cell.record_dir)  # finished before its record was kept
+        return "done"
     prepare_run_dir(cell.run_dir, cell.config)  # checks an existing directory before any work
-    failure = cell.run_dir / "failure.json"
+    failure = cell.run_dir / FAILURE
     c = cell.config
+    overrides = {k: v for k, v in c.to_dict().items()
+                 if v != make_config(c.dataset, c.prior, c.profile).to_dict()[k]
+                 and k not in ("dataset", "prior", "profile")}
     try:
         papermill.execute_notebook(
-            str(notebook), str(cell.run_dir / "experiment.ipynb"),
+            str(notebook), str(cell.run_dir / NOTEBOOK),
             parameters=dict(dataset=c.dataset, prior=c.prior, profile=c.profile,
-                            components=c.components, epochs=c.epochs, eval_samples=c.eval_samples,
-                            seed=c.seed, run_dir=str(cell.run_dir), data_dir=data_dir,
+                            settings=overrides, run_dir=str(cell.run_dir), data_dir=data_dir,
                             progress=False),
             **PAPERMILL_OPTIONS)
     except Exception as err:  # the executed notebook keeps the error; record it and go on
         atomic_write_json(failure, dict(cell=cell.label, error=type(err).__name__,
                                         message=str(err)[-4000:],
                                         traceback=traceback.format_exc()[-4000:],
-                                        notebook=str(cell.run_dir / "experiment.ipynb"),
+                                        notebook=str(cell.run_dir / NOTEBOOK),
                                         time=time.strftime("%Y-%m-%dT%H:%M:%S")))
         return "failed"
     failure.unlink(missing_ok=True)
+    if rerun and is_complete(cell.record_dir):
+        (cell.record_dir / METRICS).unlink()
+    copy_record(cell.run_dir, cell.record_dir)
     return "done"
 
 
-def run_report(profile="quick", runs_dir=None, report_dir=None, datasets=DATASETS,
-               priors=PRIORS, seeds=(0,), data_dir=None, notebooks_dir=None,
-               k_sweep=True, log=print) -> dict:
+def run_report(profile="quick", runs_dir=None, report_dir=None, datasets=None, priors=None,
+               seeds=None, models=None, data_dir=None, notebooks_dir=None, k_sweep=True,
+               rerun=False, log=print) -> dict:
     """Run every cell, then build the report. Returns counts of done/skipped/failed cells."""
-    runs_dir = runs_dir or default_runs_dir()
-    report_dir = report_dir or default_report_dir()
+    runs_dir = Path(runs_dir or default_runs_dir())
+    report_dir = Path(report_dir or default_report_dir())
     experiment = notebook_path("experiment", notebooks_dir)
     report_notebook = notebook_path("report", notebooks_dir)
-    cells = plan(profile, runs_dir, datasets, priors, seeds, k_sweep)
+    cells = plan(profile, runs_dir, report_dir, datasets, priors, seeds, models, k_sweep)
     counts = {"done": 0, "skipped": 0, "failed": 0}
     started = time.perf_counter()
-    log(f"profile {profile}: {len(cells)} runs into {Path(runs_dir) / profile}")
+    log(f"profile {profile}: {len(cells)} cells; runs in {runs_dir / profile}, records in "
+        f"{records_dir(report_dir, profile)}")
     for i, cell in enumerate(cells, 1):
         t0 = time.perf_counter()
         log(f"[{i}/{len(cells)}] {cell.label} ...", end=" ", flush=True)
-        status = run_cell(cell, experiment, data_dir)
+        status = run_cell(cell, experiment, data_dir, rerun)
         counts[status] += 1
         log(f"{status} in {time.perf_counter() - t0:.0f} s"
-            + (f" (see {cell.run_dir / 'failure.json'})" if status == "failed" else ""), flush=True)
-    log(f"runs finished in {time.perf_counter() - started:.0f} s: {counts}")
-    html = build_report(profile, runs_dir, report_dir, report_notebook)
+            + (f" (see {cell.run_dir / FAILURE})" if status == "failed" else ""), flush=True)
+    log(f"cells finished in {time.perf_counter() - started:.0f} s: {counts}")
+    html = build_report(profile, report_dir, report_notebook)
     log(f"report: {html}")
     counts["html"] = str(html)
     return counts
 
 
-def build_report(profile, runs_dir, report_dir, report_notebook: Path) -> Path:
-    """Execute the report notebook over ``runs_dir/<profile>`` and render it to HTML."""
+def build_report(profile, report_dir, report_notebook: Path) -> Path:
+    """Execute the report notebook over the records of ``profile`` and render it to HTML
+    (``report_dir/<profile>/index.html``; the figures beside it are linked, not embedded)."""
+    import tempfile
+
     import nbformat
     import papermill
     from nbconvert import HTMLExporter
 
-    report_dir = Path(report_dir).resolve()
-    report_dir.mkdir(parents=True, exist_ok=True)
-    executed = report_dir / "report.ipynb"
-    papermill.execute_notebook(
-        str(report_notebook), str(executed),
-        parameters=dict(runs_dir=str(Path(runs_dir).resolve()), profile=profile,
-                        report_dir=str(report_dir)),
-        **PAPERMILL_OPTIONS)
-    body, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
-                           exclude_output_prompt=True).from_notebook_node(
-        nbformat.read(executed, 4), resources={"metadata": {"name": f"VAE with a VampPrior: {profile} report"}})
-    html = report_dir / "index.html"
+    out_dir = (Path(report_dir) / profile).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        executed = Path(tmp) / "report.ipynb"
+        papermill.execute_notebook(
+            str(report_notebook), str(executed),
+            parameters=dict(profile=profile, report_dir=str(out_dir)), **PAPERMILL_OPTIONS)
+        body, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
+                               exclude_output_prompt=True).from_notebook_node(
+            nbformat.read(executed, 4),
+            resources={"metadata": {"name": f"VAE with a VampPrior: {profile} report"}})
+    html = out_dir / "index.html"
     html.write_text(body)
     return html
 
 
 def main_report(args) -> int:
     counts = run_report(args.profile, args.runs_dir, args.report_dir, args.datasets, args.priors,
-                        tuple(args.seeds), args.data_dir, args.notebooks, not args.no_k_sweep,
+                        tuple(args.seeds) if args.seeds else None, args.models, args.data_dir,
+                        args.notebooks, not args.no_k_sweep, args.rerun,
                         log=lambda *a, **k: print(*a, **k, file=sys.stderr))
     return 1 if counts["failed"] else 0

@@ -2,14 +2,15 @@
 restore of the best weights, and checkpoints from which an interrupted run resumes exactly.
 
 Randomness is a function of (seed, epoch, step) only: the batch order of epoch e comes from
-``default_rng([seed, e])`` and the reparameterization noise of step t from the stateless seed
-``[seed, t]``. A resumed run therefore replays what an uninterrupted run would have done.
+``default_rng([seed, e])``, the noise of step t from the "train" stream at counter t (and, for a
+dynamically binarized dataset, the batch's binary pixels from the "binarize" stream at t), the
+validation noise from the "valid" stream (:mod:`vae_lib.seeds`). A resumed run therefore replays
+what an uninterrupted run would have done.
 """
 from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,10 +19,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .config import RunConfig
+from .config import OPTIMIZERS, RunConfig
 from .errors import TrainingError
-from .estimators import elbo_terms
+from .densities import RNG_ALG
+from .errors import check_choice
 from .io import atomic_write_csv, atomic_write_npz
+from .progress import progress_bar
+from .seeds import stream_key
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_distortion", "train_rate", "kl_weight",
                    "valid_loss", "seconds"]
@@ -33,7 +37,7 @@ class TrainState:
     step: int = 0  # optimizer steps taken
     best_loss: float = math.inf
     best_epoch: int = 0
-    wait: int = 0  # epochs since the best validation loss (counted after warm-up)
+    wait: int = 0  # epochs since the best validation loss (counted from the end of the warm-up)
     stopped_early: bool = False
     train_seconds: float = 0.0
     history: list = field(default_factory=list)
@@ -44,17 +48,42 @@ def kl_weight(epoch: int, warmup_epochs: int) -> float:
     return 1.0 if warmup_epochs <= 0 else min(1.0, epoch / warmup_epochs)
 
 
+def early_stopping_update(state: TrainState, epoch: int, valid_loss: float, config: RunConfig) -> bool:
+    """Book-keeping of the paper's early stopping (utils/perform_experiment.py in its code), after
+    epoch ``epoch``: a better validation loss resets the counter; during the KL warm-up the counter
+    stays at 0; training stops once ``patience + 1`` epochs in a row brought no improvement.
+    Returns True when this epoch is the best so far (its weights are then kept)."""
+    if valid_loss < state.best_loss:
+        state.best_loss, state.best_epoch, state.wait = valid_loss, epoch, 0
+        return True
+    state.wait = 0 if epoch < config.warmup_epochs else state.wait + 1
+    state.stopped_early = state.wait > config.patience
+    return False
+
+
+def normalize_gradients(grads):
+    """The paper's AdamNormGrad (utils/optimizer.py in its code): each gradient tensor divided by its
+    L2 norm (+ 1e-7) before the Adam update."""
+    return [g / (tf.norm(g) + 1e-7) for g in grads]
+
+
 class Trainer:
     """Trains ``model`` under ``config``; with ``checkpoint_path`` it saves and resumes there."""
 
     def __init__(self, model, config: RunConfig, checkpoint_path=None, history_path=None,
-                 progress: bool = True, checkpoint_every_seconds: float = 30.0):
-        self.model, self.config = model, config
+                 progress: bool = True, checkpoint_every_seconds: float = 30.0,
+                 binarize: bool = False):
+        """``binarize``: the training images are grey levels, binarized afresh at every step (each
+        pixel ~ Bernoulli(grey level); the dataset says so, see ``Dataset.dynamic_binarization``)."""
+        self.model, self.config, self.binarize = model, config, binarize
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.history_path = Path(history_path) if history_path else None
         self.progress = progress
         self.checkpoint_every_seconds = checkpoint_every_seconds
-        self.optimizer = keras.optimizers.Adam(config.learning_rate)
+        check_choice("optimizer", config.optimizer, OPTIMIZERS)
+        # epsilon 1e-8 as in the paper's code (PyTorch's default); Keras' form of the update
+        # (epsilon added to sqrt(v) before the bias correction of the step size) is the paper's.
+        self.optimizer = keras.optimizers.Adam(config.learning_rate, epsilon=1e-8)
         self.optimizer.build(model.trainable_variables)
         self.state = TrainState()
         self.best_weights = None  # numpy copies of model.weights at the best epoch
@@ -65,37 +94,44 @@ class Trainer:
             self._load_checkpoint()
 
     # -- compiled steps ----------------------------------------------------------------------
-    def _train_step_fn(self, data, index, seed, beta):
+    def _train_step_fn(self, data, index, step, beta):
         x = tf.gather(data, index)
+        if self.binarize:
+            bits_seed = tf.stack([tf.constant(stream_key(self.config.seed, "binarize"), tf.int64), step])
+            x = tf.cast(tf.random.stateless_uniform(tf.shape(x), bits_seed, alg=RNG_ALG) < x, x.dtype)
+        noise_seed = tf.stack([tf.constant(stream_key(self.config.seed, "train"), tf.int64), step])
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            distortion, rate = elbo_terms(self.model, x, seed)
+            distortion, rate = self.model.elbo_terms(x, noise_seed)
             loss = tf.reduce_mean(distortion + beta * rate)
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        grads = tape.gradient(loss, variables)
+        if self.config.optimizer == "adamnormgrad":
+            grads = normalize_gradients(grads)
+        self.optimizer.apply_gradients(zip(grads, variables))
         return tf.stack([loss, tf.reduce_mean(distortion), tf.reduce_mean(rate)])
 
-    def _train_steps_fn(self, data, batches, seed, first_step, beta):
+    def _train_steps_fn(self, data, batches, first_step, beta):
         """len(batches) optimizer steps in one compiled call (a loop inside the graph, so no
-        Python work per step); step i draws its noise from the stateless seed [seed, first_step + i].
+        Python work per step); step i draws its noise from the "train" stream at first_step + i.
         Returns the (steps, 3) loss, distortion and rate of each step."""
         steps = tf.shape(batches)[0]
         out = tf.TensorArray(tf.float32, size=steps)
         for i in tf.range(steps):
-            step_seed = tf.stack([seed, first_step + tf.cast(i, tf.int64)])
-            out = out.write(i, self._train_step_fn(data, batches[i], step_seed, beta))
+            out = out.write(i, self._train_step_fn(data, batches[i], first_step + tf.cast(i, tf.int64), beta))
         return out.stack()
 
     def _eval_step_fn(self, x, seed):
-        distortion, rate = elbo_terms(self.model, x, seed)
+        distortion, rate = self.model.elbo_terms(x, seed)
         return tf.reduce_sum(distortion + rate)
 
     # -- public ------------------------------------------------------------------------------
-    def validation_loss(self, images, seed, batch_size=1000) -> float:
-        """Mean negative ELBO (KL weight 1) over ``images``."""
+    def validation_loss(self, images, epoch: int, batch_size=1000) -> float:
+        """Mean negative ELBO (KL weight 1) over ``images``, with the noise of ``epoch``."""
+        key = stream_key(self.config.seed, "valid")
         total = 0.0
         for start in range(0, len(images), batch_size):
             total += float(self._eval_step(images[start:start + batch_size],
-                                           tf.constant([seed, start], tf.int64)))
+                                           tf.constant([key, epoch * 2**24 + start], tf.int64)))
         return total / len(images)
 
     def train_epoch(self, data: tf.Tensor, epoch: int, beta: float) -> np.ndarray:
@@ -110,7 +146,6 @@ class Trainer:
         for batches in parts:
             if batches.size:
                 losses.append(self._train_steps(data, tf.constant(batches, tf.int32),
-                                                tf.constant(cfg.seed, tf.int64),
                                                 tf.constant(step, tf.int64), tf.constant(beta)))
                 step += len(batches)
         return np.concatenate([t.numpy() for t in losses])
@@ -119,8 +154,10 @@ class Trainer:
         cfg, state = self.config, self.state
         data = tf.constant(train, tf.float32)
         valid = tf.constant(valid, tf.float32)
-        done = state.stopped_early or state.epoch >= cfg.epochs
-        bar = _progress_bar(cfg, state, enabled=self.progress and not done)
+        max_epochs = cfg.epochs_for(len(train))
+        done = state.stopped_early or state.epoch >= max_epochs
+        bar = progress_bar(max_epochs, f"{cfg.dataset}/{cfg.model}/{cfg.prior}", "epoch",
+                           enabled=self.progress and not done, initial=state.epoch)
         last_save = time.monotonic()
         while not done:
             epoch = state.epoch + 1
@@ -128,7 +165,7 @@ class Trainer:
             started = time.perf_counter()
             losses = self.train_epoch(data, epoch, beta)
             self._check_finite(losses[:, 0], epoch)
-            valid_loss = self.validation_loss(valid, seed=1_000_003 * (cfg.seed + 1) + epoch)
+            valid_loss = self.validation_loss(valid, epoch)
             self._check_finite(np.array([valid_loss]), epoch, what="validation loss")
             seconds = time.perf_counter() - started
 
@@ -139,14 +176,9 @@ class Trainer:
             state.history.append(dict(epoch=epoch, train_loss=float(train_loss),
                                       train_distortion=float(distortion), train_rate=float(rate),
                                       kl_weight=beta, valid_loss=valid_loss, seconds=seconds))
-            if valid_loss < state.best_loss:
-                state.best_loss, state.best_epoch, state.wait = valid_loss, epoch, 0
+            if early_stopping_update(state, epoch, valid_loss, cfg):
                 self.best_weights = [w.numpy() for w in self.model.weights]
-            else:
-                # As in the paper's code: the patience counter only runs after the KL warm-up.
-                state.wait = 0 if epoch < cfg.warmup_epochs else state.wait + 1
-            state.stopped_early = state.wait >= cfg.patience
-            done = state.stopped_early or epoch >= cfg.epochs
+            done = state.stopped_early or epoch >= max_epochs
             if done or time.monotonic() - last_save >= self.checkpoint_every_seconds:
                 self.save_checkpoint()
                 last_save = time.monotonic()
@@ -207,11 +239,3 @@ class Trainer:
             where = f"step {bad[0] + 1} of epoch {epoch}" if len(values) > 1 else f"epoch {epoch}"
             raise TrainingError(f"The {what} became {values[bad[0]]} at {where}. {kept} "
                                 f"Try a lower learning rate or another seed.")
-
-
-def _progress_bar(cfg: RunConfig, state: TrainState, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=cfg.epochs, initial=state.epoch, desc=f"{cfg.dataset}/{cfg.prior}",
-                unit="epoch", disable=not enabled, file=sys.stderr, mininterval=1.0,
-                dynamic_ncols=True)

@@ -1,0 +1,128 @@
+"""Run directories: their layout, their names, the checks before work starts in one, the lock that
+keeps a second process out, and the light record of a finished run that is kept (and committed).
+
+A run directory holds:
+  config.json        every setting (a directory is only ever reused for the same settings)
+  checkpoint.npz     weights, optimizer state, best weights and training state (resume point)
+  history.csv        one row per epoch
+  test_ll.npz        per-image importance-sampled test log-likelihoods (nats) and effective sample sizes
+  images.npz         test images and their reconstructions, samples, pseudo-inputs (8-bit, for figures)
+  experiment.ipynb   the executed experiment notebook (runs made by `vampprior report`)
+  metrics.json       the results; written last, so its presence means the run is complete
+The record of a run is all of it but the checkpoint (:data:`RECORD_FILES`).
+"""
+from __future__ import annotations
+
+import fcntl
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+from .config import PROFILES, RunConfig
+from .errors import ConfigError
+from .io import atomic_write_json, read_json
+
+CONFIG, CHECKPOINT, HISTORY, TEST_LL, IMAGES, NOTEBOOK, METRICS, FAILURE = (
+    "config.json", "checkpoint.npz", "history.csv", "test_ll.npz", "images.npz",
+    "experiment.ipynb", "metrics.json", "failure.json")
+RECORD_FILES = (CONFIG, HISTORY, TEST_LL, IMAGES, NOTEBOOK, METRICS)
+
+# Free space a run may need: the largest (paper, K=1500) checkpoint is about 40 MB, and while one
+# is replaced the old and the new copy both exist.
+MIN_FREE_BYTES = 100 * 2**20
+
+# Settings that every run directory name shows, and the short names of the others where they
+# differ from the profile's defaults.
+_SHORT = {"epochs": "ep", "warmup_epochs": "wu", "patience": "pat", "eval_samples": "S",
+          "batch_size": "bs", "learning_rate": "lr", "latent_dim": "z", "hidden_units": "h",
+          "num_layers": "L", "max_train": "ntrain", "max_valid": "nvalid", "max_test": "ntest",
+          "min_steps": "minsteps", "trainable_pseudo_inputs": "learned", "jit_compile": "xla",
+          "weight_init": "init", "kl_estimator": "kl", "optimizer": "opt", "activation": "act"}
+
+
+def run_dir_name(config: RunConfig) -> str:
+    """``<dataset>__[<model>__]<prior>__K<K>__seed<seed>``, then ``__<setting><value>`` for every
+    setting that differs from the profile's default (e.g. ``__initHe``), so that two different
+    configs never share a directory and the default ones keep short names."""
+    parts = [config.dataset] + ([config.model] if config.model != "vae" else []) + [
+        config.prior, f"K{config.components}", f"seed{config.seed}"]
+    defaults = RunConfig(dataset=config.dataset, prior=config.prior,
+                         **PROFILES.get(config.profile, {})).to_dict()
+    for key, value in config.to_dict().items():
+        if key in ("dataset", "prior", "model", "components", "seed", "profile"):
+            continue
+        if value != defaults[key]:
+            parts.append(f"{_SHORT.get(key, key)}{str(value).replace('.', 'p')}")
+    return "__".join(parts)
+
+
+def is_complete(run_dir) -> bool:
+    return (Path(run_dir) / METRICS).is_file()
+
+
+def read_config(run_dir) -> RunConfig:
+    path = Path(run_dir) / CONFIG
+    try:
+        return RunConfig.from_dict(read_json(path))
+    except ValueError:
+        raise ConfigError(f"{path} is not valid JSON; this is not a vae_lib run directory "
+                          f"(or it was damaged). Choose another directory.") from None
+
+
+def prepare_run_dir(run_dir: Path, config: RunConfig) -> None:
+    """Create ``run_dir`` or check that it holds a run of this very config."""
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"Cannot write to the run directory {run_dir}: {err.strerror}. "
+                          f"Choose another --out.") from None
+    free = shutil.disk_usage(run_dir).free
+    if free < MIN_FREE_BYTES:
+        raise ConfigError(f"Only {free / 2**20:.1f} MB free on the disk of {run_dir}; a run needs "
+                          f"about {MIN_FREE_BYTES // 2**20} MB (a checkpoint exists twice while it "
+                          f"is replaced). Free some space or choose another --out.")
+    saved = run_dir / CONFIG
+    if saved.exists():
+        previous = read_config(run_dir).to_dict()  # settings it lacks take their defaults
+        current = config.to_dict()
+        changed = [f"{k}: {previous.get(k)!r} there, {current.get(k)!r} now"
+                   for k in sorted(current) if previous.get(k) != current.get(k)]
+        if changed:
+            raise ConfigError(f"{run_dir} holds a run with other settings ({'; '.join(changed)}). "
+                              f"Use another run directory, or delete this one to start over.")
+    elif any(run_dir.glob("*")):
+        raise ConfigError(f"{run_dir} is not empty and holds no {CONFIG}: not a vae_lib run "
+                          f"directory. Choose another --out.")
+    else:
+        atomic_write_json(saved, config.to_dict())
+
+
+@contextmanager
+def run_lock(run_dir: Path):
+    """Only one process at a time may work in a run directory (an flock: the kernel releases it
+    when its holder dies, however it dies)."""
+    with open(Path(run_dir) / ".lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"Another process is running in {run_dir}. Wait for it to finish, "
+                              f"or use another run directory.") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def copy_record(run_dir: Path, record_dir: Path) -> None:
+    """Copy the record of the complete run in ``run_dir`` (everything but the checkpoint) to
+    ``record_dir``; metrics.json last, so a record is complete exactly when it has one."""
+    record_dir = Path(record_dir)
+    record_dir.mkdir(parents=True, exist_ok=True)
+    for name in RECORD_FILES:
+        if name != METRICS and (Path(run_dir) / name).is_file():
+            shutil.copyfile(Path(run_dir) / name, record_dir / name)
+    shutil.copyfile(Path(run_dir) / METRICS, record_dir / METRICS)

@@ -1,0 +1,24 @@
+"""Random streams: every purpose draws its randomness from its own stateless stream.
+
+A stream is the pair ``[key, counter]`` given to TensorFlow's stateless random ops, with
+``key = seed * NUM_STREAMS + purpose``. Different purposes (training noise, validation, the test
+ELBO, importance sampling, sampled images, dynamic binarization) therefore never share random
+numbers, and each draw is a function of (seed, purpose, counter) alone, so a resumed run replays an
+uninterrupted one and an evaluation does not depend on what ran before it.
+"""
+from __future__ import annotations
+
+STREAMS = ("train", "valid", "test_elbo", "importance", "samples", "binarize", "data_split")
+NUM_STREAMS = 16  # room for more purposes without changing existing keys
+
+
+def stream_key(seed: int, purpose: str) -> int:
+    """The first half of the stateless seed of ``purpose`` for the run seed ``seed``."""
+    return int(seed) * NUM_STREAMS + STREAMS.index(purpose)
+
+
+def stateless_seed(seed: int, purpose: str, counter: int):
+    """``[stream_key(seed, purpose), counter]`` as an int64 tensor, for stateless random ops."""
+    import tensorflow as tf
+
+    return tf.constant([stream_key(seed, purpose), int(counter)], tf.int64)
