@@ -4,7 +4,7 @@
 # This notebook trains (or resumes) one model (the VAE, or the paper's two-level HVAE) through
 # `vae_lib`, evaluates it, and shows what it learned. It is parameterized: `vampprior report`
 # runs it with papermill once per cell of its plan, each time into its own run directory. Everything it computes is written to
-# `run_dir` as data (`metrics.json`, `history.csv`, `test_ll.npy`, `images.npz`), and the report
+# `run_dir` as data (`metrics.json`, `history.csv`, `test_ll.npz`, `images.npz`), and the report
 # is built from those files.
 #
 # **Budget.** `profile` sets epochs, subset sizes, K and the number of importance samples S:

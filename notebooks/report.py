@@ -5,9 +5,8 @@ if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:  # quiet C++ logs; set before Tenso
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
 # %% tags=["parameters"]
-runs_dir = None  # holds <profile>/<run>/ directories; None: $VAE_RUNS_DIR, else runs
 profile = "smoke"
-report_dir = None  # results.csv and figures/*.png go here; None: $VAE_REPORT_DIR, else report
+report_dir = None  # holds runs/ (the records); results.csv and figures/ go here. None: $VAE_REPORT_DIR (else report)/<profile>
 
 # %%
 from pathlib import Path
@@ -16,66 +15,158 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import HTML, Markdown, display
 
-from vae_lib.config import (PROFILE_DESCRIPTIONS, PROFILES, default_report_dir, default_runs_dir,
-                            make_config)
+from vae_lib.config import K_SWEEP_SETTINGS, PROFILE_DESCRIPTIONS, PROFILES, default_report_dir
 from vae_lib.datasets import DATASETS
-from vae_lib.experiment import load_run
 from vae_lib.plots import image_grid, ll_histogram
 from vae_lib.priors import PRIORS
 from vae_lib.provenance import hardware_label
-from vae_lib.results import REFERENCE_SOURCE, collect_runs, summarize, table1_html, write_results_csv
+from vae_lib.records import read_images
+from vae_lib.results import (PAPER_SOURCE, REFERENCE, REFERENCE_SOURCE, collect_rows, grid_components,
+                             paired_difference, paired_table_html, select, summarize, sweep_variant,
+                             table1_html, test_ll_of, write_results_csv)
 
-runs_dir = runs_dir or default_runs_dir()
-report_dir = report_dir or default_report_dir()
-root = Path(runs_dir) / profile
-figures = Path(report_dir) / "figures"
+report_dir = Path(report_dir or Path(default_report_dir()) / profile)
+figures = report_dir / "figures"
 figures.mkdir(parents=True, exist_ok=True)
-rows = collect_runs(root)
-write_results_csv(rows, Path(report_dir) / "results.csv")
-complete = [r for r in rows if r["status"] == "complete"]
-grid_k = make_config("static_mnist", "vampprior", profile).components
+rows = collect_rows(report_dir / "runs", relative_to=report_dir)
+write_results_csv(rows, report_dir / "results.csv")
+complete = select(rows)
+K = grid_components(profile)
 settings = PROFILES[profile]
 hardware = sorted({hardware_label(r["metrics"]["provenance"]["hardware"]) for r in complete})
 commits = sorted({(r["git_commit"] or "unknown")[:10] for r in complete})
-seconds = sum(r["metrics"]["train_seconds"] + r["metrics"]["eval_seconds"] for r in complete)
+train_s = sum(r["metrics"]["train_seconds"] for r in complete)
+eval_s = sum(r["metrics"]["eval_seconds"] for r in complete)
+datasets = [d for d in DATASETS if select(rows, status=None, dataset=d)]
+models = [m for m in ("vae", "hvae") if select(rows, status=None, model=m)]
 
 
-def save(fig, name):
-    fig.savefig(figures / f"{name}.png", dpi=110, bbox_inches="tight")
-    plt.show()
+def save(fig, name, width=None):
+    """Save a figure beside the report and show it by link (the HTML embeds no second copy)."""
+    fig.savefig(figures / f"{name}.png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    display(HTML(f'<img src="figures/{name}.png"' + (f' width="{width}"' if width else "") + ">"))
 
 
 budget = (f"profile **{profile}** ({PROFILE_DESCRIPTIONS[profile]}): up to {settings['epochs']} epochs, "
-          f"K={grid_k}, S={settings['eval_samples']} importance samples per test image"
+          f"KL warm-up {settings['warmup_epochs']}, early stopping after {settings['patience']} + 1 epochs "
+          f"without a better validation loss, K={K}, S={settings['eval_samples']} importance samples "
+          f"per test image"
           + (f", at most {settings['max_train']} training and {settings['max_test']} test images "
-             "(a fixed-seed random subset of each split)"
-             if settings.get("max_train") else ", full datasets")
-          + f"; run on {', '.join(hardware) or 'unknown hardware'}")
-display(Markdown(f"""# VAE with a VampPrior: results
+             "(a fixed-seed random subset of each split)" if settings.get("max_train") else ", full datasets")
+          + f"; run on {', '.join(hardware) or 'no hardware yet'}")
+short_budget = budget.replace("**", "")
+display(Markdown(f"""# VAE with a VampPrior: results ({profile} profile)
 
 Reproduction of Tomczak & Welling, *VAE with a VampPrior* (AISTATS 2018) with `vae_lib`.
-Every number below is read from the run directories under `{root}`; each run records its
-configuration, data checksums, package versions and git commit in its `metrics.json`.
+Every number below is read from the run records in `runs/` beside this page; each record holds
+its configuration, history, per-image test log-likelihoods, the executed experiment notebook and
+`metrics.json` (data checksums, package versions, git commit, hardware).
 
-**Budget:** {budget}. {len(complete)} of {len(rows)} runs complete, {seconds / 60:.1f} min of
-training and evaluation in all; code at commit(s) {', '.join(commits) or 'unknown'}.
-{'**This is a reduced budget: the numbers are not comparable with the paper.**' if profile != 'paper' else ''}
+**Budget:** {budget}. {len(complete)} of {len(rows)} runs complete; compute
+{train_s / 3600:.1f} h of training and {eval_s / 3600:.1f} h of evaluation; code at commit(s)
+{', '.join(commits) or 'none yet'}.
+{'**This is a reduced budget: its numbers are not comparable with the paper.**' if profile != 'paper' else ''}
 """))
 
 # %% [markdown]
 # ## Table 1: test log-likelihood (nats, higher is better)
 
 # %%
-display(HTML(table1_html(rows, DATASETS, PRIORS, grid_k)))
+display(HTML(table1_html(rows, datasets, list(PRIORS), K, models)))
 display(Markdown(
-    f"Ours: mean over the test images &plusmn; its standard error (or mean &plusmn; std across "
-    f"seeds when several seeds ran), {budget}. Reference: {REFERENCE_SOURCE}; "
-    f"'paper' is the paper's own number (S=5000). *missing* = not run; *failed* = see the run's "
-    f"`failure.json` and executed notebook."))
-failed = [r for r in rows if r["status"] == "failed"]
-for r in failed:
-    print(f"FAILED {r['dataset']}/{r['prior']} K={r['components']}: {r['error']}: "
-          f"{(r.get('message') or '').strip().splitlines()[-1:]}")
+    f"Ours: mean over the test images &plusmn; its standard error for one seed, or the mean "
+    f"&plusmn; the standard deviation across seeds (their number is given); {short_budget}. "
+    f"Initialisation: Glorot-uniform weights, zero biases (ours; the paper-code variant is compared "
+    f"below). Reference: {REFERENCE_SOURCE}. 'paper': {PAPER_SOURCE}. VampPrior-data: K random "
+    f"training images as fixed pseudo-inputs, as in the reference report. *missing* = not run; "
+    f"*running* = started, not finished; *failed* = see the record's `failure.json`."))
+for r in select(rows, status="failed"):
+    print(f"FAILED {r['run']}: {r.get('error')}: {(r.get('message') or '').strip().splitlines()[-1:]}")
+
+# %% [markdown]
+# ## Paired differences to the standard prior
+# Every prior is scored on the same test images, so the difference that matters is the per-image
+# one: each prior's test log-likelihood minus the standard prior's, image by image and seed by
+# seed. Positive: better than the standard prior.
+
+# %%
+display(HTML(paired_table_html(rows, datasets, list(PRIORS), K, models=models)))
+display(Markdown(f"Mean over seeds of each seed's mean per-image difference &plusmn; the standard "
+                 f"deviation of that mean across seeds (several seeds), or its paired standard error "
+                 f"over the test images (one seed); {short_budget}."))
+
+# %% [markdown]
+# ## How precise is each estimate?
+# Two errors are at play. The *sampling error over test images* (the &plusmn; of Table 1 for one
+# seed) says how much another test set would move the mean. The *Monte Carlo error* of importance
+# sampling says how much another set of S samples would move it: from each image's effective
+# sample size ESS = (sum w)^2 / sum w^2, its estimate has a standard error of about
+# sqrt(1/ESS - 1/S) nats (delta method; optimistic when the ESS is tiny, and importance sampling
+# then also underestimates log p(x)).
+
+# %%
+lines = []
+for r in sorted(complete, key=lambda r: (r["dataset"], r["model"], r["prior"], r["variant"], r["components"], r["seed"])):
+    m = r["metrics"]
+    lines.append(f"<tr><td>{r['dataset']}</td><td>{r['model']}</td><td>{r['prior']}</td>"
+                 f"<td>{r['variant'] or '&ndash;'}</td><td>{r['components']}</td><td>{r['seed']}</td>"
+                 f"<td>{m['test_ll']:.2f}</td><td>{m['test_ll_stderr']:.2f}</td>"
+                 f"<td>{m['test_ll_mc_stderr']:.3f}</td><td>{m['test_ess_median']:.1f}</td>"
+                 f"<td>{m['test_elbo']:.2f}</td></tr>")
+display(HTML("<table><tr><th>dataset</th><th>model</th><th>prior</th><th>variant</th><th>K</th>"
+             "<th>seed</th><th>test LL</th><th>s.e. over images</th><th>Monte Carlo s.e.</th>"
+             "<th>median ESS</th><th>test ELBO</th></tr>" + "".join(lines) + "</table>"))
+
+# %% [markdown]
+# ## The small datasets: how much of the ranking is the initialisation's?
+# Run by the paper's own code, the VampPrior beats the standard prior on Frey Faces and ties it on
+# Caltech 101. Our default initialisation (Glorot) trains the standard prior better than the
+# paper code's (weights ~ N(0, 2/fan_in), PyTorch's default biases, `--weight-init he`). Both are
+# run here with the same seeds; the difference "VampPrior - standard" is paired by image and seed.
+
+# %%
+init_rows = [r for r in complete if r["variant"] in ("", "initHe") and r["model"] == "vae"
+             and r["dataset"] in ("caltech101_silhouettes", "frey_faces") and r["components"] == K
+             and r["prior"] in ("standard", "vampprior")]
+if any(r["variant"] == "initHe" for r in init_rows):
+    out = []
+    for dataset in ("caltech101_silhouettes", "frey_faces"):
+        for variant, label in (("", "Glorot (ours)"), ("initHe", "N(0, 2/fan_in) (paper's code)")):
+            sel = dict(dataset=dataset, model="vae", components=K, variant=variant)
+            std, vamp = (summarize(select(rows, prior=p, **sel)) for p in ("standard", "vampprior"))
+            d = paired_difference(select(rows, prior="vampprior", **sel), select(rows, prior="standard", **sel))
+            cell = lambda s: "&ndash;" if s is None else f"{s.mean:.2f} &plusmn; {s.err:.2f} ({s.n_seeds})"
+            out.append(f"<tr><td>{dataset}</td><td>{label}</td><td>{cell(std)}</td><td>{cell(vamp)}</td>"
+                       + ("<td>&ndash;</td>" if d is None else
+                          f"<td>{d.mean:+.2f} &plusmn; {d.err:.2f} ({len(d.per_seed)} seeds, {d.err_kind})</td>")
+                       + "</tr>")
+    display(HTML("<table><tr><th>dataset</th><th>initialisation</th><th>standard</th><th>VampPrior</th>"
+                 "<th>VampPrior &minus; standard (paired)</th></tr>" + "".join(out) + "</table>"))
+    display(Markdown(f"mean &plusmn; std across seeds (number of seeds); {short_budget}."))
+else:
+    print("No runs with the paper code's initialisation in these records.")
+
+# %% [markdown]
+# ## VampPrior-data: fixed pseudo-inputs or learned from there
+# `vampprior_data` keeps K random training images as its pseudo-inputs (the reference report's
+# variant, in Table 1). The paper's code (`--use_training_data_init`) starts from K training images
+# plus N(0, 0.01^2) noise and keeps learning them (`--trainable-pseudo-inputs` here).
+
+# %%
+learned = [r for r in complete if r["prior"] == "vampprior_data" and r["variant"] == "learnedTrue"]
+if learned:
+    out = []
+    for dataset in sorted({r["dataset"] for r in learned}):
+        sel = dict(dataset=dataset, model="vae", components=K, prior="vampprior_data")
+        fixed_s, learned_s = summarize(select(rows, variant="", **sel)), summarize(select(rows, variant="learnedTrue", **sel))
+        cell = lambda s: "&ndash;" if s is None else f"{s.mean:.2f} &plusmn; {s.err:.2f} ({s.n_seeds})"
+        out.append(f"<tr><td>{dataset}</td><td>{cell(fixed_s)}</td><td>{cell(learned_s)}</td></tr>")
+    display(HTML("<table><tr><th>dataset</th><th>fixed (reference report)</th><th>learned (paper's code)</th></tr>"
+                 + "".join(out) + "</table>"))
+    display(Markdown(f"mean &plusmn; std across seeds (number of seeds); {short_budget}."))
+else:
+    print("No runs with learned data-initialised pseudo-inputs in these records.")
 
 # %% [markdown]
 # ## Test log-likelihood and training time against the number of pseudo-inputs K
@@ -83,59 +174,60 @@ for r in failed:
 # every step encodes all K pseudo-inputs.
 
 # %%
-sweep = sorted((r for r in complete if r["dataset"] == "static_mnist" and r["prior"] == "vampprior"),
-               key=lambda r: r["components"])
+sweep = sorted(select(rows, dataset="static_mnist", model="vae", prior="vampprior",
+                      variant=sweep_variant(profile)), key=lambda r: r["components"])
 if sweep:
     ks = sorted({r["components"] for r in sweep})
-    stats = [summarize(rows, "static_mnist", "vampprior", k) for k in ks]
+    stats = [summarize([r for r in sweep if r["components"] == k]) for k in ks]
     per_epoch = [np.mean([r["seconds_per_epoch"] for r in sweep if r["components"] == k]) for k in ks]
+    sweep_settings = {**settings, **K_SWEEP_SETTINGS[profile]}
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    axes[0].errorbar(ks, [s["mean"] for s in stats], yerr=[s["err"] for s in stats], marker="o", capsize=3)
+    axes[0].errorbar(ks, [s.mean for s in stats], yerr=[s.err for s in stats], marker="o", capsize=3)
     axes[0].set_xscale("log")
     axes[0].set_xlabel("number of pseudo-inputs K")
     axes[0].set_ylabel("test log-likelihood (nats)")
     axes[0].set_title("static MNIST, VampPrior: test LL vs K")
     axes[1].plot(ks, per_epoch, marker="o")
+    axes[1].set_xscale("log")
+    axes[1].set_yscale("log")
     axes[1].set_xlabel("number of pseudo-inputs K")
-    axes[1].set_ylabel("seconds per epoch")
+    axes[1].set_ylabel("seconds per epoch (median)")
     axes[1].set_title(f"training time vs K ({sweep[0]['n_train']} images/epoch)")
-    axes[1].set_ylim(bottom=0)
-    fig.suptitle(budget.replace("**", ""), fontsize=8, y=-0.02)
+    fig.suptitle(f"{sweep_settings['epochs']} epochs each, KL warm-up {sweep_settings['warmup_epochs']} "
+                 f"epochs, S={sweep_settings['eval_samples']}; {', '.join(hardware)}", fontsize=8, y=-0.02)
     save(fig, "ll_and_time_vs_K")
+    display(Markdown(f"Error bars: standard error over the test images (one seed). "
+                     + " ".join(f"K={k}: {s.mean:.2f}, {t:.2f} s/epoch." for k, s, t in zip(ks, stats, per_epoch))))
 else:
-    print("No complete VampPrior runs on static_mnist: the K sweep is missing.")
+    print("No complete K-sweep runs: the figure is missing.")
 
 # %% [markdown]
 # ## Per-image test log-likelihood
-# Histograms over the test images, one line per prior (the runs of the Table 1 grid).
+# Histograms over the test images, one line per prior (the Table 1 runs, first seed).
 
 # %%
-def grid_runs(dataset):
-    return {r["prior"]: r for r in complete if r["dataset"] == dataset and r["components"] == grid_k
-            and r["seed"] == min(x["seed"] for x in complete)}
+def grid_runs(dataset, model="vae"):
+    done = select(rows, dataset=dataset, model=model, components=K, variant="")
+    first = min((r["seed"] for r in done), default=None)
+    return {r["prior"]: r for r in done if r["seed"] == first}
 
 
-present = [d for d in DATASETS if grid_runs(d)]
+present = [d for d in datasets if grid_runs(d)]
 if present:
-    fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.6), squeeze=False)
     for ax, dataset in zip(axes[0], present):
         runs = grid_runs(dataset)
-        values = {p: np.load(Path(runs[p]["run_dir"]) / "test_ll.npy") for p in PRIORS if p in runs}
-        ll_histogram(values, ax=ax, title=dataset)
-    fig.suptitle(budget.replace("**", ""), fontsize=8, y=-0.04)
+        ll_histogram({p: test_ll_of(runs[p]) for p in PRIORS if p in runs}, ax=ax, title=dataset)
+    fig.suptitle(short_budget, fontsize=8, y=-0.06)
     fig.tight_layout()
     save(fig, "test_ll_histograms")
 
 # %% [markdown]
 # ## Pseudo-inputs
-# The first pseudo-inputs of the VampPrior (learned) and of the VampPrior-data (training images,
-# held fixed) on each dataset.
+# The VampPrior's learned pseudo-inputs and the VampPrior-data's training images (fixed), the
+# first 40 of K on each dataset.
 
 # %%
-def images_of(run_row):
-    return load_run(run_row["run_dir"], with_model=False).images
-
-
 for dataset in present:
     runs = grid_runs(dataset)
     with_pseudo = [p for p in ("vampprior", "vampprior_data") if p in runs]
@@ -143,15 +235,16 @@ for dataset in present:
         continue
     fig, axes = plt.subplots(1, len(with_pseudo), figsize=(5.5 * len(with_pseudo), 3.2), squeeze=False)
     for ax, prior in zip(axes[0], with_pseudo):
-        imgs = images_of(runs[prior])
+        imgs = read_images(runs[prior]["run_dir"])
         image_grid(imgs["pseudo_inputs"][:40], tuple(imgs["image_shape"]), ncols=10, ax=ax,
                    title=f"{dataset} / {prior}: pseudo-inputs")
     save(fig, f"pseudo_inputs_{dataset}")
 
 # %% [markdown]
 # ## Reconstructions and samples
-# For each dataset: test images, and per prior their reconstructions and samples from the prior
-# (decoder means).
+# For each dataset: 25 test images in a fixed-seed random order (not file order: some test files
+# are sorted by class), and per prior their reconstructions and samples from the prior (decoder
+# means).
 
 # %%
 for dataset in present:
@@ -159,35 +252,86 @@ for dataset in present:
     priors_here = [p for p in PRIORS if p in runs]
     fig, axes = plt.subplots(2, len(priors_here) + 1, figsize=(3.2 * (len(priors_here) + 1), 6.0),
                              squeeze=False)
-    first = images_of(runs[priors_here[0]])
+    first = read_images(runs[priors_here[0]]["run_dir"])
     shape = tuple(first["image_shape"])
     image_grid(first["test_images"][:25], shape, ncols=5, ax=axes[0, 0], title="test images")
     axes[1, 0].set_axis_off()
     for j, prior in enumerate(priors_here, 1):
-        imgs = images_of(runs[prior])
+        imgs = read_images(runs[prior]["run_dir"])
         image_grid(imgs["reconstructions"][:25], shape, ncols=5, ax=axes[0, j], title=f"{prior}: reconstructions")
         image_grid(imgs["samples"][:25], shape, ncols=5, ax=axes[1, j], title=f"{prior}: samples")
-    fig.suptitle(dataset)
+    fig.suptitle(f"{dataset}; {short_budget}", fontsize=8)
     save(fig, f"reconstructions_samples_{dataset}")
 
 # %% [markdown]
-# ## Runs and their provenance
-# One row per run directory; `results.csv` beside this report holds the same data.
+# ## What we found
+# Written from the numbers above each time the report is built.
 
 # %%
-header = ("dataset", "prior", "K", "seed", "status", "epochs", "S", "train images", "test LL",
-          "s/epoch", "train s", "eval s", "commit")
+found = []
+for model in models:
+    for dataset in datasets:
+        sel = dict(dataset=dataset, model=model, components=K, variant="")
+        base = select(rows, prior="standard", **sel)
+        for prior in ("vampprior", "vampprior_data", "mog"):
+            d = paired_difference(select(rows, prior=prior, **sel), base)
+            if d is None:
+                continue
+            verdict = ("better than" if d.mean > 2 * d.err else "worse than" if d.mean < -2 * d.err
+                       else "not distinguishable from")
+            found.append(f"- {dataset} ({model.upper()}): {prior} is {verdict} the standard prior by "
+                         f"{d.mean:+.2f} nats per image ({d.err_kind} {d.err:.2f}, {len(d.per_seed)} seed(s)).")
+reference_lines = []
+for dataset, by_prior in REFERENCE.items():
+    for prior, ref in by_prior.items():
+        s = summarize(select(rows, dataset=dataset, model="vae", prior=prior, components=K, variant=""))
+        if s is not None:
+            reference_lines.append(f"{dataset}/{prior} {s.mean:.2f} vs {ref:.2f} "
+                                   f"({'beats' if s.mean > ref else 'does not beat'} it)")
+if reference_lines:
+    beaten = sum("(beats" in line for line in reference_lines)
+    found.append(f"- Against the reference report ({REFERENCE_SOURCE}): ours beats {beaten} of "
+                 f"{len(reference_lines)} numbers: " + "; ".join(reference_lines) + ".")
+vp = summarize(select(rows, dataset="static_mnist", model="vae", prior="vampprior", components=K, variant=""))
+if vp is not None:
+    found.append(f"- Static MNIST, VAE + VampPrior: {vp.mean:.2f} &plusmn; {vp.err:.2f} ({vp.n_seeds} seed(s)) "
+                 f"against the paper's -85.57.")
+hv = summarize(select(rows, dataset="static_mnist", model="hvae", prior="vampprior", components=K, variant=""))
+if hv is not None:
+    found.append(f"- Static MNIST, HVAE + VampPrior: {hv.mean:.2f} &plusmn; {hv.err:.2f} ({hv.n_seeds} seed(s)) "
+                 f"against the paper's -83.19.")
+found.append("- Frey Faces: our likelihood is a discretized logistic over the 256 grey levels whose "
+             "first and last bins extend to -inf and +inf, so the 256 probabilities sum to one. The "
+             "paper's code uses bins of width 1/256 with no open ends (mass beyond the edges is "
+             "lost, which lowers its log-likelihoods slightly for the same model). Both are "
+             "log-probabilities of 8-bit images in nats, so they compare up to that edge effect; the "
+             "reference report does not say which it used.")
+if profile != "paper":
+    found.append(f"- All of this is at the **{profile}** budget, not the paper's protocol.")
+display(Markdown("\n".join(found) if found else "No complete runs yet."))
+
+# %% [markdown]
+# ## Compute
+# Training and evaluation time of every run, on the hardware it ran on.
+
+# %%
+header = ("dataset", "model", "prior", "variant", "K", "seed", "status", "epochs (best)", "S",
+          "train images", "test LL", "s/epoch", "train min", "eval min", "commit")
 lines = []
 for r in rows:
     m = r.get("metrics") or {}
-    lines.append((r["dataset"], r["prior"], r["components"], r["seed"], r["status"],
-                  m.get("epochs_trained", ""), r["eval_samples"], m.get("n_train", ""),
-                  f"{m['test_ll']:.2f}" if m else "", f"{m['seconds_per_epoch']:.2f}" if m else "",
-                  f"{m['train_seconds']:.0f}" if m else "", f"{m['eval_seconds']:.0f}" if m else "",
-                  (r.get("git_commit") or "")[:10]))
+    lines.append((r["dataset"], r["model"], r["prior"], r["variant"] or "&ndash;", r["components"],
+                  r["seed"], r["status"],
+                  f"{m['epochs_trained']} ({m['best_epoch']})" if m else "", r["eval_samples"],
+                  m.get("n_train", ""), f"{m['test_ll']:.2f}" if m else "",
+                  f"{m['seconds_per_epoch']:.2f}" if m else "", f"{m['train_seconds'] / 60:.1f}" if m else "",
+                  f"{m['eval_seconds'] / 60:.1f}" if m else "", (r.get("git_commit") or "")[:10]))
 display(HTML("<table><tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>"
              + "".join("<tr>" + "".join(f"<td>{v}</td>" for v in line) + "</tr>" for line in lines)
              + "</table>"))
+display(Markdown(f"In all: {train_s / 3600:.2f} h of training and {eval_s / 3600:.2f} h of evaluation "
+                 f"over {len(complete)} runs, on {', '.join(hardware) or 'no hardware yet'}. "
+                 f"`results.csv` beside this page holds the same rows."))
 if complete:
     prov = complete[0]["metrics"]["provenance"]
     print("packages:", ", ".join(f"{k} {v}" for k, v in prov["packages"].items()))

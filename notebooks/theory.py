@@ -38,7 +38,7 @@ import tensorflow as tf
 from vae_lib import densities, estimators
 from vae_lib.config import RunConfig
 from vae_lib.datasets import load_dataset
-from vae_lib.model import build_vae
+from vae_lib.models import build_vae
 from vae_lib.plots import image_grid
 from vae_lib.priors import make_prior
 from vae_lib.training import Trainer
@@ -109,8 +109,8 @@ notebook_started = time.perf_counter()
 # $$ z = \mu_\phi(x) + \sigma_\phi(x)\odot\epsilon,\qquad \epsilon\sim\mathcal N(0, I), $$
 #
 # so that $\nabla_\phi\,\mathbb E_{q_\phi}[f(z)] = \mathbb E_\epsilon[\nabla_\phi f(\mu_\phi +
-# \sigma_\phi\odot\epsilon)]$. In `vae_lib` this is `estimators.reparameterize`, and
-# `estimators.elbo_terms` returns (distortion, rate) per image.
+# \sigma_\phi\odot\epsilon)]$. In `vae_lib` this is `densities.reparameterize`, and
+# a model's `elbo_terms(x, seed)` returns (distortion, rate) per image.
 #
 # **Check.** For the standard prior the rate has a closed form,
 # $\mathrm{KL}(\mathcal N(\mu,\sigma^2)\,\|\,\mathcal N(0,1)) = \tfrac12\sum_d(\sigma_d^2 + \mu_d^2
@@ -126,7 +126,7 @@ logvar = tf.Variable([[0.0, 0.0], [-2.0, 0.5], [-4.0, -1.0]])
 num_mc = 200_000
 
 with tf.GradientTape(persistent=True) as tape:
-    z = estimators.reparameterize(mean, logvar, tf.constant([seed, 5], tf.int64), num_mc)  # (S, 3, 2)
+    z = densities.reparameterize(mean, logvar, tf.constant([seed, 5], tf.int64), num_mc)  # (S, 3, 2)
     kl_mc = tf.reduce_mean(densities.log_normal_diag(z, mean, logvar) - standard.log_prob(z), axis=0)
     kl_exact = densities.kl_normal_standard(mean, logvar)
 grad_mc = tape.gradient(kl_mc, mean)
@@ -187,7 +187,7 @@ for i in range(3):
 # %% tags=["nbval-check-output"]
 toy_mean = tf.constant([[-2.5], [-1.2], [0.3], [1.4], [3.0]])
 toy_logvar = tf.fill([5, 1], float(np.log(0.4 ** 2)))
-z = estimators.reparameterize(toy_mean, toy_logvar, tf.constant([seed, 2], tf.int64), 100_000)  # (S, 5, 1)
+z = densities.reparameterize(toy_mean, toy_logvar, tf.constant([seed, 2], tf.int64), 100_000)  # (S, 5, 1)
 log_q_cond = densities.log_normal_diag(z, toy_mean, toy_logvar)  # log q(z | x_n)
 log_q_agg = densities.log_mixture_normal_diag(z, toy_mean, toy_logvar)  # log q(z), aggregated
 log_p = densities.log_standard_normal(z)
@@ -257,8 +257,8 @@ plt.show()
 # drift away from where the encoder puts data, while the VampPrior's components are always
 # posteriors of image-like inputs.
 #
-# **Hierarchical VampPrior VAE** (the paper's best model, `HVAE (L=2) + VampPrior`, not in
-# `vae_lib`). It has two stochastic layers. The VampPrior sits on the top latent,
+# **Hierarchical VampPrior VAE** (the paper's best model, `HVAE (L=2) + VampPrior`; in `vae_lib`
+# `vae_lib.models.HVAE`, `vampprior train --model hvae`). It has two stochastic layers. The VampPrior sits on the top latent,
 # $p(z_2) = \frac1K\sum_k q(z_2\mid u_k)$, with a conditional $p(z_1\mid z_2)$ below it, a decoder
 # $p(x\mid z_1, z_2)$, and the encoder $q(z_1\mid x, z_2)\,q(z_2\mid x)$. The two layers help
 # against inactive latent units.
@@ -269,7 +269,7 @@ plt.show()
 # With a 2-D latent space we can *see* both sides of $\mathrm{KL}(q(z)\,\|\,p(z))$. We train three
 # small VAEs on static (fixed-binarization) MNIST with the standard, VampPrior and MoG priors.
 # The data, architecture, seed and budget are the same for all three; only the prior differs.
-# Each one is `vae_lib.model.build_vae(..., latent_dim=2)` trained by `vae_lib.training.Trainer`:
+# Each one is `vae_lib.models.build_vae(..., latent_dim=2)` trained by `vae_lib.training.Trainer`:
 # Adam on the negative ELBO, KL warm-up, and the best validation epoch kept.
 
 # %%
@@ -337,7 +337,7 @@ plt.show()
 # %%
 x_plot = data.test[plot_idx]
 posterior_means = {name: models[name].encoder(tf.constant(x_plot))[0].numpy() for name in PRIOR_NAMES}
-component_means = {name: models[name].prior.mixture_params()[0].numpy()
+component_means = {name: models[name].prior.params()[0].numpy()
                    for name in PRIOR_NAMES if name != "standard"}
 
 fig, axes = plt.subplots(2, 3, figsize=(15, 9.5), layout="constrained")
@@ -350,7 +350,7 @@ for col, name in enumerate(PRIOR_NAMES):
     lo, hi = lo - pad, hi + pad
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 160), np.linspace(lo[1], hi[1], 160))
     grid = np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
-    log_prior = models[name].prior.frozen().log_prob(tf.constant(grid)).numpy().reshape(gx.shape)
+    log_prior = models[name].prior.log_prob(tf.constant(grid)).numpy().reshape(gx.shape)
 
     ax = axes[0, col]
     sc = ax.scatter(pts[:, 0], pts[:, 1], c=test_digit[plot_idx], cmap="tab10", vmin=-0.5,
@@ -403,10 +403,10 @@ print(f"{'prior':10s} {'rate':>8s} {'I_q(x;z)':>9s} {'KL(q(z)||p(z))':>15s}   (n
       f"N = {len(x_agg)}, log N = {np.log(len(x_agg)):.2f})")
 for name in PRIOR_NAMES:
     m, lv = models[name].encoder(x_agg)
-    z = estimators.reparameterize(m, lv, tf.constant([seed, 3], tf.int64), M)  # (M, N, 2)
+    z = densities.reparameterize(m, lv, tf.constant([seed, 3], tf.int64), M)  # (M, N, 2)
     log_q_cond = densities.log_normal_diag(z, m, lv)
     log_q_agg = densities.log_mixture_normal_diag(z, m, lv)
-    log_p = models[name].prior.frozen().log_prob(z)
+    log_p = models[name].prior.log_prob(z)
     rate = float(tf.reduce_mean(log_q_cond - log_p))
     info = float(tf.reduce_mean(log_q_cond - log_q_agg))
     print(f"{name:10s} {rate:8.2f} {info:9.2f} {rate - info:15.2f}")
@@ -424,7 +424,7 @@ for name in PRIOR_NAMES:
 vamp = models["vampprior"]
 n_show = min(20, B["components"])
 pseudo = vamp.prior.pseudo_inputs().numpy()[:n_show]
-recon = vamp(tf.constant(pseudo)).numpy()
+recon = vamp.reconstruct(tf.constant(pseudo)).numpy()
 fig, axes = plt.subplots(5, 1, figsize=(10, 5.2), layout="constrained")
 image_grid(pseudo, data.image_shape, ncols=20, ax=axes[0], title=f"first {n_show} pseudo-inputs u_k")
 image_grid(recon, data.image_shape, ncols=20, ax=axes[1], title="their reconstructions")

@@ -21,13 +21,15 @@ from vae_lib.errors import DataError
 
 SPLITS = {  # README: split sizes
     "static_mnist": (50_000, 10_000, 10_000),
+    "dynamic_mnist": (50_000, 10_000, 10_000),
     "fashion_mnist": (50_000, 10_000, 10_000),
     "caltech101_silhouettes": (4100, 2264, 2307),
     "frey_faces": (1565, 200, 200),
 }
-SHAPES = {"static_mnist": (28, 28), "fashion_mnist": (28, 28), "caltech101_silhouettes": (28, 28),
-          "frey_faces": (28, 20)}
-BINARY = {"static_mnist", "fashion_mnist", "caltech101_silhouettes"}
+SHAPES = {"static_mnist": (28, 28), "dynamic_mnist": (28, 28), "fashion_mnist": (28, 28),
+          "caltech101_silhouettes": (28, 28), "frey_faces": (28, 20)}
+BINARY = {"static_mnist", "fashion_mnist", "caltech101_silhouettes"}  # every split 0/1
+BERNOULLI = BINARY | {"dynamic_mnist"}  # binary pixels in the model (dynamic: train binarized per step)
 
 # sha256 of the loaded arrays: np.packbits of the 0/1 pixels (binary sets) or the uint8 grey level
 # k of k/255 (Frey), row-major. Computed once from the canonical files; a change in a parser, in the
@@ -45,6 +47,9 @@ FINGERPRINTS = {
     ("frey_faces", "train"): "29239497a3dd01eb4fd6895554002688a5b339dda3116ff5906eb0517fb1d0be",
     ("frey_faces", "valid"): "cc6276752ceac2d34cd8425c966b72da02fdc5b1df1b771a13194a70fe78ae86",
     ("frey_faces", "test"): "6bf7488774bd0ab5707658f0da9a1c02d1e1875b97824474b86f4388ba0bb07d",
+    ("dynamic_mnist", "train"): "c80ceb24eedca80f31cfca280b8fb911cbb41b9990f998bebd40e26b1ab6d0f8",
+    ("dynamic_mnist", "valid"): "5aef150babd7fd51fcc896d3f36b9dfa2e5010ee02d85250fedd1c2c5454a262",
+    ("dynamic_mnist", "test"): "c0ac8eea7860cb9c958ad315fdc2b79603ad39f34307386fbf772032b677ee55",
 }
 
 
@@ -72,23 +77,49 @@ def test_split_sizes_shapes_and_values(datasets, name):
         assert x.shape == (n, ds.input_dim), split
         assert x.dtype == np.float32
         assert np.all(np.isfinite(x)) and x.min() >= 0.0 and x.max() <= 1.0
-        if name in BINARY:
+        if name in BINARY or (name == "dynamic_mnist" and split != "train"):
             assert np.all((x == 0) | (x == 1)), split
-    assert ds.likelihood == ("bernoulli" if name in BINARY else "logistic256")
+    assert ds.likelihood == ("bernoulli" if name in BERNOULLI else "logistic256")
+    assert ds.dynamic_binarization == (name == "dynamic_mnist")
 
 
 @pytest.mark.parametrize("name", DATASETS)
 def test_fingerprints_are_pinned(datasets, name):
     ds = datasets[name]
     for split in ("train", "valid", "test"):
-        assert _fingerprint(getattr(ds, split), name in BINARY) == FINGERPRINTS[name, split], split
+        binary = name in BINARY or (name == "dynamic_mnist" and split != "train")
+        assert _fingerprint(getattr(ds, split), binary) == FINGERPRINTS[name, split], split
 
 
-def test_loading_twice_gives_identical_arrays(data_dir, datasets):
-    """Fashion's split and binarization come from fixed seeds: a second load is bit-identical."""
-    again = load_dataset("fashion_mnist", data_dir)
+@pytest.mark.parametrize("name", ["fashion_mnist", "dynamic_mnist"])
+def test_loading_twice_gives_identical_arrays(data_dir, datasets, name):
+    """Fashion's split and binarization, and dynamic MNIST's fixed validation and test bits, come
+    from fixed seeds: a second load is bit-identical."""
+    again = load_dataset(name, data_dir)
     for split in ("train", "valid", "test"):
-        np.testing.assert_array_equal(getattr(again, split), getattr(datasets["fashion_mnist"], split))
+        np.testing.assert_array_equal(getattr(again, split), getattr(datasets[name], split))
+
+
+def _idx_images(path):
+    """Independent IDX reader: gzip, a 16-byte header, then uint8 pixels."""
+    raw = gzip.decompress(Path(path).read_bytes())
+    return np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 784)
+
+
+def test_dynamic_mnist_splits_and_fixed_binarization(data_dir, datasets):
+    """Train = the first 50,000 training digits as grey levels k/255; validation = the last 10,000,
+    test = the 10,000 test digits, each pixel a Bernoulli(k/255) draw: black pixels stay 0, white
+    ones 1, and the share of ones matches the grey levels' mean within 5 standard errors."""
+    ds = datasets["dynamic_mnist"]
+    raw_train = _idx_images(data_dir / "dynamic_mnist/train-images-idx3-ubyte.gz")
+    raw_test = _idx_images(data_dir / "dynamic_mnist/t10k-images-idx3-ubyte.gz")
+    assert raw_train.shape == (60_000, 784) and raw_test.shape == (10_000, 784)
+    np.testing.assert_array_equal(ds.train, raw_train[:50_000].astype(np.float32) / np.float32(255))
+    for bits, grey in ((ds.valid, raw_train[50_000:]), (ds.test, raw_test)):
+        p = grey / 255.0
+        assert np.all(bits[grey == 0] == 0) and np.all(bits[grey == 255] == 1)
+        se = np.sqrt((p * (1 - p)).sum()) / p.size
+        assert abs(bits.mean() - p.mean()) < 5 * se
 
 
 def test_static_mnist_matches_loadtxt_and_splits_are_disjoint(data_dir, datasets):

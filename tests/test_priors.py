@@ -1,4 +1,5 @@
-"""Priors: mixture densities against scipy.stats, pseudo-inputs, sampling, freezing, errors."""
+"""Priors: mixture densities against scipy.stats, pseudo-inputs, sampling, the joint encoder pass,
+the registry, errors."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,9 +9,8 @@ from scipy import stats
 from scipy.special import logsumexp
 
 from vae_lib.errors import ConfigError
-from vae_lib.model import build_vae
-from vae_lib.priors import (FixedMixture, MixtureOfGaussians, StandardNormal, VampPrior,
-                            make_prior)
+from vae_lib.models import build_model, build_vae
+from vae_lib.priors import PRIORS, MixtureOfGaussians, StandardNormal, VampPrior, make_prior
 
 INPUT_DIM, LATENT = 784, 40
 
@@ -70,7 +70,7 @@ def test_standard_prior_matches_scipy():
     z = np.random.default_rng(2).normal(size=(5, 6))
     expected = stats.multivariate_normal(np.zeros(6), np.eye(6)).logpdf(z)
     np.testing.assert_allclose(prior.log_prob(tf.constant(z)).numpy(), expected, rtol=1e-12)
-    assert prior.has_analytic_kl
+    assert prior.has_closed_form_kl
 
 
 def test_pseudo_inputs_stay_in_unit_interval():
@@ -95,7 +95,8 @@ def test_pseudo_inputs_stay_in_unit_interval():
 
 def test_vampprior_data_uses_fixed_training_images(mnist_train):
     """vampprior_data: each pseudo-input is one of the training images (distinct ones), and they are
-    not trainable unless asked."""
+    not trainable unless asked; asked, they start at the same images plus N(0, 0.01^2) noise (as
+    the paper's code initialises them), clipped to [0, 1], and are trainable."""
     model = build_vae("vampprior_data", INPUT_DIM, "bernoulli", hidden_units=32, num_components=25,
                       train_images=mnist_train, seed=4)
     prior = model.prior
@@ -112,7 +113,8 @@ def test_vampprior_data_uses_fixed_training_images(mnist_train):
                           num_components=25, train_images=mnist_train, seed=4,
                           trainable_pseudo_inputs=True)
     assert _in(trainable.prior.pseudo_inputs_raw, trainable.trainable_variables)
-    np.testing.assert_array_equal(trainable.prior.pseudo_inputs().numpy(), u)  # same draw for a seed
+    noise = trainable.prior.pseudo_inputs_raw.numpy() - u  # the same images for the same seed
+    assert noise.std() == pytest.approx(0.01, rel=0.05) and abs(noise.mean()) < 1e-3
 
 
 def test_vampprior_pseudo_inputs_trainable_by_default():
@@ -150,7 +152,7 @@ def test_sample_shape_reproducibility_and_distribution(kind):
         model.prior.pseudo_inputs_raw.assign(
             np.random.default_rng(5).uniform(0, 1, (7, INPUT_DIM)).astype(np.float32))
     prior = model.prior
-    means, logvars = (t.numpy().astype(np.float64) for t in prior.mixture_params())
+    means, logvars = (t.numpy().astype(np.float64) for t in prior.params())
     n = 100_000
     a = prior.sample(n, tf.constant([3, 4])).numpy()
     b = prior.sample(n, tf.constant([3, 4])).numpy()
@@ -180,46 +182,34 @@ def test_standard_normal_sample():
     assert stats.kstest(a[:, 0], "norm").pvalue > 1e-3
 
 
-@pytest.mark.parametrize("kind", ["vampprior", "mog", "standard"])
-def test_frozen_prior_has_the_same_density_and_is_a_snapshot(kind):
-    """frozen() gives the same log_prob; its parameters are constants (later changes to the live
-    prior do not affect it)."""
-    model = (_vamp_model(K=8, seed=6) if kind == "vampprior" else
-             build_vae(kind, INPUT_DIM, "bernoulli", hidden_units=32, num_components=8, seed=6))
-    prior = model.prior
-    frozen = prior.frozen()
-    z = tf.random.stateless_normal([20, LATENT], seed=[5, 6])
-    before = prior.log_prob(z).numpy()
-    np.testing.assert_allclose(frozen.log_prob(z).numpy(), before, rtol=1e-6, atol=1e-6)
-    if kind == "standard":
-        return
-    assert isinstance(frozen, FixedMixture) and not frozen.trainable_weights
-    if kind == "vampprior":
-        prior.pseudo_inputs_raw.assign(prior.pseudo_inputs_raw + 0.3)
-    else:
-        prior.means.assign(prior.means + 1.0)
-    assert not np.allclose(prior.log_prob(z).numpy(), before)
-    np.testing.assert_allclose(frozen.log_prob(z).numpy(), before, rtol=1e-6, atol=1e-6)
+def test_mog_starts_moment_matched_to_standard_normal():
+    """The MoG's initial mixture has mean 0 and variance 1 per dimension (as N(0, I), the standard
+    prior it is compared with), within the sampling error of K=500 random means."""
+    prior = make_prior("mog", LATENT, num_components=500)
+    means, logvars = (t.numpy().astype(np.float64) for t in prior.params())
+    mean, var = _mixture_moments(means, logvars)
+    assert np.all(np.abs(mean) < 5 * np.sqrt(0.5 / 500))
+    assert np.all(np.abs(var - 1.0) < 5 * 0.5 * np.sqrt(2 / 500))
 
 
+@pytest.mark.parametrize("model_name", ["vae", "hvae"])
 @pytest.mark.parametrize("kind", ["standard", "vampprior", "mog"])
-def test_encode_batch_equals_separate_encoding(kind):
-    """encode_batch (the VampPrior's one joint encoder pass over batch + pseudo-inputs) gives the
-    q(z|x) of encoder(x) and the density of prior.log_prob, and the same gradients."""
-    model = (_vamp_model(K=8, seed=3) if kind == "vampprior" else
-             build_vae(kind, INPUT_DIM, "bernoulli", hidden_units=32, num_components=8, seed=3))
+def test_joint_encoder_pass_equals_separate_encoding(kind, model_name):
+    """encode_with_prior (the VampPrior's one joint encoder pass over batch + pseudo-inputs) gives
+    the top encoder's q(z|x), the prior's own density and the same gradients as separate calls."""
+    model = build_model(model_name, kind, INPUT_DIM, "bernoulli", hidden_units=32, num_components=8, seed=3)
     x = tf.constant(np.random.default_rng(1).random((6, INPUT_DIM)) < 0.3, tf.float32)
     z = tf.random.stateless_normal([6, LATENT], seed=[1, 2])
     variables = model.trainable_variables
     with tf.GradientTape(persistent=True) as tape:
-        mean, logvar, density = model.prior.encode_batch(model.encoder, x)
-        joint = tf.reduce_sum(mean) + tf.reduce_sum(logvar) + tf.reduce_sum(density.log_prob(z))
-        ref_mean, ref_logvar = model.encoder(x)
+        mean, logvar, params = model.encode_with_prior(x)
+        joint = tf.reduce_sum(mean) + tf.reduce_sum(logvar) + tf.reduce_sum(model.prior.log_prob(z, params))
+        ref_mean, ref_logvar = model.top_encoder(x)
         separate = (tf.reduce_sum(ref_mean) + tf.reduce_sum(ref_logvar)
                     + tf.reduce_sum(model.prior.log_prob(z)))
     np.testing.assert_allclose(mean.numpy(), ref_mean.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(logvar.numpy(), ref_logvar.numpy(), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(density.log_prob(z).numpy(), model.prior.log_prob(z).numpy(),
+    np.testing.assert_allclose(model.prior.log_prob(z, params).numpy(), model.prior.log_prob(z).numpy(),
                                rtol=1e-5, atol=1e-4)
     for g_joint, g_sep in zip(tape.gradient(joint, variables), tape.gradient(separate, variables)):
         assert (g_joint is None) == (g_sep is None)  # None: the decoder, not used here
@@ -246,18 +236,36 @@ def test_make_prior_nonpositive_components(name, k):
 
 def test_vampprior_data_needs_enough_images():
     encoder = _vamp_model(K=2).encoder
-    with pytest.raises(ConfigError, match="needs 20 training images, has 5"):
+    with pytest.raises(ConfigError, match="needs at least 20 training images .*has 5"):
         make_prior("vampprior_data", LATENT, num_components=20, encoder=encoder, input_dim=INPUT_DIM,
                    train_images=np.zeros((5, INPUT_DIM), np.float32))
 
 
-def test_vampprior_is_a_gaussian_mixture_of_encoder():
-    """The VampPrior does not own the encoder's weights (they are saved once, by the VAE)."""
-    model = _vamp_model(K=3)
+@pytest.mark.parametrize("model_name", ["vae", "hvae"])
+def test_vampprior_shares_the_model_encoder_and_weights_are_saved_once(model_name):
+    """Promise: a checkpoint holds each weight once. The VampPrior holds the model's own (top)
+    encoder, so model.weights lists the encoder's variables once, and the prior adds exactly one:
+    its pseudo-inputs."""
+    model = build_model(model_name, "vampprior", INPUT_DIM, "bernoulli", hidden_units=32,
+                        num_components=3, seed=0)
+    standard = build_model(model_name, "standard", INPUT_DIM, "bernoulli", hidden_units=32, seed=0)
     assert isinstance(model.prior, VampPrior)
-    names = [v.path for v in model.weights]
-    assert len(names) == len(set(names))
-    assert [v.path for v in model.prior.weights] == ["prior/pseudo_inputs"]
+    assert model.prior.encoder is (model.encoder if model_name == "vae" else model.q_z2)
+    ids = [id(v) for v in model.weights]
+    assert len(ids) == len(set(ids)) == len(standard.weights) + 1
+
+
+def test_every_registered_prior_builds_and_unknown_names_list_them():
+    """Each name in PRIORS builds a prior whose log_prob gives one finite value per z; an unknown
+    name is refused with the list of names."""
+    model = _vamp_model(K=2)
+    for name in PRIORS:
+        prior = make_prior(name, LATENT, num_components=4, encoder=model.encoder, input_dim=INPUT_DIM,
+                           train_images=np.random.default_rng(0).random((10, INPUT_DIM), np.float32))
+        value = prior.log_prob(tf.zeros([3, LATENT])).numpy()
+        assert value.shape == (3,) and np.all(np.isfinite(value))
+    with pytest.raises(ConfigError, match=", ".join(PRIORS)):
+        make_prior("vamp", LATENT)
 
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "logistic256"])
@@ -266,8 +274,6 @@ def test_mixed_bfloat16_layers_give_float32_densities_close_to_float32(likelihoo
     bfloat16 but every density is float32, and the ELBO terms of the same weights stay within
     bfloat16 rounding of the float32 model's."""
     import keras
-
-    from vae_lib.estimators import elbo_terms
 
     x = tf.constant(np.random.default_rng(0).integers(0, 256, (50, 64)) / 255.0, tf.float32)
     if likelihood == "bernoulli":
@@ -280,8 +286,8 @@ def test_mixed_bfloat16_layers_give_float32_densities_close_to_float32(likelihoo
         keras.mixed_precision.set_global_policy("float32")
     mixed.set_weights(reference.get_weights())
     seed = tf.constant([0, 1], tf.int64)
-    got = [t.numpy() for t in elbo_terms(mixed, x, seed)]
-    want = [t.numpy() for t in elbo_terms(reference, x, seed)]
+    got = [t.numpy() for t in mixed.elbo_terms(x, seed)]
+    want = [t.numpy() for t in reference.elbo_terms(x, seed)]
     for g, w in zip(got, want):
         assert g.dtype == np.float32 and np.all(np.isfinite(g))
         np.testing.assert_allclose(g, w, rtol=0.05, atol=0.5)

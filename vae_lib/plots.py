@@ -40,19 +40,24 @@ def learning_curves(history, ax=None, title=None):
     return ax
 
 
-def ll_histogram(values_by_label: dict, ax=None, title=None, bins=50):
-    """Overlaid histograms of per-image test log-likelihoods, one per label."""
+def ll_histogram(values_by_label: dict, ax=None, title=None, bins=50, lower_percentile=1.0):
+    """Overlaid histograms of per-image test log-likelihoods, one per label. The axis starts at the
+    ``lower_percentile`` of all values (the long tail of unlikely images would squeeze the rest
+    into a few bins); how many images lie below it is said on the axis, not piled into a bin."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
     finite = [np.asarray(v) for v in values_by_label.values() if v is not None and len(v)]
     if not finite:
         return ax
-    lo, hi = np.percentile(np.concatenate(finite), [0.5, 100])
+    everything = np.concatenate(finite)
+    lo, hi = np.percentile(everything, [lower_percentile, 100])
     edges = np.linspace(lo, hi, bins + 1)
     for label, values in values_by_label.items():
         if values is not None and len(values):
-            ax.hist(np.clip(values, lo, hi), bins=edges, histtype="step", linewidth=1.5, label=label)
-    ax.set_xlabel("test log-likelihood per image (nats)")
+            ax.hist(values, bins=edges, histtype="step", linewidth=1.5, label=label)
+    below = int(np.sum(everything < lo))
+    ax.set_xlabel(f"test log-likelihood per image (nats); {below} of {everything.size} values "
+                  f"below {lo:.0f} not shown", fontsize=8)
     ax.set_ylabel("images")
     ax.legend(fontsize=8)
     if title:

@@ -1,52 +1,66 @@
-"""Results gathered from run directories, for the report: rows, CSV, Table 1.
+"""Results gathered from run records, for the report: rows, results.csv, seed summaries, paired
+per-image differences between priors, and the HTML tables.
 
-The reference numbers are what we compare against, not results of ours: test LL in nats with
-1000 epochs and S=500 from the VampPrior reproduction we follow, and the paper's own -85.57
-(VampPrior, staticMNIST, S=5000).
+The reference numbers are what we compare against, not results of ours: test LL in nats from the
+VampPrior reproduction we follow (1000 epochs, S=500) and the paper's own numbers (S=5000) where
+the paper-results issue quotes them.
 """
 from __future__ import annotations
 
 import html
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .config import K_SWEEP_SETTINGS, PROFILES, RunConfig
 from .io import atomic_write_csv, read_json
+from .rundir import CONFIG, FAILURE, METRICS, read_config, variant_of
 
-REFERENCE_SOURCE = "reproduction of Tomczak & Welling (2018): 1000 epochs, S=500"
-REFERENCE = {  # dataset -> prior -> test LL (nats)
+REFERENCE_SOURCE = "the reference report (a reproduction of Tomczak & Welling 2018): 1000 epochs, S=500"
+REFERENCE = {  # dataset -> prior -> test LL (nats), one-level VAE
     "static_mnist": {"standard": -93.08, "vampprior": -88.72, "vampprior_data": -90.85},
     "fashion_mnist": {"standard": -235.32, "vampprior": -231.94, "vampprior_data": -232.79},
     "frey_faces": {"standard": -2281.16, "vampprior": -2257.76, "vampprior_data": -2286.52},
     "caltech101_silhouettes": {"standard": -137.32, "vampprior": -135.15, "vampprior_data": -142.02},
 }
-PAPER = {("static_mnist", "vampprior"): -85.57}  # Tomczak & Welling (2018), Table 1, S=5000
+PAPER_SOURCE = "Tomczak & Welling (2018), S=5000"
+PAPER = {  # (dataset, model, prior) -> test LL (nats)
+    ("static_mnist", "vae", "vampprior"): -85.57,
+    ("static_mnist", "hvae", "vampprior"): -83.19,
+    ("dynamic_mnist", "hvae", "vampprior"): -81.24,
+}
 
-CSV_COLUMNS = ["dataset", "prior", "components", "seed", "profile", "status", "epochs",
-               "epochs_trained", "best_epoch", "eval_samples", "n_train", "n_test", "test_ll",
-               "test_ll_stderr", "test_elbo", "test_bits_per_dim", "train_seconds",
-               "seconds_per_epoch", "eval_seconds", "reference_ll", "git_commit", "run_dir"]
+CSV_COLUMNS = ["dataset", "model", "prior", "components", "seed", "variant", "profile", "status",
+               "epochs", "epochs_trained", "best_epoch", "stopped_early", "eval_samples", "n_train",
+               "n_test", "test_ll", "test_ll_stderr", "test_ll_mc_stderr", "test_ess_median",
+               "test_elbo", "test_bits_per_dim", "train_seconds", "seconds_per_epoch",
+               "eval_seconds", "reference_ll", "paper_ll", "git_commit", "run"]
 
 
-def collect_runs(root) -> list[dict]:
-    """One row per run directory under ``root``: complete, failed or incomplete."""
+def collect_rows(records, relative_to=None) -> list[dict]:
+    """One row per record under ``records`` (a folder of run records or run directories):
+    complete, failed, or incomplete. ``run`` is the record's path relative to ``relative_to``."""
     rows = []
-    for run_dir in sorted(Path(root).glob("*/config.json")):
-        run_dir = run_dir.parent
-        config = read_json(run_dir / "config.json")
-        row = {k: config.get(k) for k in ("dataset", "prior", "components", "seed", "profile", "epochs",
-                                          "eval_samples")}
-        row.update(run_dir=str(run_dir), status="incomplete",
-                   reference_ll=REFERENCE.get(config["dataset"], {}).get(config["prior"]))
-        if (run_dir / "metrics.json").is_file():
-            metrics = read_json(run_dir / "metrics.json")
-            row.update({k: metrics.get(k) for k in CSV_COLUMNS if k in metrics})
+    for path in sorted(Path(records).glob(f"*/{CONFIG}")):
+        run_dir = path.parent
+        config = read_config(run_dir)
+        row = dict(dataset=config.dataset, model=config.model, prior=config.prior,
+                   components=config.components, seed=config.seed, variant=variant_of(config),
+                   profile=config.profile, epochs=config.epochs, eval_samples=config.eval_samples,
+                   status="incomplete", config=config, run_dir=run_dir,
+                   run=str(run_dir.relative_to(relative_to) if relative_to else run_dir),
+                   reference_ll=(REFERENCE.get(config.dataset, {}).get(config.prior)
+                                 if config.model == "vae" else None),
+                   paper_ll=PAPER.get((config.dataset, config.model, config.prior)))
+        if (run_dir / METRICS).is_file():
+            metrics = read_json(run_dir / METRICS)
+            row.update({k: metrics[k] for k in CSV_COLUMNS if k in metrics})
             row["git_commit"] = (metrics.get("provenance", {}).get("git", {}) or {}).get("commit")
-            row["status"] = "complete"
-            row["metrics"] = metrics
-        elif (run_dir / "failure.json").is_file():
-            failure = read_json(run_dir / "failure.json")
+            row.update(status="complete", metrics=metrics)
+        elif (run_dir / FAILURE).is_file():
+            failure = read_json(run_dir / FAILURE)
             row.update(status="failed", error=failure.get("error"), message=failure.get("message"))
         rows.append(row)
     return rows
@@ -56,47 +70,152 @@ def write_results_csv(rows, path) -> None:
     atomic_write_csv(path, rows, CSV_COLUMNS)
 
 
-def summarize(rows, dataset, prior, components=None):
-    """Mean test LL over seeds with its error: the standard error for one seed, else the std
-    across seeds. None when no run is complete."""
-    done = [r for r in rows if r["dataset"] == dataset and r["prior"] == prior
-            and r["status"] == "complete" and (components is None or r["components"] == components)]
-    if not done:
+def select(rows, status="complete", **where) -> list[dict]:
+    """Rows whose fields equal ``where`` (and of ``status``, unless None)."""
+    return [r for r in rows if (status is None or r["status"] == status)
+            and all(r.get(k) == v for k, v in where.items())]
+
+
+def grid_components(profile: str) -> int:
+    return PROFILES[profile]["components"]
+
+
+def sweep_variant(profile: str) -> str:
+    """The variant string of the K sweep's runs (settings they change from the profile's)."""
+    return variant_of(RunConfig(**{**PROFILES[profile], **K_SWEEP_SETTINGS[profile], "profile": profile}))
+
+
+def test_ll_of(row) -> np.ndarray:
+    with np.load(Path(row["run_dir"]) / "test_ll.npz") as f:
+        return f["log_px"]
+
+
+@dataclass
+class Summary:
+    """A cell over its seeds: the mean test LL and its error (the standard error over the test
+    images for one seed, the standard deviation across seeds for several)."""
+
+    mean: float
+    err: float
+    n_seeds: int
+    err_kind: str
+    seeds: tuple
+
+
+def summarize(rows) -> Summary | None:
+    """Mean test LL over the (complete) ``rows``, one per seed; None when there are none."""
+    if not rows:
         return None
-    values = np.array([r["test_ll"] for r in done])
-    if len(done) == 1:
-        return dict(mean=values[0], err=done[0]["test_ll_stderr"], n_seeds=1, err_kind="s.e.")
-    return dict(mean=values.mean(), err=values.std(ddof=1), n_seeds=len(done), err_kind="std over seeds")
+    values = np.array([r["test_ll"] for r in rows], np.float64)
+    seeds = tuple(sorted(r["seed"] for r in rows))
+    if len(rows) == 1:
+        return Summary(float(values[0]), float(rows[0]["test_ll_stderr"]), 1, "s.e.", seeds)
+    return Summary(float(values.mean()), float(values.std(ddof=1)), len(rows), "std over seeds", seeds)
 
 
-def table1_html(rows, datasets, priors, components) -> str:
-    """Table 1 as HTML: ours (mean +- error) beside the reference, per dataset x prior."""
+@dataclass
+class PairedDifference:
+    """test LL of ``rows`` minus that of ``baseline`` on the same test images, paired by seed:
+    ``per_seed`` (mean difference, its standard error over images) for each common seed;
+    ``mean`` their mean, ``err`` the std across seeds (several seeds) or the paired standard error
+    over the images (one seed)."""
+
+    per_seed: dict
+    mean: float
+    err: float
+    err_kind: str
+
+
+def paired_difference(rows, baseline_rows) -> PairedDifference | None:
+    base = {r["seed"]: r for r in baseline_rows}
+    per_seed = {}
+    for r in rows:
+        if r["seed"] in base:
+            a, b = test_ll_of(r), test_ll_of(base[r["seed"]])
+            if a.shape != b.shape:
+                continue
+            d = a - b
+            per_seed[r["seed"]] = (float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))))
+    if not per_seed:
+        return None
+    means = np.array([m for m, _ in per_seed.values()])
+    if len(per_seed) == 1:
+        (m, se), = per_seed.values()
+        return PairedDifference(per_seed, m, se, "paired s.e.")
+    return PairedDifference(per_seed, float(means.mean()), float(means.std(ddof=1)), "std over seeds")
+
+
+def fmt(value, digits=2, signed=False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "&ndash;"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _status_text(rows, **where) -> str:
+    statuses = {r["status"] for r in select(rows, status=None, **where)}
+    return "<em>failed</em>" if "failed" in statuses else (
+        "<em>running</em>" if "incomplete" in statuses else "<em>missing</em>")
+
+
+def cell_html(rows, **where) -> str:
+    """'mean &plusmn; err' of the complete rows matching ``where`` (with the seed count), or why
+    there is none (missing, running, failed)."""
+    s = summarize(select(rows, **where))
+    if s is None:
+        return _status_text(rows, **where)
+    text = f"{s.mean:.2f} &plusmn; {s.err:.2f}"
+    return text + (f"<br><small>{s.n_seeds} seeds</small>" if s.n_seeds > 1 else "")
+
+
+def table1_html(rows, datasets, priors, components, models=("vae",)) -> str:
+    """Table 1: per dataset (and model) x prior, ours (mean &plusmn; error) beside the reference
+    report's number and the paper's where known; Frey Faces also in bits/dim."""
     head = "".join(f"<th colspan=2>{html.escape(p)}</th>" for p in priors)
     sub = "".join("<th>ours</th><th>reference</th>" for _ in priors)
     body = []
-    for dataset in datasets:
-        cells = []
-        for prior in priors:
-            s = summarize(rows, dataset, prior, components)
-            status = {r["status"] for r in rows if r["dataset"] == dataset and r["prior"] == prior}
-            if s is not None:
-                ours = f"{s['mean']:.2f} &plusmn; {s['err']:.2f}"
-                if s["n_seeds"] > 1:
-                    ours += f"<br><small>{s['n_seeds']} seeds</small>"
-            else:
-                ours = "<em>failed</em>" if "failed" in status else "<em>missing</em>"
-            ref = REFERENCE.get(dataset, {}).get(prior)
-            paper = PAPER.get((dataset, prior))
-            ref_text = "&ndash;" if ref is None else f"{ref:.2f}"
-            if paper is not None:
-                ref_text += f"<br><small>paper: {paper:.2f}</small>"
-            cells.append(f"<td>{ours}</td><td style='color:#666'>{ref_text}</td>")
-        body.append(f"<tr><th>{html.escape(dataset)}</th>{''.join(cells)}</tr>")
+    for model in models:
+        for dataset in datasets:
+            where = dict(dataset=dataset, model=model, components=components, variant="")
+            if model != "vae" and not select(rows, status=None, **where):
+                continue  # an HVAE row only where the HVAE was run
+            cells = []
+            for prior in priors:
+                ours = cell_html(rows, prior=prior, **where)
+                done = select(rows, prior=prior, **where)
+                bpd = [r.get("test_bits_per_dim") for r in done if r.get("test_bits_per_dim") is not None]
+                if bpd:
+                    ours += f"<br><small>{np.mean(bpd):.3f} bits/dim</small>"
+                ref = REFERENCE.get(dataset, {}).get(prior) if model == "vae" else None
+                paper = PAPER.get((dataset, model, prior))
+                ref_text = fmt(ref)
+                if paper is not None:
+                    ref_text += f"<br><small>paper: {paper:.2f}</small>"
+                cells.append(f"<td>{ours}</td><td style='color:#666'>{ref_text}</td>")
+            label = html.escape(dataset) + ("" if model == "vae" else f" <small>({html.escape(model.upper())})</small>")
+            body.append(f"<tr><th>{label}</th>{''.join(cells)}</tr>")
     return (f"<table><thead><tr><th rowspan=2>dataset</th>{head}</tr><tr>{sub}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>")
 
 
-def fmt(value, digits=2) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "&ndash;"
-    return f"{value:.{digits}f}"
+def paired_table_html(rows, datasets, priors, components, baseline="standard", models=("vae",),
+                      variant="") -> str:
+    """Each prior's per-image test LL minus the baseline prior's, on the same test images and the
+    same seeds: mean &plusmn; (std across seeds, or the paired standard error for one seed)."""
+    others = [p for p in priors if p != baseline]
+    head = "".join(f"<th>{html.escape(p)} &minus; {html.escape(baseline)}</th>" for p in others)
+    body = []
+    for model in models:
+        for dataset in datasets:
+            where = dict(dataset=dataset, model=model, components=components, variant=variant)
+            base = select(rows, prior=baseline, **where)
+            if not base:
+                continue
+            cells = []
+            for prior in others:
+                d = paired_difference(select(rows, prior=prior, **where), base)
+                cells.append("<td>&ndash;</td>" if d is None else
+                             f"<td>{d.mean:+.2f} &plusmn; {d.err:.2f}<br><small>{len(d.per_seed)} "
+                             f"seed{'s' if len(d.per_seed) > 1 else ''}, {d.err_kind}</small></td>")
+            label = html.escape(dataset) + ("" if model == "vae" else f" ({model.upper()})")
+            body.append(f"<tr><th>{label}</th>{''.join(cells)}</tr>")
+    return f"<table><thead><tr><th>dataset</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"

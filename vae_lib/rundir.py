@@ -14,13 +14,14 @@ The record of a run is all of it but the checkpoint (:data:`RECORD_FILES`).
 from __future__ import annotations
 
 import fcntl
+import json
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
 from .config import PROFILES, RunConfig
 from .errors import ConfigError
-from .io import atomic_write_json, read_json
+from .io import atomic_write_bytes, atomic_write_json, read_json
 
 CONFIG, CHECKPOINT, HISTORY, TEST_LL, IMAGES, NOTEBOOK, METRICS, FAILURE = (
     "config.json", "checkpoint.npz", "history.csv", "test_ll.npz", "images.npz",
@@ -40,20 +41,28 @@ _SHORT = {"epochs": "ep", "warmup_epochs": "wu", "patience": "pat", "eval_sample
           "weight_init": "init", "kl_estimator": "kl", "optimizer": "opt", "activation": "act"}
 
 
-def run_dir_name(config: RunConfig) -> str:
-    """``<dataset>__[<model>__]<prior>__K<K>__seed<seed>``, then ``__<setting><value>`` for every
-    setting that differs from the profile's default (e.g. ``__initHe``), so that two different
-    configs never share a directory and the default ones keep short names."""
-    parts = [config.dataset] + ([config.model] if config.model != "vae" else []) + [
-        config.prior, f"K{config.components}", f"seed{config.seed}"]
+def variant_of(config: RunConfig) -> str:
+    """``<setting><value>`` for every setting that differs from its profile's default, joined by
+    ``__`` (empty for a run of the profile's own settings), e.g. ``initHe`` or ``ep100__wu25``.
+    The dataset, model, prior, K and seed are not part of it."""
     defaults = RunConfig(dataset=config.dataset, prior=config.prior,
                          **PROFILES.get(config.profile, {})).to_dict()
+    parts = []
     for key, value in config.to_dict().items():
         if key in ("dataset", "prior", "model", "components", "seed", "profile"):
             continue
         if value != defaults[key]:
             parts.append(f"{_SHORT.get(key, key)}{str(value).replace('.', 'p')}")
     return "__".join(parts)
+
+
+def run_dir_name(config: RunConfig) -> str:
+    """``<dataset>__[<model>__]<prior>__K<K>__seed<seed>[__<variant>]``: two different configs
+    never share a directory, and runs of the profile's own settings keep short names."""
+    parts = [config.dataset] + ([config.model] if config.model != "vae" else []) + [
+        config.prior, f"K{config.components}", f"seed{config.seed}"]
+    variant = variant_of(config)
+    return "__".join(parts + ([variant] if variant else []))
 
 
 def is_complete(run_dir) -> bool:
@@ -118,11 +127,30 @@ def run_lock(run_dir: Path):
 
 
 def copy_record(run_dir: Path, record_dir: Path) -> None:
-    """Copy the record of the complete run in ``run_dir`` (everything but the checkpoint) to
-    ``record_dir``; metrics.json last, so a record is complete exactly when it has one."""
-    record_dir = Path(record_dir)
+    """Copy the record of the run in ``run_dir`` (everything but the checkpoint) to ``record_dir``.
+    A complete run's metrics.json comes last (a record is complete exactly when it has one) and
+    replaces an earlier failure; a failed run's record keeps its failure.json and notebook."""
+    run_dir, record_dir = Path(run_dir), Path(record_dir)
     record_dir.mkdir(parents=True, exist_ok=True)
-    for name in RECORD_FILES:
-        if name != METRICS and (Path(run_dir) / name).is_file():
-            shutil.copyfile(Path(run_dir) / name, record_dir / name)
-    shutil.copyfile(Path(run_dir) / METRICS, record_dir / METRICS)
+    complete = is_complete(run_dir)
+    for name in RECORD_FILES + (FAILURE,):
+        if name != METRICS and (run_dir / name).is_file() and not (complete and name == FAILURE):
+            if name == NOTEBOOK:
+                _copy_portable_notebook(run_dir / name, record_dir / name)
+            else:
+                shutil.copyfile(run_dir / name, record_dir / name)
+    if complete:
+        (record_dir / FAILURE).unlink(missing_ok=True)
+        shutil.copyfile(run_dir / METRICS, record_dir / METRICS)
+
+
+def _copy_portable_notebook(source: Path, target: Path) -> None:
+    """Copy an executed notebook without this machine's paths: papermill notes where it read and
+    wrote the notebook; the record says which notebook, relative to the repository and the record."""
+    notebook = json.loads(source.read_text())
+    papermill = notebook.get("metadata", {}).get("papermill", {})
+    if "input_path" in papermill:
+        papermill["input_path"] = f"notebooks/{Path(papermill['input_path']).name}"
+    if "output_path" in papermill:
+        papermill["output_path"] = Path(papermill["output_path"]).name
+    atomic_write_bytes(target, (json.dumps(notebook, indent=1, ensure_ascii=False) + "\n").encode())

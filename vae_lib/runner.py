@@ -14,9 +14,11 @@ notebook with the error and a ``failure.json`` in its run directory, and the oth
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,6 +151,21 @@ def notebook_path(name: str, notebooks_dir=None) -> Path:
     return path
 
 
+@contextmanager
+def _environment(values: dict):
+    """Set environment variables (inherited by the notebook kernels) for the duration."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def run_cell(cell: Cell, notebook: Path, data_dir=None, rerun: bool = False) -> str:
     """Execute the experiment notebook for one cell: 'done', 'skipped' or 'failed'."""
     import papermill
@@ -164,19 +181,25 @@ def run_cell(cell: Cell, notebook: Path, data_dir=None, rerun: bool = False) -> 
     overrides = {k: v for k, v in c.to_dict().items()
                  if v != make_config(c.dataset, c.prior, c.profile).to_dict()[k]
                  and k not in ("dataset", "prior", "profile")}
+    # The kernel finds its run directory and the data through the environment, so the executed
+    # notebook kept in the record holds no paths of this machine.
+    env = dict(VAE_RUNS_DIR=str(cell.run_dir.parent.parent.resolve()))
+    if data_dir:
+        env["VAE_DATA_DIR"] = str(Path(data_dir).resolve())
     try:
-        papermill.execute_notebook(
-            str(notebook), str(cell.run_dir / NOTEBOOK),
-            parameters=dict(dataset=c.dataset, prior=c.prior, profile=c.profile,
-                            settings=overrides, run_dir=str(cell.run_dir), data_dir=data_dir,
-                            progress=False),
-            **PAPERMILL_OPTIONS)
+        with _environment(env):
+            papermill.execute_notebook(
+                str(notebook), str(cell.run_dir / NOTEBOOK),
+                parameters=dict(dataset=c.dataset, prior=c.prior, profile=c.profile,
+                                settings=overrides, progress=False),
+                **PAPERMILL_OPTIONS)
     except Exception as err:  # the executed notebook keeps the error; record it and go on
         atomic_write_json(failure, dict(cell=cell.label, error=type(err).__name__,
                                         message=str(err)[-4000:],
                                         traceback=traceback.format_exc()[-4000:],
                                         notebook=str(cell.run_dir / NOTEBOOK),
                                         time=time.strftime("%Y-%m-%dT%H:%M:%S")))
+        copy_record(cell.run_dir, cell.record_dir)  # the report marks the cell failed
         return "failed"
     failure.unlink(missing_ok=True)
     if rerun and is_complete(cell.record_dir):

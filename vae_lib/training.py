@@ -61,6 +61,13 @@ def early_stopping_update(state: TrainState, epoch: int, valid_loss: float, conf
     return False
 
 
+def binarize(grey, seed, step):
+    """Dynamic binarization: each pixel ~ Bernoulli(grey level), drawn from the "binarize" stream at
+    counter ``step``, so every step sees fresh bits and a resumed run the same ones."""
+    bits_seed = tf.stack([tf.constant(stream_key(seed, "binarize"), tf.int64), tf.cast(step, tf.int64)])
+    return tf.cast(tf.random.stateless_uniform(tf.shape(grey), bits_seed, alg=RNG_ALG) < grey, grey.dtype)
+
+
 def normalize_gradients(grads):
     """The paper's AdamNormGrad (utils/optimizer.py in its code): each gradient tensor divided by its
     L2 norm (+ 1e-7) before the Adam update."""
@@ -97,8 +104,7 @@ class Trainer:
     def _train_step_fn(self, data, index, step, beta):
         x = tf.gather(data, index)
         if self.binarize:
-            bits_seed = tf.stack([tf.constant(stream_key(self.config.seed, "binarize"), tf.int64), step])
-            x = tf.cast(tf.random.stateless_uniform(tf.shape(x), bits_seed, alg=RNG_ALG) < x, x.dtype)
+            x = binarize(x, self.config.seed, step)
         noise_seed = tf.stack([tf.constant(stream_key(self.config.seed, "train"), tf.int64), step])
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
