@@ -2,7 +2,7 @@
 PROFILE ?= quick
 PYTHON ?= python
 
-.PHONY: install report test bench bench-bf16 sync
+.PHONY: install report test bench bench-bf16 sync notebooks
 install:
 	$(PYTHON) -m pip install -e ".[dev]"
 
@@ -20,3 +20,9 @@ bench-bf16:  ## does bfloat16 mixed precision pay for training here? (not part o
 
 sync:  ## re-pair the notebooks after editing their .py sources
 	jupytext --sync notebooks/*.py
+
+notebooks:  ## execute the experiment notebook (smoke) and theory (quick) in place, as committed
+	jupytext --sync notebooks/*.py
+	jupyter nbconvert --to notebook --execute --inplace notebooks/experiment.ipynb
+	papermill notebooks/theory.ipynb notebooks/theory.ipynb -p profile quick
+	$(PYTHON) -m vae_lib.nbclean notebooks/experiment.ipynb notebooks/theory.ipynb

@@ -37,7 +37,7 @@ hardware = sorted({hardware_label(r["metrics"]["provenance"]["hardware"]) for r 
 commits = sorted({(r["git_commit"] or "unknown")[:10] for r in complete})
 train_s = sum(r["metrics"]["train_seconds"] for r in complete)
 eval_s = sum(r["metrics"]["eval_seconds"] for r in complete)
-datasets = [d for d in DATASETS if select(rows, status=None, dataset=d)]
+datasets = list(DATASETS)
 models = [m for m in ("vae", "hvae") if select(rows, status=None, model=m)]
 
 
@@ -55,7 +55,11 @@ budget = (f"profile **{profile}** ({PROFILE_DESCRIPTIONS[profile]}): up to {sett
           + (f", at most {settings['max_train']} training and {settings['max_test']} test images "
              "(a fixed-seed random subset of each split)" if settings.get("max_train") else ", full datasets")
           + f"; run on {', '.join(hardware) or 'no hardware yet'}")
-short_budget = budget.replace("**", "")
+short_budget = (f"{profile} profile: up to {settings['epochs']} epochs, warm-up {settings['warmup_epochs']}, "
+                f"patience {settings['patience']}, K={K}, S={settings['eval_samples']}, "
+                + (f"subsets of {settings['max_train']}/{settings['max_test']} train/test images"
+                   if settings.get("max_train") else "full datasets")
+                + f"; {', '.join(hardware) or 'no hardware yet'}")
 display(Markdown(f"""# VAE with a VampPrior: results ({profile} profile)
 
 Reproduction of Tomczak & Welling, *VAE with a VampPrior* (AISTATS 2018) with `vae_lib`.
@@ -79,7 +83,7 @@ display(Markdown(
     f"&plusmn; the standard deviation across seeds (their number is given); {short_budget}. "
     f"Initialisation: Glorot-uniform weights, zero biases (ours; the paper-code variant is compared "
     f"below). Reference: {REFERENCE_SOURCE}. 'paper': {PAPER_SOURCE}. VampPrior-data: K random "
-    f"training images as fixed pseudo-inputs, as in the reference report. *missing* = not run; "
+    f"training images as fixed pseudo-inputs, as in the reference report. *not run* = no record yet; "
     f"*running* = started, not finished; *failed* = see the record's `failure.json`."))
 for r in select(rows, status="failed"):
     print(f"FAILED {r['run']}: {r.get('error')}: {(r.get('message') or '').strip().splitlines()[-1:]}")
@@ -277,10 +281,10 @@ for model in models:
             d = paired_difference(select(rows, prior=prior, **sel), base)
             if d is None:
                 continue
-            verdict = ("better than" if d.mean > 2 * d.err else "worse than" if d.mean < -2 * d.err
-                       else "not distinguishable from")
-            found.append(f"- {dataset} ({model.upper()}): {prior} is {verdict} the standard prior by "
-                         f"{d.mean:+.2f} nats per image ({d.err_kind} {d.err:.2f}, {len(d.per_seed)} seed(s)).")
+            verdict = (f"{prior} is better" if d.mean > 2 * d.err else f"{prior} is worse"
+                       if d.mean < -2 * d.err else "no clear difference (within two errors)")
+            found.append(f"- {dataset} ({model.upper()}): {prior} &minus; standard = {d.mean:+.2f} nats "
+                         f"per image ({d.err_kind} {d.err:.2f}, {len(d.per_seed)} seed(s)): {verdict}.")
 reference_lines = []
 for dataset, by_prior in REFERENCE.items():
     for prior, ref in by_prior.items():

@@ -44,6 +44,12 @@ def test_readme_names_the_two_commands_and_ci_runs_the_test_command():
     assert "make test" in ci and re.search(r"^test:\n\t\$\(PYTHON\) -m pytest\s*$", makefile, re.M)
 
 
-def test_command_line_help_lists_both_commands():
-    done = subprocess.run([sys.executable, "-m", "vae_lib", "--help"], capture_output=True, text=True)
-    assert done.returncode == 0 and "train" in done.stdout and "report" in done.stdout
+def test_command_line_help_lists_both_commands_without_loading_tensorflow():
+    """`vampprior --help` answers at once: it lists both commands and loads no TensorFlow."""
+    code = ("import sys\nfrom vae_lib.cli import main\ntry:\n    main(['--help'])\n"
+            "except SystemExit as done:\n    assert done.code == 0\n"
+            "print('tensorflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "train" in done.stdout and "report" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "False"

@@ -41,7 +41,7 @@ def _train_parser(sub):
     from .datasets import DATASETS
     from .priors import PRIORS
 
-    p = sub.add_parser("train", help="train and evaluate one model, writing a run directory",
+    p = sub.add_parser("train", help=COMMANDS["train"][0],
                        description="Train (or resume) one model and evaluate its test log-likelihood. "
                                    "Settings default to the chosen --profile; flags override them.")
     p.add_argument("--dataset", required=True, help=f"one of: {', '.join(DATASETS)}")
@@ -95,7 +95,7 @@ def _report_parser(sub):
     from .models import MODELS
     from .priors import PRIORS
 
-    p = sub.add_parser("report", help="run the dataset x prior grid and render the report",
+    p = sub.add_parser("report", help=COMMANDS["report"][0],
                        description="Execute the experiment notebook for every dataset x prior "
                                    "(and the K sweep) with papermill, skipping complete runs, then "
                                    "render the report notebook to HTML.")
@@ -125,17 +125,30 @@ def _report(args) -> int:
     return main_report(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMMANDS = {
+    "train": ("train and evaluate one model, writing a run directory", _train_parser, _train),
+    "report": ("run a profile's plan of cells and render its report", _report_parser, _report),
+}
+
+
+def build_parser(full: bool = True) -> argparse.ArgumentParser:
+    """The command line. ``full=False`` knows the commands but not their options: enough for
+    ``vampprior --help``, and it loads neither TensorFlow nor the registries."""
     parser = argparse.ArgumentParser(prog="vampprior", description="VAE with a VampPrior in TensorFlow.")
     sub = parser.add_subparsers(dest="command", required=True)
-    _train_parser(sub).set_defaults(handler=_train)
-    _report_parser(sub).set_defaults(handler=_report)
+    for name, (help_text, make, handler) in COMMANDS.items():
+        if full:
+            make(sub).set_defaults(handler=handler)
+        else:
+            sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] not in COMMANDS:  # top-level help, or an unknown command
+        build_parser(full=False).parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
     except VaeLibError as err:

@@ -56,7 +56,7 @@ def ll_histogram(values_by_label: dict, ax=None, title=None, bins=50, lower_perc
         if values is not None and len(values):
             ax.hist(values, bins=edges, histtype="step", linewidth=1.5, label=label)
     below = int(np.sum(everything < lo))
-    ax.set_xlabel(f"test log-likelihood per image (nats); {below} of {everything.size} values "
+    ax.set_xlabel(f"test log-likelihood per image (nats)\n{below} of {everything.size} values "
                   f"below {lo:.0f} not shown", fontsize=8)
     ax.set_ylabel("images")
     ax.legend(fontsize=8)

@@ -154,7 +154,7 @@ def fmt(value, digits=2, signed=False) -> str:
 def _status_text(rows, **where) -> str:
     statuses = {r["status"] for r in select(rows, status=None, **where)}
     return "<em>failed</em>" if "failed" in statuses else (
-        "<em>running</em>" if "incomplete" in statuses else "<em>missing</em>")
+        "<em>running</em>" if "incomplete" in statuses else "<em>not run</em>")
 
 
 def cell_html(rows, **where) -> str:
@@ -219,3 +219,26 @@ def paired_table_html(rows, datasets, priors, components, baseline="standard", m
             label = html.escape(dataset) + ("" if model == "vae" else f" ({model.upper()})")
             body.append(f"<tr><th>{label}</th>{''.join(cells)}</tr>")
     return f"<table><thead><tr><th>dataset</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def table1_markdown(rows, datasets, priors, components, models=("vae",)) -> str:
+    """Table 1 as Markdown (for the README): ours (mean &plusmn; error, seeds) / reference / paper."""
+    lines = ["| dataset | " + " | ".join(priors) + " |", "|---|" + "---:|" * len(priors)]
+    for model in models:
+        for dataset in datasets:
+            where = dict(dataset=dataset, model=model, components=components, variant="")
+            if not select(rows, status=None, **where):
+                continue
+            cells = []
+            for prior in priors:
+                s = summarize(select(rows, prior=prior, **where))
+                text = "" if s is None else f"**{s.mean:.2f}** ± {s.err:.2f}" + (
+                    f" ({s.n_seeds} seeds)" if s.n_seeds > 1 else "")
+                ref = REFERENCE.get(dataset, {}).get(prior) if model == "vae" else None
+                paper = PAPER.get((dataset, model, prior))
+                extra = [f"ref. {ref:.2f}"] if ref is not None else []
+                extra += [f"paper {paper:.2f}"] if paper is not None else []
+                cells.append(" / ".join([text or "not run"] + extra))
+            label = dataset if model == "vae" else f"{dataset} (HVAE)"
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -22,6 +22,7 @@ from pathlib import Path
 from .config import PROFILES, RunConfig
 from .errors import ConfigError
 from .io import atomic_write_bytes, atomic_write_json, read_json
+from .nbclean import portable
 
 CONFIG, CHECKPOINT, HISTORY, TEST_LL, IMAGES, NOTEBOOK, METRICS, FAILURE = (
     "config.json", "checkpoint.npz", "history.csv", "test_ll.npz", "images.npz",
@@ -145,12 +146,6 @@ def copy_record(run_dir: Path, record_dir: Path) -> None:
 
 
 def _copy_portable_notebook(source: Path, target: Path) -> None:
-    """Copy an executed notebook without this machine's paths: papermill notes where it read and
-    wrote the notebook; the record says which notebook, relative to the repository and the record."""
-    notebook = json.loads(source.read_text())
-    papermill = notebook.get("metadata", {}).get("papermill", {})
-    if "input_path" in papermill:
-        papermill["input_path"] = f"notebooks/{Path(papermill['input_path']).name}"
-    if "output_path" in papermill:
-        papermill["output_path"] = Path(papermill["output_path"]).name
+    """Copy an executed notebook without this machine's paths or TensorFlow's start-up lines."""
+    notebook = portable(json.loads(source.read_text()))
     atomic_write_bytes(target, (json.dumps(notebook, indent=1, ensure_ascii=False) + "\n").encode())

@@ -14,6 +14,7 @@ notebook with the error and a ``failure.json`` in its run directory, and the oth
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -27,6 +28,7 @@ from .config import (K_SWEEP_SETTINGS, K_SWEEPS, RunConfig, check_profile, defau
 from .datasets import DATASETS, check_name
 from .errors import ConfigError, check_choice
 from .io import atomic_write_json
+from .nbclean import strip_tf_startup_lines
 from .models import MODELS
 from .priors import PRIORS, check_prior_name
 from .rundir import FAILURE, METRICS, NOTEBOOK, copy_record, is_complete, prepare_run_dir, run_dir_name
@@ -251,13 +253,31 @@ def build_report(profile, report_dir, report_notebook: Path) -> Path:
         papermill.execute_notebook(
             str(report_notebook), str(executed),
             parameters=dict(profile=profile, report_dir=str(out_dir)), **PAPERMILL_OPTIONS)
+        notebook = nbformat.from_dict(strip_tf_startup_lines(json.loads(executed.read_text())))
         body, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
                                exclude_output_prompt=True).from_notebook_node(
-            nbformat.read(executed, 4),
+            notebook,
             resources={"metadata": {"name": f"VAE with a VampPrior: {profile} report"}})
     html = out_dir / "index.html"
     html.write_text(body)
+    if profile == "paper" and out_dir == (REPO / "report" / "paper").resolve():
+        update_readme_table(out_dir / "table1.md")
     return html
+
+
+README_MARKERS = ("<!-- paper-table1 -->", "<!-- /paper-table1 -->")
+
+
+def update_readme_table(table_md: Path, readme: Path = REPO / "README.md") -> bool:
+    """Put the paper report's Table 1 into the README, between its markers (the README then shows
+    what the committed report shows). False where the README has no markers."""
+    text, table = readme.read_text(), Path(table_md).read_text().strip()
+    start, end = README_MARKERS
+    if start not in text or end not in text:
+        return False
+    head, rest = text.split(start, 1)
+    readme.write_text(f"{head}{start}\n{table}\n{end}{rest.split(end, 1)[1]}")
+    return True
 
 
 def main_report(args) -> int:

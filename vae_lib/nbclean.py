@@ -1,0 +1,64 @@
+"""Executed notebooks made portable before they are kept: no paths of this machine, no progress-bar
+redraws, and none of the lines TensorFlow's C++ runtime prints while it starts (they carry
+timestamps and process ids, and some come before any log-level setting applies)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+# "I0000 00:00:1795630838.000778   12063 port.cc:153] ..." and absl's note before it.
+TF_STARTUP_LINE = re.compile(r"^(?:[IWEF]\d{4} \d\d:\d\d:[\d.]+\s+\d+ [\w.]+:\d+\]|"
+                             r"WARNING: All log messages before absl::InitializeLog\(\)|"
+                             r"To enable the following instructions:|"
+                             r"Cause: could not parse the source code|"
+                             r"To silence this warning, decorate the function)")
+PROGRESS_BAR = re.compile(r"\r|\d+%\|")  # tqdm redraws: carriage returns, "37%|####  |"
+
+
+def _text(value) -> str:
+    return "".join(value) if isinstance(value, list) else value
+
+
+def strip_tf_startup_lines(notebook: dict) -> dict:
+    """Drop TensorFlow's C++ start-up lines and progress-bar redraws from every stderr stream
+    output (and the outputs left empty); other stderr text, such as a real warning, stays."""
+    for cell in notebook.get("cells", []):
+        kept = []
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                lines = _text(output["text"]).splitlines(keepends=True)
+                lines = [line for line in lines if line.strip() and not TF_STARTUP_LINE.match(line)
+                         and not PROGRESS_BAR.search(line)]
+                if not lines:
+                    continue
+                output["text"] = "".join(lines)
+            kept.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = kept
+    return notebook
+
+
+def portable(notebook: dict) -> dict:
+    """Papermill's note of where it read and wrote the notebook, made relative (the repository's
+    ``notebooks/`` and the notebook's own name), and the start-up lines dropped."""
+    papermill = notebook.get("metadata", {}).get("papermill", {})
+    if papermill.get("input_path"):
+        papermill["input_path"] = f"notebooks/{Path(papermill['input_path']).name}"
+    if papermill.get("output_path"):
+        papermill["output_path"] = Path(papermill["output_path"]).name
+    return strip_tf_startup_lines(notebook)
+
+
+def main(paths) -> None:
+    """``python -m vae_lib.nbclean NOTEBOOK...``: make executed notebooks portable, in place."""
+    import json
+
+    for path in map(Path, paths):
+        notebook = portable(json.loads(path.read_text()))
+        path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])
