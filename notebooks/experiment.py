@@ -13,10 +13,16 @@
 # Explicit parameters below override the profile.
 
 # %%
+import importlib.util
 import os
+import subprocess
+import sys
 
 if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:  # quiet C++ logs; set before TensorFlow is imported
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+if importlib.util.find_spec("vae_lib") is None:  # e.g. a fresh Colab runtime: install the package
+    REPOSITORY = os.environ.get("VAE_LIB_REPOSITORY", "https://github.com/<OWNER>/<REPO>")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"vae_lib @ git+{REPOSITORY}"], check=True)
 
 # %% tags=["parameters"]
 dataset = "static_mnist"  # static_mnist, dynamic_mnist, fashion_mnist, caltech101_silhouettes, frey_faces

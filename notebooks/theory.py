@@ -16,17 +16,24 @@
 # 3. The VampPrior, VampPrior-data, the mixture-of-Gaussians prior and the hierarchical VampPrior VAE.
 # 4. A 2-D latent toy on static MNIST: the aggregated posterior next to each prior.
 # 5. Importance-sampled log-likelihood: how the estimate grows with the number of samples $S$.
+# 6. Grey images: the discretized logistic likelihood, and bits per dimension.
 #
 # All model code lives in `vae_lib`. This notebook only calls it, does some toy numpy and draws
-# figures. The `profile` parameter sets the budget on 2 CPU cores: `smoke` (under a minute, the
-# numbers mean little), `quick` (about 4 minutes), `paper` (the full training set, the paper's
-# KL warm-up, early stopping and $K=500$, and $S$ up to 5000; a few hours).
+# figures. The `profile` parameter is one of the project's budgets (`vae_lib.config.PROFILES`):
+# `quick` (the default: a few minutes on 2 CPU cores, the figures show what the text says),
+# `smoke` (seconds; the numbers mean little, the tests run it) or `paper` (hours).
 
 # %%
+import importlib.util
 import os
+import subprocess
+import sys
 
 if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:  # quiet C++ logs; set before TensorFlow is imported
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+if importlib.util.find_spec("vae_lib") is None:  # e.g. a fresh Colab runtime: install the package
+    REPOSITORY = os.environ.get("VAE_LIB_REPOSITORY", "https://github.com/<OWNER>/<REPO>")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"vae_lib @ git+{REPOSITORY}"], check=True)
 
 import time
 
@@ -36,8 +43,9 @@ import numpy as np
 import vae_lib  # noqa: F401  (imports TensorFlow without its start-up log lines)
 import tensorflow as tf
 from vae_lib import densities, estimators
-from vae_lib.config import RunConfig
+from vae_lib.config import PROFILES, make_config
 from vae_lib.datasets import load_dataset
+from vae_lib.experiment import pick
 from vae_lib.models import build_vae
 from vae_lib.plots import image_grid
 from vae_lib.priors import make_prior
@@ -47,35 +55,23 @@ tf.get_logger().setLevel("ERROR")  # each new ImportanceSampler traces a new fun
 # %matplotlib inline
 
 # %% tags=["parameters"]
-profile = "smoke"  # "smoke" (< 1 min), "quick" (~4 min) or "paper" (hours)
+profile = "quick"  # one of the project's profiles: "smoke" (seconds), "quick" (minutes), "paper" (hours)
 seed = 0
 data_dir = None  # None: $VAE_DATA_DIR (or vae_lib downloads the files into its cache)
-epochs = None  # None: the profile's maximum number of training epochs
 
 # %% [markdown]
-# The budget of each profile. All three train the same small 2-D latent VAE (section 4); they
-# differ only in data, epochs, network width, $K$ and the importance samples.
+# The budget comes from the profile; the models of section 4 have a 2-D latent space, so that we
+# can look at it. How many test images the figures and the log-likelihood use follows from the
+# profile's test subset, and the largest $S$ of section 5 is the profile's.
 
 # %% tags=["nbval-check-output"]
-BUDGETS = {
-    #        training/validation images, epochs (KL warm-up, early-stopping patience),
-    #        hidden units, K components, test images plotted, images and S for the log-likelihood
-    "smoke": dict(n_train=1000, n_valid=200, epochs=3, warmup_epochs=1, patience=10,
-                  hidden_units=64, components=20, n_plot=500, n_ll=100, S=(1, 10, 100)),
-    "quick": dict(n_train=20_000, n_valid=2000, epochs=30, warmup_epochs=10, patience=10,
-                  hidden_units=300, components=50, n_plot=2000, n_ll=300, S=(1, 10, 100, 1000)),
-    "paper": dict(n_train=50_000, n_valid=10_000, epochs=300, warmup_epochs=100, patience=50,
-                  hidden_units=300, components=500, n_plot=5000, n_ll=500,
-                  S=(1, 10, 100, 1000, 5000)),
-}
-if profile not in BUDGETS:
-    raise ValueError(f"profile must be one of {', '.join(BUDGETS)}, got {profile!r}")
-B = dict(BUDGETS[profile])
-if epochs is not None:
-    B["epochs"] = int(epochs)
-print(f"profile {profile!r}, seed {seed}")
-for key, value in B.items():
-    print(f"  {key:14s} {value}")
+settings = PROFILES[profile]
+n_test = settings.get("max_test") or 10_000
+B = dict(n_plot=min(2000, n_test), n_ll=min(300, n_test),
+         S=[s for s in (1, 10, 100, 1000) if s < settings["eval_samples"]] + [settings["eval_samples"]])
+print(f"profile {profile!r}, seed {seed}: up to {settings['epochs']} epochs (KL warm-up "
+      f"{settings['warmup_epochs']}, patience {settings['patience']}), K={settings['components']}, "
+      f"{settings.get('max_train') or 'all'} training images, S up to {settings['eval_samples']}")
 notebook_started = time.perf_counter()
 
 # %% [markdown]
@@ -274,31 +270,28 @@ plt.show()
 
 # %%
 data = load_dataset("static_mnist", data_dir)
-train, valid = data.train[:B["n_train"]], data.valid[:B["n_valid"]]
+train, valid = pick(data.train, settings.get("max_train")), pick(data.valid, settings.get("max_valid"))
 
 # The static-MNIST test file has no labels, but its 10,000 images are the MNIST test set *sorted
 # by digit*, with the standard class counts (checked by eye at every boundary). That gives the
-# digit of each test image, used here only to colour the plots. Because of this ordering, a
-# subset must be drawn at random, not taken from the front of the file.
+# digit of each test image, used here only to colour the plots. Because of this ordering, every
+# subset here is a random one (drawn with the seed), never the front of the file.
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 test_digit = np.repeat(np.arange(10), TEST_COUNTS)
 rng = np.random.default_rng(seed)
-plot_idx = np.sort(rng.choice(len(data.test), B["n_plot"], replace=False))
-ll_idx = plot_idx[rng.choice(len(plot_idx), B["n_ll"], replace=False)]
+plot_idx = rng.permutation(len(data.test))[:B["n_plot"]]  # random order: any prefix is random too
+ll_idx = plot_idx[:B["n_ll"]]
 print(data)
-print(f"training on {len(train)}, validating on {len(valid)}, "
-      f"plotting {len(plot_idx)} random test images")
+print(f"training on {len(train)}, validating on {len(valid)} (fixed-seed random subsets), "
+      f"plotting {len(plot_idx)} random test images (digits {np.bincount(test_digit[plot_idx], minlength=10).tolist()})")
 
 # %%
 PRIOR_NAMES = ["standard", "vampprior", "mog"]
-TITLES = {"standard": "standard N(0, I)", "vampprior": f"VampPrior (K={B['components']})",
-          "mog": f"mixture of Gaussians (K={B['components']})"}
+TITLES = {"standard": "standard N(0, I)", "vampprior": f"VampPrior (K={settings['components']})",
+          "mog": f"mixture of Gaussians (K={settings['components']})"}
 models, histories = {}, {}
 for name in PRIOR_NAMES:
-    config = RunConfig(dataset="static_mnist", prior=name, components=B["components"],
-                       epochs=B["epochs"], warmup_epochs=B["warmup_epochs"],
-                       patience=B["patience"], latent_dim=2, hidden_units=B["hidden_units"],
-                       seed=seed, profile=profile)
+    config = make_config("static_mnist", name, profile, latent_dim=2, seed=seed)
     model = build_vae(name, data.input_dim, data.likelihood, latent_dim=config.latent_dim,
                       hidden_units=config.hidden_units, num_components=config.components,
                       train_images=train, pseudo_init=data.pseudo_init, seed=seed)
@@ -313,7 +306,7 @@ for name in PRIOR_NAMES:
 
 # %% tags=["nbval-check-output"]
 for name in PRIOR_NAMES:
-    count = sum(int(np.prod(w.shape)) for w in models[name].prior.trainable_weights)
+    count = sum(int(np.prod(w.shape)) for w in models[name].prior.own_trainable_weights())
     print(f"{name:10s} prior parameters: {count:6d}")
 
 # %%
@@ -378,7 +371,7 @@ fig.suptitle(f"2-D latent VAEs on static MNIST, profile {profile!r}: aggregated 
 plt.show()
 
 # %% [markdown]
-# What to look for (most visible under `quick` and `paper`; the `smoke` models are barely trained):
+# What to look for (under `quick` and `paper`; the `smoke` models are barely trained):
 # * **Standard prior.** The ELBO has squeezed the aggregated posterior into a round blob about
 #   the size of $\mathcal N(0,I)$. The digits are packed tightly against each other, and the
 #   prior still puts mass where few codes fall. Every digit class pays rate for the mismatch.
@@ -397,7 +390,7 @@ plt.show()
 # the two mixture priors than for $\mathcal N(0, I)$.
 
 # %%
-x_agg = tf.constant(x_plot[:2000])  # q(z) over N images; N * M * N floats stay below 1 GB
+x_agg = tf.constant(x_plot[:2000])  # a random subset (x_plot is in random order); N * M * N floats < 1 GB
 M = 40_000 // len(x_agg)  # samples per image
 print(f"{'prior':10s} {'rate':>8s} {'I_q(x;z)':>9s} {'KL(q(z)||p(z))':>15s}   (nats, "
       f"N = {len(x_agg)}, log N = {np.log(len(x_agg)):.2f})")
@@ -422,7 +415,7 @@ for name in PRIOR_NAMES:
 
 # %%
 vamp = models["vampprior"]
-n_show = min(20, B["components"])
+n_show = min(20, settings["components"])
 pseudo = vamp.prior.pseudo_inputs().numpy()[:n_show]
 recon = vamp.reconstruct(tf.constant(pseudo)).numpy()
 fig, axes = plt.subplots(5, 1, figsize=(10, 5.2), layout="constrained")
@@ -452,6 +445,7 @@ plt.show()
 # expectation), and converges to $\log p(x)$ as $S\to\infty$. In `vae_lib` this is
 # `estimators.log_likelihood(model, images, num_samples=S)` (alias `iwae_bound`). The paper
 # reports it with $S = 5000$; the reduced budgets of this project use fewer samples, and say so.
+# (The curve below needs a separate compiled estimator per $S$, hence its cost.)
 #
 # Below, the estimate on the same random test images for growing $S$, and the ELBO as a
 # reference line.
@@ -496,7 +490,65 @@ plt.show()
 # nats on static MNIST for its one-layer VAE with 40 latent dimensions), and the differences
 # between priors are small and depend on the budget. The paper's comparison (40-D latent, $K=500$, $S=5000$) is run by the
 # experiment notebook and the project report.
+
+
+# %% [markdown]
+# ## 6. Grey images: the discretized logistic likelihood, and bits per dimension
 #
+# Frey Faces are 8-bit grey images, so $p(x\mid z)$ must give a probability to each of the 256
+# grey levels of each pixel, not a Bernoulli probability. The paper (after PixelCNN++ and IAF)
+# uses a **discretized logistic**: with the decoder's mean $\mu$ and log-scale $\log s$ for a
+# pixel, and $x = k/255$,
+#
+# $$ P(x) = \sigma\Big(\frac{x + h - \mu}{s}\Big) - \sigma\Big(\frac{x - h - \mu}{s}\Big),
+# \qquad h = \frac{1}{2\cdot 255}, $$
+#
+# the logistic mass of the bin around $x$. In `vae_lib` (`densities.log_discretized_logistic`) the
+# first and last bins reach out to $-\infty$ and $+\infty$, so the 256 probabilities sum to one
+# for every $(\mu, s)$. The paper's code uses bins of width $1/256$ with no open ends: the mass
+# beyond the edges is lost. Below, the 256 probabilities for a few decoder outputs, their sum
+# (both ways), and how much the closed edges lose.
+
+# %% tags=["nbval-check-output"]
+levels = np.arange(256) / 255.0
+cases = [(0.5, -3.0), (0.05, -4.5), (0.97, -2.0), (0.5, 0.0)]  # (mean, log-scale)
+fig, ax = plt.subplots(figsize=(8, 3.2))
+print(f"{'mean':>5s} {'log s':>6s} | {'sum, vae_lib':>13s} {'sum, closed edges':>18s}")
+for mu, log_s in cases:
+    x = tf.constant(levels[:, None], tf.float32)
+    log_p = densities.log_discretized_logistic(x, tf.fill([256, 1], mu), tf.fill([256, 1], log_s)).numpy()
+    sigmoid = lambda t: 1 / (1 + np.exp(-t))  # noqa: E731 (the paper code's bins, in numpy)
+    lower = np.floor(levels * 256) / 256
+    closed = sigmoid((lower + 1 / 256 - mu) / np.exp(log_s)) - sigmoid((lower - mu) / np.exp(log_s))
+    print(f"{mu:5.2f} {log_s:6.1f} | {np.exp(log_p).sum():13.4f} {closed.sum():18.4f}")
+    ax.plot(levels * 255, np.exp(log_p), label=f"mean {mu}, log-scale {log_s}")
+ax.set_xlabel("grey level k")
+ax.set_ylabel("P(x = k / 255)")
+ax.set_yscale("log")
+ax.set_ylim(1e-6, 1)
+ax.set_title("Discretized logistic over 256 grey levels (open-ended edge bins)")
+ax.legend(fontsize=8)
+plt.show()
+
+# %% [markdown]
+# The two versions differ where the logistic reaches past 0 or 1: with a mean near an edge (dark
+# background, bright skin) or a wide scale, the closed edges lose much of the mass, so the same
+# model scores lower under them. The log-scale is clipped to $[-4.5, 0]$ as in the paper's code, so
+# no single grey level can get a probability above about $1/(4s)$ of its bin width.
+#
+# **Bits per dimension.** A log-likelihood in nats per image depends on the image size. Dividing
+# by the number of pixels $D$ and converting to bits gives bits per dimension,
+# $\text{bits/dim} = -\log p(x) / (D \ln 2)$ (`estimators.bits_per_dim`). A model that puts
+# the uniform $1/256$ on every grey level codes 8 bits per pixel; anything useful codes fewer.
+
+# %% tags=["nbval-check-output"]
+D = 28 * 20  # a Frey face
+uniform = -D * np.log(256.0)
+print(f"uniform over 256 levels: {uniform:9.2f} nats per image = {estimators.bits_per_dim(uniform, D):.3f} bits/dim")
+for nats in (-2000.0, -1750.0):
+    print(f"log p(x) = {nats:9.2f} nats per image = {estimators.bits_per_dim(nats, D):.3f} bits/dim")
+
+# %% [markdown]
 # **Summary.**
 # * The prior enters the ELBO only through the rate. The average rate is $I(x;z) +
 #   \mathrm{KL}(q(z)\,\|\,p(z))$, so the best prior for a given encoder is the aggregated
@@ -505,6 +557,8 @@ plt.show()
 #   posteriors at $K$ learned pseudo-inputs. It is cheap, coupled to the encoder, and multimodal.
 # * Log-likelihoods are estimated by importance sampling with $S$ samples from $q(z\mid x)$. The
 #   estimate is a lower bound that tightens as $S$ grows.
+# * Grey images get a discretized logistic over their 256 levels (section 6); bits per dimension
+#   make log-likelihoods comparable across image sizes.
 
 # %%
 print(f"notebook ran in {time.perf_counter() - notebook_started:.0f} s (profile {profile!r})")

@@ -88,7 +88,6 @@ def test_kl_normal_standard_matches_monte_carlo():
     mc, se = log_ratio.mean(0), log_ratio.std(0) / np.sqrt(len(log_ratio))
     got = _np(kl_normal_standard(tf.constant(mean), tf.constant(logvar)))
     assert np.all(np.abs(got - mc) < 5 * se), (got, mc, se)
-    assert np.all(got > 0)
 
 
 def _mixture_reference(z, means, logvars):

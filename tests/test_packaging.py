@@ -29,6 +29,8 @@ def test_design_card_packages_are_dependencies():
 
 
 def test_environment_yml_installs_the_package_with_dev_extras():
+    """Promise: conda users get the same dependencies (environment.yml installs this package with
+    its dev extras, on a Python that pyproject allows)."""
     text = (REPO / "environment.yml").read_text()
     assert re.search(r"-\s+-e\s+\"?\.\[dev\]\"?", text), "environment.yml's pip section must install .[dev]"
     python = re.search(r"python\s*=\s*(3\.\d+)", text).group(1)

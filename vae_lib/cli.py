@@ -144,10 +144,40 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up lines (printed on file descriptor 2 before any log
+    level applies) kept off the terminal. What it prints is captured in a temporary file and
+    written back, but for those lines; all of it if the import fails."""
+    import os
+    import tempfile
+
+    from .nbclean import TF_STARTUP_LINE
+
+    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3") < "2":
+        import tensorflow  # noqa: F401
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+") as captured:
+        os.dup2(captured.fileno(), 2)
+        failed = True
+        try:
+            import tensorflow  # noqa: F401
+            failed = False
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured:
+                if failed or not TF_STARTUP_LINE.match(line):
+                    sys.stderr.write(line)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] not in COMMANDS:  # top-level help, or an unknown command
         build_parser(full=False).parse_args(argv)
+    import_tensorflow_quietly()
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

@@ -41,6 +41,12 @@ class Prior(keras.layers.Layer):
     def closed_form_kl(self, mean, logvar):
         raise NotImplementedError(f"{type(self).__name__} has no closed-form KL")
 
+    def own_trainable_weights(self) -> list:
+        """The trainable weights the prior adds to the model (the VampPrior's pseudo-inputs; not
+        the weights of the encoder it shares)."""
+        shared = {id(v) for v in self.encoder.weights} if hasattr(self, "encoder") else set()
+        return [v for v in self.trainable_weights if id(v) not in shared]
+
     def encoder_inputs(self):
         """Inputs this prior needs encoded by the model's (top) encoder, or None. A model encodes
         them together with its batch, and passes the encoder's (mean, logvar) on them as ``params``
