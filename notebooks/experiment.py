@@ -31,6 +31,8 @@ profile = "smoke"  # smoke, quick, paper
 settings = {}  # other RunConfig settings, e.g. {"model": "hvae", "components": 50, "seed": 1}
 run_dir = None  # None: $VAE_RUNS_DIR (else runs)/<profile>/<name made from the settings>
 data_dir = None  # None: $VAE_DATA_DIR, else download into the user cache
+threads = None  # TensorFlow threads; None: every core
+checkpoint_every = 30.0  # seconds between checkpoints (0: every epoch)
 progress = True
 
 # %%
@@ -59,7 +61,8 @@ print(f"{config.dataset} / {config.model} / {config.prior}, profile {config.prof
 # the stored results without recomputing when the run is already complete.
 
 # %%
-metrics = run_experiment(config, run_dir, data_dir=data_dir, progress=progress)
+metrics = run_experiment(config, run_dir, data_dir=data_dir, progress=progress, threads=threads,
+                         checkpoint_every_seconds=checkpoint_every)
 run = load_run(run_dir, data_dir=data_dir, with_model=False)
 
 # %% tags=["nbval-check-output"]

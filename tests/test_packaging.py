@@ -30,9 +30,11 @@ def test_design_card_packages_are_dependencies():
 
 def test_environment_yml_installs_the_package_with_dev_extras():
     """Promise: conda users get the same dependencies (environment.yml installs this package with
-    its dev extras, on a Python that pyproject allows)."""
+    its dev and dask extras, on a Python that pyproject allows)."""
     text = (REPO / "environment.yml").read_text()
-    assert re.search(r"-\s+-e\s+\"?\.\[dev\]\"?", text), "environment.yml's pip section must install .[dev]"
+    extras = re.search(r"-\s+-e\s+\"?\.\[([\w,]+)\]\"?", text)
+    assert extras and {"dev", "dask"} <= set(extras.group(1).split(",")), "install .[dev,dask]"
+    assert set(_pyproject()["project"]["optional-dependencies"]) == {"dev", "dask"}
     python = re.search(r"python\s*=\s*(3\.\d+)", text).group(1)
     minimum = re.search(r">=\s*(3\.\d+)", _pyproject()["project"]["requires-python"]).group(1)
     assert tuple(map(int, python.split("."))) >= tuple(map(int, minimum.split(".")))

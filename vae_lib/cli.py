@@ -110,6 +110,24 @@ def _report_parser(sub):
                         "the paper profile's plan has 3 seeds for some cells)")
     p.add_argument("--rerun", action="store_true",
                    help="ignore the kept records and run every cell again (in --runs-dir)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="run N cells at once on a local Dask cluster of N single-threaded processes "
+                        "(needs the dask extra: pip install -e '.[dask]'; default 1: one after the "
+                        "other, without Dask)")
+    p.add_argument("--scheduler", metavar="ADDRESS_OR_FILE",
+                   help="run the cells on an existing Dask cluster: tcp://HOST:PORT or a scheduler "
+                        "file (dask scheduler --scheduler-file PATH); run and report folders must be "
+                        "on a filesystem every worker sees at the same path")
+    p.add_argument("--retries", type=int, default=1,
+                   help="on Dask: run a cell whose notebook failed again this many times (default 1)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="TensorFlow threads per cell (default: every core; on Dask: the worker's)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a setting in every cell, e.g. --set epochs=50 --set weight_init=he "
+                        "(any RunConfig field; the run names say so)")
+    p.add_argument("--checkpoint-every", type=float, default=30.0, metavar="SECONDS",
+                   help="save each cell's checkpoint when this long has passed since the last "
+                        "(default: 30; 0: every epoch)")
     p.add_argument("--no-k-sweep", action="store_true", help="skip the test LL against K sweep")
     p.add_argument("--runs-dir", help="where run directories go (default: $VAE_RUNS_DIR, else runs)")
     p.add_argument("--report-dir", help="where reports go, one folder per profile, with the kept "

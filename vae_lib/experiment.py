@@ -4,6 +4,7 @@ experiment notebook both call :func:`run_experiment`.
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 
 from .config import RunConfig
 from .datasets import Dataset, load_dataset
-from .errors import TrainingError
+from .errors import ConfigError, TrainingError
 from .estimators import ImportanceSampler, bits_per_dim, elbo
 from .io import atomic_write_json, atomic_write_npz, read_json
 from .models import LatentVariableModel, build_model
@@ -53,9 +54,29 @@ def model_for(config: RunConfig, dataset: Dataset) -> LatentVariableModel:
                        trainable_pseudo_inputs=config.trainable_pseudo_inputs, seed=config.seed)
 
 
+def use_threads(threads: int | None) -> int:
+    """Hold TensorFlow to ``threads`` threads (None: its default, every core) and return the number
+    it uses. Must come before TensorFlow runs its first operation in this process; after that the
+    count cannot change, and asking for another one is an error."""
+    import tensorflow as tf
+
+    current = tf.config.threading.get_intra_op_parallelism_threads()
+    if threads and threads != current:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:
+            raise ConfigError(f"TensorFlow already runs with {current or 'its default number of'} "
+                              f"threads in this process; {threads} can only be set before its first "
+                              f"operation (restart the kernel).") from None
+    return tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+
+
 def run_experiment(config: RunConfig, run_dir, data_dir=None, progress: bool = True,
-                   dataset: Dataset | None = None, checkpoint_every_seconds: float = 30.0) -> dict:
-    """Train (resuming from a checkpoint in ``run_dir`` if there is one) and evaluate.
+                   dataset: Dataset | None = None, checkpoint_every_seconds: float = 30.0,
+                   threads: int | None = None) -> dict:
+    """Train (resuming from a checkpoint in ``run_dir`` if there is one) and evaluate, with
+    TensorFlow held to ``threads`` threads (see :func:`use_threads`).
 
     Returns the metrics; a run directory that is already complete is not touched again.
     """
@@ -65,6 +86,7 @@ def run_experiment(config: RunConfig, run_dir, data_dir=None, progress: bool = T
         if is_complete(run_dir):
             return read_json(run_dir / METRICS)
         dataset = subset(dataset if dataset is not None else load_dataset(config.dataset, data_dir), config)
+        threads = use_threads(threads)
         model = model_for(config, dataset)
         trainer = Trainer(model, config, run_dir / CHECKPOINT, run_dir / HISTORY,
                           progress=progress, checkpoint_every_seconds=checkpoint_every_seconds,
@@ -95,6 +117,7 @@ def run_experiment(config: RunConfig, run_dir, data_dir=None, progress: bool = T
             test_elbo=float(np.mean(test_elbo)), eval_samples=config.eval_samples,
             train_seconds=state.train_seconds, eval_seconds=eval_seconds,
             seconds_per_epoch=float(np.median(epoch_seconds)) if epoch_seconds else float("nan"),
+            threads=threads,
             config=config.to_dict(), data_sha256=dataset.sources, provenance=provenance())
         if dataset.likelihood == "logistic256":
             metrics["test_bits_per_dim"] = float(bits_per_dim(metrics["test_ll"], dataset.input_dim))

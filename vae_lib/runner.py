@@ -116,10 +116,15 @@ def grid_plan(profile, datasets=DATASETS, priors=tuple(PRIORS), seeds=(0,), mode
 
 
 def plan(profile: str, runs_dir, report_dir, datasets=None, priors=None, seeds=None, models=None,
-         k_sweep: bool = True) -> list[Cell]:
+         k_sweep: bool = True, settings: dict | None = None) -> list[Cell]:
     """The cells of ``profile``, without duplicates. The paper profile follows :func:`paper_plan`
-    unless ``seeds`` is given; ``datasets``, ``priors`` and ``models`` filter any plan."""
+    unless ``seeds`` is given; ``datasets``, ``priors`` and ``models`` filter any plan, and
+    ``settings`` (RunConfig fields) override every cell's."""
     check_profile(profile)
+    known = set(RunConfig.__dataclass_fields__) - {"dataset", "prior", "profile"}
+    unknown = sorted(set(settings or {}) - known)
+    if unknown:
+        raise ConfigError(f"Unknown setting(s) {', '.join(unknown)}. Known: {', '.join(sorted(known))}.")
     for name in datasets or ():
         check_name(name)
     for name in priors or ():
@@ -133,6 +138,7 @@ def plan(profile: str, runs_dir, report_dir, datasets=None, priors=None, seeds=N
                           models or ("vae",), k_sweep)
     cells, seen = [], set()
     for config, purpose in pairs:
+        config = config.replace(**(settings or {}))
         if ((datasets and config.dataset not in datasets) or (priors and config.prior not in priors)
                 or (models and config.model not in models) or (not k_sweep and purpose == "k_sweep")
                 or config in seen):
@@ -168,7 +174,8 @@ def _environment(values: dict):
                 os.environ[key] = value
 
 
-def run_cell(cell: Cell, notebook: Path, data_dir=None, rerun: bool = False) -> str:
+def run_cell(cell: Cell, notebook: Path, data_dir=None, rerun: bool = False,
+             threads: int | None = None, checkpoint_every: float = 30.0) -> str:
     """Execute the experiment notebook for one cell: 'done', 'skipped' or 'failed'."""
     import papermill
 
@@ -193,7 +200,8 @@ def run_cell(cell: Cell, notebook: Path, data_dir=None, rerun: bool = False) -> 
             papermill.execute_notebook(
                 str(notebook), str(cell.run_dir / NOTEBOOK),
                 parameters=dict(dataset=c.dataset, prior=c.prior, profile=c.profile,
-                                settings=overrides, progress=False),
+                                settings=overrides, threads=threads,
+                                checkpoint_every=checkpoint_every, progress=False),
                 **PAPERMILL_OPTIONS)
     except Exception as err:  # the executed notebook keeps the error; record it and go on
         atomic_write_json(failure, dict(cell=cell.label, error=type(err).__name__,
@@ -212,24 +220,37 @@ def run_cell(cell: Cell, notebook: Path, data_dir=None, rerun: bool = False) -> 
 
 def run_report(profile="quick", runs_dir=None, report_dir=None, datasets=None, priors=None,
                seeds=None, models=None, data_dir=None, notebooks_dir=None, k_sweep=True,
-               rerun=False, log=print) -> dict:
-    """Run every cell, then build the report. Returns counts of done/skipped/failed cells."""
+               rerun=False, workers=1, scheduler=None, retries=1, threads=None, settings=None,
+               checkpoint_every=30.0, log=print) -> dict:
+    """Run every cell, then build the report. Returns counts of done/skipped/failed cells.
+
+    ``workers`` > 1 or a ``scheduler`` runs the cells on Dask (:mod:`vae_lib.distributed`; each
+    cell's TensorFlow then uses its worker's threads); otherwise one after the other here, with
+    TensorFlow on ``threads`` threads (None: every core)."""
     runs_dir = Path(runs_dir or default_runs_dir())
     report_dir = Path(report_dir or default_report_dir())
     experiment = notebook_path("experiment", notebooks_dir)
     report_notebook = notebook_path("report", notebooks_dir)
-    cells = plan(profile, runs_dir, report_dir, datasets, priors, seeds, models, k_sweep)
+    cells = plan(profile, runs_dir, report_dir, datasets, priors, seeds, models, k_sweep, settings)
     counts = {"done": 0, "skipped": 0, "failed": 0}
     started = time.perf_counter()
     log(f"profile {profile}: {len(cells)} cells; runs in {runs_dir / profile}, records in "
         f"{records_dir(report_dir, profile)}")
-    for i, cell in enumerate(cells, 1):
-        t0 = time.perf_counter()
-        log(f"[{i}/{len(cells)}] {cell.label} ...", end=" ", flush=True)
-        status = run_cell(cell, experiment, data_dir, rerun)
-        counts[status] += 1
-        log(f"{status} in {time.perf_counter() - t0:.0f} s"
-            + (f" (see {cell.run_dir / FAILURE})" if status == "failed" else ""), flush=True)
+    if workers > 1 or scheduler:
+        from .distributed import run_cells
+
+        todo = [c for c in cells if rerun or not is_complete(c.record_dir)]
+        counts = run_cells(todo, experiment, data_dir, rerun, workers, scheduler, retries,
+                           runs_dir, report_dir, checkpoint_every, log)
+        counts["skipped"] += len(cells) - len(todo)
+    else:
+        for i, cell in enumerate(cells, 1):
+            t0 = time.perf_counter()
+            log(f"[{i}/{len(cells)}] {cell.label} ...", end=" ", flush=True)
+            status = run_cell(cell, experiment, data_dir, rerun, threads, checkpoint_every)
+            counts[status] += 1
+            log(f"{status} in {time.perf_counter() - t0:.0f} s"
+                + (f" (see {cell.run_dir / FAILURE})" if status == "failed" else ""), flush=True)
     log(f"cells finished in {time.perf_counter() - started:.0f} s: {counts}")
     html = build_report(profile, report_dir, report_notebook)
     log(f"report: {html}")
@@ -253,7 +274,7 @@ def build_report(profile, report_dir, report_notebook: Path) -> Path:
         papermill.execute_notebook(
             str(report_notebook), str(executed),
             parameters=dict(profile=profile, report_dir=str(out_dir)), **PAPERMILL_OPTIONS)
-        notebook = nbformat.from_dict(strip_tf_startup_lines(json.loads(executed.read_text())))
+        notebook = strip_tf_startup_lines(nbformat.read(executed, 4))
         body, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
                                exclude_output_prompt=True).from_notebook_node(
             notebook,
@@ -280,9 +301,28 @@ def update_readme_table(table_md: Path, readme: Path = REPO / "README.md") -> bo
     return True
 
 
+def parse_settings(items) -> dict:
+    """``["epochs=8", "weight_init=he", "max_train=None"]`` -> {"epochs": 8, "weight_init": "he",
+    "max_train": None}: JSON values where they parse (numbers, true/false, null; also None), else
+    strings."""
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set takes KEY=VALUE, got {item!r}.")
+        try:
+            out[key] = None if value == "None" else json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
 def main_report(args) -> int:
+    if args.workers < 1 or args.retries < 0:
+        raise ConfigError("--workers must be at least 1 and --retries at least 0.")
     counts = run_report(args.profile, args.runs_dir, args.report_dir, args.datasets, args.priors,
                         tuple(args.seeds) if args.seeds else None, args.models, args.data_dir,
-                        args.notebooks, not args.no_k_sweep, args.rerun,
-                        log=lambda *a, **k: print(*a, **k, file=sys.stderr))
+                        args.notebooks, not args.no_k_sweep, args.rerun, args.workers,
+                        args.scheduler, args.retries, args.threads, parse_settings(args.set),
+                        args.checkpoint_every, log=lambda *a, **k: print(*a, **k, file=sys.stderr))
     return 1 if counts["failed"] else 0

@@ -1,0 +1,260 @@
+"""The grid on Dask distributed, with real clusters (a LocalCluster, and a scheduler and worker
+started as processes): the same numbers as the serial loop, a worker killed mid-cell, failing cells
+retried then reported, workers that do not see the run folder refused, the default path without
+Dask, and an interrupted driver."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("distributed")
+pytestmark = pytest.mark.slow
+
+REPORT = [sys.executable, "-m", "vae_lib", "report", "--profile", "smoke", "--no-k-sweep"]
+
+
+def _env(data_dir):
+    return dict(os.environ, VAE_DATA_DIR=str(data_dir))
+
+
+def _metrics(runs, name):
+    return json.loads((runs / "smoke" / name / "metrics.json").read_text())
+
+
+def _checkpoint_epoch(run_dir: Path) -> int:
+    try:
+        with np.load(run_dir / "checkpoint.npz") as ckpt:
+            return json.loads(str(ckpt["state"]))["epoch"]
+    except (OSError, KeyError, ValueError):
+        return 0
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def test_local_cluster_gives_the_serial_numbers(tmp_path, data_dir):
+    """--workers 2 (a LocalCluster of 2 single-threaded processes) and the serial loop with
+    --threads 1 give identical metrics for every cell; records and report are made either way;
+    the report says which threads each run had."""
+    cells = ["--datasets", "frey_faces", "--priors", "standard", "vampprior"]
+    results = {}
+    for how, extra in (("serial", ["--threads", "1"]), ("dask", ["--workers", "2"])):
+        runs, report = tmp_path / how / "runs", tmp_path / how / "report"
+        done = subprocess.run(REPORT + cells + extra + ["--runs-dir", str(runs), "--report-dir", str(report)],
+                              env=_env(data_dir), capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+        if how == "dask":
+            assert "Dask dashboard: http" in done.stderr
+        results[how] = {p.name: json.loads((p / "metrics.json").read_text())
+                        for p in (report / "smoke" / "runs").iterdir()}
+    assert len(results["serial"]) == 2 and results["serial"].keys() == results["dask"].keys()
+    for name, serial in results["serial"].items():
+        dask = results["dask"][name]
+        assert serial["threads"] == dask["threads"] == 1
+        for key in ("test_ll", "test_elbo", "best_valid_loss", "epochs_trained", "test_ess_median"):
+            assert serial[key] == dask[key], (name, key)
+
+
+def test_default_report_does_not_import_dask(tmp_path, data_dir):
+    """Without --workers or --scheduler the cells run one after the other and distributed is never
+    imported."""
+    code = ("import sys\nfrom vae_lib.runner import run_report\n"
+            f"run_report('smoke', {str(tmp_path / 'runs')!r}, {str(tmp_path / 'report')!r}, "
+            "datasets=['frey_faces'], priors=['standard'], k_sweep=False, log=lambda *a, **k: None)\n"
+            "print('distributed' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], env=_env(data_dir), capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+def _descendants(pid: int) -> list[int]:
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    found, frontier = [], [pid]
+    while frontier:
+        children = [p for p, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def _history(run_dir):
+    with open(run_dir / "history.csv") as f:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+
+def test_worker_killed_mid_cell_is_replaced_and_the_cell_resumes(tmp_path, data_dir):
+    """SIGKILL to the worker process running a cell once its checkpoint shows epoch 2: the nanny
+    starts a new worker, the scheduler reschedules the cell, and it resumes from its checkpoint
+    (the dead worker's kernel exits with its parent, freeing the run directory's lock) to the
+    numbers and history of an uninterrupted serial run with the same threads."""
+    cell = ["--datasets", "static_mnist", "--priors", "vampprior", "--set", "epochs=20",
+            "--set", "max_train=5000", "--checkpoint-every", "0"]
+    runs, report = tmp_path / "runs", tmp_path / "report"
+    driver = subprocess.Popen(REPORT + cell + ["--workers", "2", "--runs-dir", str(runs),
+                                               "--report-dir", str(report)],
+                              env=_env(data_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    run_dir = None
+    while time.monotonic() < deadline and driver.poll() is None:
+        found = list((runs / "smoke").glob("static_mnist__vampprior__*")) if (runs / "smoke").is_dir() else []
+        run_dir = found[0] if found else None
+        if run_dir is not None and _checkpoint_epoch(run_dir) >= 2:
+            break
+        time.sleep(0.02)
+    kernels = [p for p in _descendants(driver.pid) if "ipykernel_launcher" in _cmdline(p)]
+    assert len(kernels) == 1, (kernels, driver.poll())
+    worker = int(Path(f"/proc/{kernels[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    os.kill(worker, signal.SIGKILL)
+    epoch_at_kill = _checkpoint_epoch(run_dir)
+    assert 2 <= epoch_at_kill < 20, "the kill must land during training for the test to mean something"
+    _, err = driver.communicate(timeout=900)
+    assert driver.returncode == 0, err[-3000:]
+    assert "1 done" in err and "0 failed" in err
+
+    serial_runs, serial_report = tmp_path / "serial_runs", tmp_path / "serial_report"
+    done = subprocess.run(REPORT + cell + ["--threads", "1", "--runs-dir", str(serial_runs),
+                                           "--report-dir", str(serial_report)],
+                          env=_env(data_dir), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    serial_dir = serial_runs / "smoke" / run_dir.name
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (run_dir, serial_dir))
+    for key in ("test_ll", "test_elbo", "best_valid_loss", "epochs_trained", "best_epoch"):
+        assert a[key] == b[key], key
+    assert _history(run_dir) == _history(serial_dir)
+
+
+def _broken_frey(data_dir, tmp_path):
+    """A data folder whose Frey Faces file has the right size but altered content."""
+    broken = tmp_path / "data"
+    for sub in ("caltech101_silhouettes", "frey_faces"):
+        (broken / sub).mkdir(parents=True)
+    caltech = "caltech101_silhouettes/caltech101_silhouettes_28_split1.mat"
+    os.symlink(data_dir / caltech, broken / caltech)
+    frey = bytearray((data_dir / "frey_faces/frey_rawface.mat").read_bytes())
+    frey[-1] ^= 0xFF
+    (broken / "frey_faces/frey_rawface.mat").write_bytes(bytes(frey))
+    return broken
+
+
+def test_failing_cells_are_retried_then_reported_and_the_rest_finish(tmp_path, data_dir):
+    """A cell whose notebook fails (a corrupt data file) is tried 1 + --retries times, then marked
+    failed in the report and in its record; the other cells finish; the command exits 1. With the
+    file repaired, the same command runs only the failed cell."""
+    broken = _broken_frey(data_dir, tmp_path)
+    runs, report = tmp_path / "runs", tmp_path / "report"
+    command = REPORT + ["--datasets", "caltech101_silhouettes", "frey_faces", "--priors", "standard",
+                        "--workers", "2", "--retries", "1", "--runs-dir", str(runs),
+                        "--report-dir", str(report)]
+    first = subprocess.run(command, env=_env(broken), capture_output=True, text=True, timeout=900)
+    assert first.returncode == 1, first.stderr[-3000:]
+    failure = runs / "smoke" / "frey_faces__standard__K20__seed0" / "failure.json"
+    assert "sha256" in json.loads(failure.read_text())["message"]
+    assert (report / "smoke" / "runs" / failure.parent.name / "failure.json").is_file()
+    assert (report / "smoke" / "runs" / "caltech101_silhouettes__standard__K20__seed0" / "metrics.json").is_file()
+    page = (report / "smoke" / "index.html").read_text()
+    assert page[page.index("<table>"):page.index("</table>")].count("<em>failed</em>") == 1
+
+    shutil.copyfile(data_dir / "frey_faces/frey_rawface.mat", broken / "frey_faces/frey_rawface.mat")
+    second = subprocess.run(command, env=_env(broken), capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "'done': 1, 'skipped': 1, 'failed': 0" in second.stderr
+    assert not (report / "smoke" / "runs" / failure.parent.name / "failure.json").exists()
+
+
+def _can_unshare() -> bool:
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                            "mount -t tmpfs -o size=1m tmpfs /mnt"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare(), reason="needs root and unshare(1) for a worker with its own mounts")
+def test_workers_that_do_not_see_the_run_folder_are_refused(tmp_path, data_dir):
+    """A cluster whose worker runs in its own mount namespace, with an empty tmpfs over the run
+    folder (as a worker on another machine without the shared filesystem): --scheduler with the
+    scheduler file is refused before any cell runs, with a message naming the folder."""
+    runs, report = tmp_path / "runs", tmp_path / "report"
+    runs.mkdir()
+    scheduler_file = tmp_path / "scheduler.json"
+    dask = str(Path(sys.executable).parent / "dask")
+    scheduler = subprocess.Popen([dask, "scheduler", "--scheduler-file", str(scheduler_file),
+                                  "--port", "0", "--dashboard-address", ":0"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = None
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        worker = subprocess.Popen(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c",
+             f'mount -t tmpfs -o size=1m tmpfs "{runs}" && exec {dask} worker --scheduler-file '
+             f'"{scheduler_file}" --nthreads 1 --no-dashboard'],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(data_dir))
+        time.sleep(8)  # the worker registers with the scheduler
+        done = subprocess.run(REPORT + ["--datasets", "frey_faces", "--priors", "standard",
+                                        "--scheduler", str(scheduler_file), "--runs-dir", str(runs),
+                                        "--report-dir", str(report)],
+                              env=_env(data_dir), capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2, done.stderr[-3000:]
+        assert "does not see the runs folder" in done.stderr and str(runs) in done.stderr
+        assert not list(runs.glob("smoke/*")), "no cell ran"
+    finally:
+        for process in (worker, scheduler):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=30)
+
+
+def test_interrupted_driver_keeps_finished_cells_and_the_rest_resume(tmp_path, data_dir):
+    """Ctrl-C (SIGINT) to the driver once a first cell has its record: exit 130 with the resume
+    message; finished records are intact; the same command then finishes the others and skips
+    the finished ones."""
+    runs, report = tmp_path / "runs", tmp_path / "report"
+    command = REPORT + ["--datasets", "frey_faces", "caltech101_silhouettes", "--priors", "standard",
+                        "vampprior", "mog", "--set", "epochs=30", "--workers", "2",
+                        "--runs-dir", str(runs), "--report-dir", str(report)]
+    driver = subprocess.Popen(command, env=_env(data_dir), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    records = report / "smoke" / "runs"
+    deadline = time.monotonic() + 600
+    while not list(records.glob("*/metrics.json")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    driver.send_signal(signal.SIGINT)
+    _, err = driver.communicate(timeout=120)
+    assert driver.returncode == 130, err[-3000:]
+    assert "rerun the same command" in err
+    finished = {p.parent.name: p.read_bytes() for p in records.glob("*/metrics.json")}
+    assert 1 <= len(finished) < 6
+    again = subprocess.run(command, env=_env(data_dir), capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"'skipped': {len(finished)}" in again.stderr
+    assert len(list(records.glob("*/metrics.json"))) == 6
+    for name, data in finished.items():
+        assert (records / name / "metrics.json").read_bytes() == data
