@@ -2,7 +2,7 @@
 PROFILE ?= quick
 PYTHON ?= python
 
-.PHONY: install report test bench bench-bf16 sync notebooks
+.PHONY: install report test bench bench-peers bench-bf16 sync notebooks
 install:
 	$(PYTHON) -m pip install -e ".[dev]"
 
@@ -14,6 +14,12 @@ test:
 
 bench:  ## speed benchmark (not part of the tests)
 	$(PYTHON) benchmarks/bench.py
+
+PEER_VENV ?= .peer-venv
+bench-peers:  ## pythae's VampPrior VAE beside ours, same run (pythae in its own virtual environment)
+	test -x $(PEER_VENV)/bin/python || (python3 -m venv $(PEER_VENV) \
+	  && $(PEER_VENV)/bin/pip install -q torch==2.13.0 && $(PEER_VENV)/bin/pip install -q pythae==0.1.2)
+	$(PYTHON) benchmarks/bench_peers.py --peer-python $(PEER_VENV)/bin/python
 
 bench-bf16:  ## does bfloat16 mixed precision pay for training here? (not part of the tests)
 	$(PYTHON) benchmarks/bf16_probe.py

@@ -1,12 +1,15 @@
 """Speed benchmark: seconds per training epoch and importance-sampling time on static MNIST, each
-also as a fraction of this machine's float32 matmul throughput, measured in the same run.
+also as a share of this machine's peak, measured in the same run: the best float32 matmul
+throughput TensorFlow reaches here, at 4096^3 and at the model's own shapes, with and without XLA.
 
     python benchmarks/bench.py [--epochs 3] [--eval-images 10000] [--out benchmarks/results.json]
 
 FLOPs are counted analytically from the dense layers (2 * rows * fan_in * fan_out per matmul;
 forward, plus the backward weight and input gradients where they are needed) and the mixture
-matmuls. Elementwise work (sigmoids, softplus, Adam) is not counted, so the fractions are a lower
-bound on how busy the machine is. Not part of the tests: timings belong here, not in assertions.
+matmuls; importance sampling is counted on the decoder's matmuls alone. Elementwise work
+(sigmoids, softplus, Adam) is not counted, so the shares are a lower bound on how busy the machine
+is. Not part of the tests: timings belong here, not in assertions. Stop other work on the machine
+while it runs (the numbers are only comparable within one run).
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-import vae_lib  # noqa: F401  (quiet TensorFlow import)
+import vae_lib  # noqa: F401  (sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 
@@ -28,20 +31,56 @@ from vae_lib.experiment import model_for
 from vae_lib.provenance import hardware, provenance
 from vae_lib.training import Trainer
 
-
-def matmul_peak(n=4096, repeats=5) -> float:
-    """float32 GFLOP/s of a large square matmul (the best of several)."""
-    a = tf.random.normal([n, n])
-    f = tf.function(lambda a: tf.matmul(a, a))
-    f(a).numpy()
-    best = min(_time(lambda: f(a).numpy()) for _ in range(repeats))
-    return 2 * n ** 3 / best / 1e9
+# The model's own matmul shapes: (rows, inner, outer) for a batch (100), a batch with the
+# VampPrior's pseudo-inputs (600) and an importance-sampling pass (8192), through the encoder's
+# first gated layer (784 -> 2 x 300) and the decoder's last layer (300 -> 784).
+MODEL_SHAPES = [(rows, 784, 600) for rows in (100, 600, 8192)] + [(rows, 300, 784) for rows in (100, 600, 8192)]
 
 
 def _time(fn) -> float:
     started = time.perf_counter()
     fn()
     return time.perf_counter() - started
+
+
+def matmul_throughput(m, k, n, jit, repeats=5) -> float:
+    """float32 GFLOP/s of an (m x k) @ (k x n) matmul in TensorFlow (the best of ``repeats``);
+    small shapes are repeated inside one call so that call overhead does not count."""
+    a, b = tf.random.normal([m, k]), tf.random.normal([k, n])
+    reps = max(1, int(4e9 // (2 * m * k * n)))
+    f = tf.function(lambda a, b: tf.add_n([tf.matmul(a + float(i), b) for i in range(reps)]),
+                    jit_compile=jit, autograph=False)
+    f(a, b).numpy()
+    best = min(_time(lambda: f(a, b).numpy()) for _ in range(repeats))
+    return 2 * m * k * n * reps / best / 1e9
+
+
+def numpy_throughput(n=4096) -> float:
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    a @ a
+    return 2 * n ** 3 / min(_time(lambda: a @ a) for _ in range(3)) / 1e9
+
+
+def measure_peak() -> dict:
+    """TensorFlow's float32 matmul throughput at 4096^3 and at the model's shapes, with and without
+    XLA; the best is the peak. numpy's (OpenBLAS, possibly a narrower kernel) for comparison."""
+    shapes = [(4096, 4096, 4096)] + MODEL_SHAPES
+    table = [dict(shape=f"{m}x{k}x{n}", xla=jit, gflops=matmul_throughput(m, k, n, jit))
+             for jit in (False, True) for (m, k, n) in shapes]
+    best = max(table, key=lambda r: r["gflops"])
+    return dict(peak_gflops=best["gflops"], peak_from=f"{best['shape']}, XLA {'on' if best['xla'] else 'off'}",
+                table=table, numpy_4096_gflops=numpy_throughput())
+
+
+def cpu_flags() -> list[str]:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return sorted(f for f in flags if f.startswith(("avx512f", "avx512_bf16", "amx", "avx2", "fma")))
+    except OSError:
+        pass
+    return []
 
 
 def _dense_layers(fan_in, hidden, layers, activation, heads):
@@ -55,31 +94,43 @@ def _dense_layers(fan_in, hidden, layers, activation, heads):
     return dims
 
 
-def train_flops_per_epoch(cfg, n_images, input_dim) -> float:
-    encoder = _dense_layers(input_dim, cfg.hidden_units, cfg.num_layers, cfg.activation, 2 * cfg.latent_dim)
-    decoder = _dense_layers(cfg.latent_dim, cfg.hidden_units, cfg.num_layers, cfg.activation, input_dim)
+def _networks(cfg, input_dim):
+    """Each network's matmuls as (fan_in, fan_out) lists: 'encoder' is the network the prior's
+    pseudo-inputs go through (q(z|x), or q(z2|x) in the HVAE), 'rest' the others, 'decoder' p(x|.).
+    (The HVAE's x-branch of q(z1|x, z2) is counted with an input gradient it does not need.)"""
+    h, L, act, d = cfg.hidden_units, cfg.num_layers, cfg.activation, cfg.latent_dim
+    width = 2 * h if act == "gated" else h
+    if cfg.model == "vae":
+        decoder = _dense_layers(d, h, L, act, input_dim)  # Bernoulli logits (static MNIST)
+        return dict(encoder=_dense_layers(input_dim, h, L, act, 2 * d), rest=decoder, decoder=decoder)
+    two_input = [(input_dim, width), (d, width), (2 * h, width), (h, 2 * d)]  # q(z1|x, z2)
+    p_x = [(d, width), (d, width), (2 * h, width), (h, input_dim)]
+    p_z1 = _dense_layers(d, h, L, act, 2 * d)
+    return dict(encoder=_dense_layers(input_dim, h, L, act, 2 * d), rest=two_input + p_z1 + p_x,
+                decoder=p_x)
 
-    def passes(dims, rows, input_needs_grad):
+
+def train_flops_per_epoch(cfg, n_images, input_dim) -> float:
+    nets = _networks(cfg, input_dim)
+
+    def passes(dims, rows, first_input_needs_grad):
         # forward + weight gradient for every layer, + input gradient where the input needs one
-        return sum(2 * rows * a * b * (3 if (i > 0 or input_needs_grad) else 2) for i, (a, b) in enumerate(dims))
+        return sum(2 * rows * a * b * (3 if (i > 0 or first_input_needs_grad) else 2) for i, (a, b) in enumerate(dims))
 
     steps = n_images / cfg.batch_size
-    per_step = passes(encoder, cfg.batch_size, False) + passes(decoder, cfg.batch_size, True)
+    per_step = passes(nets["encoder"], cfg.batch_size, False) + passes(nets["rest"], cfg.batch_size, True)
     if cfg.prior in ("vampprior", "vampprior_data", "mog"):
         per_step += 3 * 2 * 2 * cfg.batch_size * cfg.latent_dim * cfg.components  # mixture matmuls
     if cfg.prior == "vampprior" or (cfg.prior == "vampprior_data" and cfg.trainable_pseudo_inputs):
-        per_step += passes(encoder, cfg.components, True)
+        per_step += passes(nets["encoder"], cfg.components, True)
     elif cfg.prior == "vampprior_data":
-        per_step += passes(encoder, cfg.components, False)
+        per_step += passes(nets["encoder"], cfg.components, False)
     return steps * per_step
 
 
-def eval_flops(cfg, n_images, input_dim, samples) -> float:
-    decoder = _dense_layers(cfg.latent_dim, cfg.hidden_units, cfg.num_layers, cfg.activation, input_dim)
-    per_row = sum(2 * a * b for a, b in decoder)
-    if cfg.prior != "standard":
-        per_row += 2 * 2 * cfg.latent_dim * cfg.components
-    return n_images * samples * per_row
+def decoder_flops(cfg, n_images, input_dim, samples) -> float:
+    """Importance sampling's decoder matmuls alone: 2 x rows x sum(fan_in x fan_out)."""
+    return n_images * samples * sum(2 * a * b for a, b in _networks(cfg, input_dim)["decoder"])
 
 
 def bench_training(cfg, dataset, epochs) -> dict:
@@ -94,14 +145,15 @@ def bench_training(cfg, dataset, epochs) -> dict:
                 gflops=flops / median / 1e9)
 
 
-def bench_eval(cfg, dataset, samples, n_images) -> dict:
+def bench_eval(cfg, dataset, samples, n_images, matmul_inputs) -> dict:
     model = model_for(cfg, dataset)
     images = dataset.test[:n_images]
-    sampler = ImportanceSampler(model, samples)
+    sampler = ImportanceSampler(model, samples, matmul_inputs=matmul_inputs)
     sampler(images[:sampler.images_per_pass])  # compile
     seconds = _time(lambda: sampler(images))
-    flops = eval_flops(cfg, len(images), dataset.input_dim, samples)
-    return dict(seconds=seconds, images=len(images), samples=samples, gflops=flops / seconds / 1e9)
+    flops = decoder_flops(cfg, len(images), dataset.input_dim, samples)
+    return dict(seconds=seconds, images=len(images), samples=samples, matmul_inputs=matmul_inputs,
+                gflops=flops / seconds / 1e9, seconds_per_10000_images=seconds * 10_000 / len(images))
 
 
 def main(argv=None):
@@ -114,62 +166,78 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     dataset = load_dataset("static_mnist", args.data_dir)
-    peak = matmul_peak()
-    print(f"float32 matmul peak: {peak:.0f} GFLOP/s on {hardware()['cpu']} x{hardware()['cpu_count']}",
-          flush=True)
+    peak = measure_peak()
+    hw = hardware()
+    print(f"{hw['cpu']} x{hw['cpu_count']} ({' '.join(cpu_flags())}): peak {peak['peak_gflops']:.0f} "
+          f"GFLOP/s ({peak['peak_from']}); numpy 4096^3: {peak['numpy_4096_gflops']:.0f}", flush=True)
+    for row in peak["table"]:
+        print(f"  matmul {row['shape']:>16s} XLA {'on ' if row['xla'] else 'off'} {row['gflops']:6.0f} GFLOP/s")
     rows = []
 
-    def record(kind, label, result, fraction_of):
-        result.update(kind=kind, label=label, fraction_of_peak=result["gflops"] / fraction_of)
+    def record(kind, label, result):
+        result.update(kind=kind, label=label, fraction_of_peak=result["gflops"] / peak["peak_gflops"])
         rows.append(result)
         seconds = result.get("seconds_per_epoch", result.get("seconds"))
-        print(f"{kind:6s} {label:38s} {seconds:8.2f} s  {result['gflops']:6.0f} GFLOP/s "
+        print(f"{kind:6s} {label:50s} {seconds:8.2f} s  {result['gflops']:6.0f} GFLOP/s "
               f"{100 * result['fraction_of_peak']:5.1f}% of peak", flush=True)
 
     if args.only in (None, "train"):
-        for activation in ("gated", "relu"):
-            for prior in ("standard", "vampprior", "vampprior_data", "mog"):
-                cfg = make_config("static_mnist", prior, "paper", activation=activation)
-                label = f"{prior} {activation}" if prior == "standard" else f"{prior} K=500 {activation}"
-                record("train", label, bench_training(cfg, dataset, args.epochs), peak)
+        for prior in ("standard", "vampprior", "vampprior_data", "mog"):
+            cfg = make_config("static_mnist", prior, "paper")
+            label = "VAE standard" if prior == "standard" else f"VAE {prior} K=500"
+            record("train", label, bench_training(cfg, dataset, args.epochs))
         for k in (100, 1000):
             cfg = make_config("static_mnist", "vampprior", "paper", components=k)
-            record("train", f"vampprior K={k} gated", bench_training(cfg, dataset, args.epochs), peak)
+            record("train", f"VAE vampprior K={k}", bench_training(cfg, dataset, args.epochs))
+        cfg = make_config("static_mnist", "vampprior", "paper", model="hvae")
+        record("train", "HVAE vampprior K=500", bench_training(cfg, dataset, args.epochs))
     if args.only in (None, "eval"):
-        for samples in (500, 5000):
-            cfg = make_config("static_mnist", "vampprior", "paper")
-            record("eval", f"test LL S={samples}, {args.eval_images} images, vampprior gated",
-                   bench_eval(cfg, dataset, samples, args.eval_images), peak)
+        cfg = make_config("static_mnist", "vampprior", "paper")
+        for matmul_inputs in ("float32", "bfloat16"):
+            record("eval", f"test LL S=5000, {args.eval_images} images, {matmul_inputs} matmul inputs",
+                   bench_eval(cfg, dataset, 5000, args.eval_images, matmul_inputs))
 
     by_label = {r["label"]: r for r in rows}
-    if {"vampprior K=1000 gated", "vampprior K=500 gated"} <= set(by_label):
-        ratio = by_label["vampprior K=1000 gated"]["seconds_per_epoch"] / by_label["vampprior K=500 gated"]["seconds_per_epoch"]
-        print(f"time(K=1000) / time(K=500) = {ratio:.2f}")
-    result = dict(matmul_peak_gflops=peak, epochs_timed=args.epochs, rows=rows, provenance=provenance(),
-                  command=" ".join(sys.argv))
+    ratios = {}
+    for name, (a, b) in {"K=1000 / K=500": ("VAE vampprior K=1000", "VAE vampprior K=500"),
+                         "HVAE / VAE (VampPrior K=500)": ("HVAE vampprior K=500", "VAE vampprior K=500")}.items():
+        if a in by_label and b in by_label:
+            ratios[name] = by_label[a]["seconds_per_epoch"] / by_label[b]["seconds_per_epoch"]
+            print(f"time per epoch, {name}: {ratios[name]:.2f}")
+    result = dict(peak=peak, cpu_flags=cpu_flags(), epochs_timed=args.epochs, rows=rows, ratios=ratios,
+                  provenance=provenance(), command=" ".join(sys.argv))
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     Path(args.out).with_suffix(".md").write_text(markdown_table(result))
     print(f"wrote {args.out} and its table {Path(args.out).with_suffix('.md')}")
 
 
 def markdown_table(result) -> str:
-    """The results as a Markdown table (for the README), with the machine and commit."""
+    """The results as Markdown (for the README), with the machine, the peak and the commit."""
     prov = result["provenance"]
     git = prov.get("git") or {}
     commit = (git.get("commit") or "unknown")[:10] + (" (modified tree)" if git.get("modified") else "")
-    hw = prov["hardware"]
+    hw, peak = prov["hardware"], result["peak"]
     gpus = ", ".join(map(str, hw.get("gpus") or [])) or "no GPU"
-    lines = [f"Machine: {hw['cpu']}, {hw['cpu_count']} cores, {gpus}; "
-             f"float32 matmul peak measured in the same run: {result['matmul_peak_gflops']:.0f} GFLOP/s; "
-             f"TensorFlow {prov['packages'].get('tensorflow', '?')}; commit {commit}; "
-             f"training: median of {result['epochs_timed']} epochs on the 50000 static-MNIST images, "
-             f"batch 100.", "",
+    lines = [f"Machine: {hw['cpu']}, {hw['cpu_count']} cores ({', '.join(result['cpu_flags'])}), {gpus}; "
+             f"TensorFlow {prov['packages'].get('tensorflow', '?')}; commit {commit}. "
+             f"Peak, measured in the same run: **{peak['peak_gflops']:.0f} GFLOP/s** "
+             f"(TensorFlow float32 matmul, best of 4096^3 and the model's shapes with and without "
+             f"XLA: {peak['peak_from']}; numpy/OpenBLAS 4096^3: {peak['numpy_4096_gflops']:.0f}). "
+             f"Training: median of {result['epochs_timed']} epochs on the 50000 static-MNIST images, "
+             f"batch 100; importance sampling counted on the decoder's matmuls alone.", "",
              "| what | time | GFLOP/s | share of peak |", "|---|---:|---:|---:|"]
     for row in result["rows"]:
         time_ = (f"{row['seconds_per_epoch']:.2f} s/epoch" if row["kind"] == "train"
                  else f"{row['seconds']:.0f} s")
         lines.append(f"| {row['kind']}: {row['label']} | {time_} | {row['gflops']:.0f} | "
                      f"{100 * row['fraction_of_peak']:.0f}% |")
+    lines += [""] + [f"Time per epoch, {name}: {value:.2f}." for name, value in result["ratios"].items()]
+    lines += ["", "Matmul throughput (GFLOP/s) behind the peak:", "",
+              "| shape (rows x inner x outer) | XLA off | XLA on |", "|---|---:|---:|"]
+    shapes = list(dict.fromkeys(r["shape"] for r in peak["table"]))
+    for shape in shapes:
+        by = {r["xla"]: r["gflops"] for r in peak["table"] if r["shape"] == shape}
+        lines.append(f"| {shape} | {by.get(False, 0):.0f} | {by.get(True, 0):.0f} |")
     return "\n".join(lines) + "\n"
 
 

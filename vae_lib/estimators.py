@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from .errors import ConfigError
+from .networks import matmul_inputs
 from .seeds import stateless_seed
 
 
@@ -50,10 +51,14 @@ class ImportanceSampler:
     encoded once per evaluation, with the model as it is then) and each pass is one compiled call.
     """
 
-    def __init__(self, model, num_samples: int, rows_per_pass: int = 8192, jit_compile=True):
+    def __init__(self, model, num_samples: int, rows_per_pass: int = 8192, jit_compile=True,
+                 matmul_inputs="float32"):
+        """``matmul_inputs="bfloat16"``: the passes' matmuls take bfloat16 inputs and accumulate in
+        float32 (see :func:`vae_lib.networks.matmul_inputs`); faster, and not bit-identical."""
         if num_samples <= 0:
             raise ConfigError(f"The number of importance samples must be positive, got {num_samples}.")
         self.model, self.num_samples = model, int(num_samples)
+        self.matmul_inputs = matmul_inputs
         self.samples_per_pass = min(self.num_samples, rows_per_pass)
         self.images_per_pass = max(1, rows_per_pass // self.samples_per_pass)
         self._pass = tf.function(self._pass_fn, jit_compile=jit_compile, reduce_retracing=True)
@@ -62,7 +67,8 @@ class ImportanceSampler:
         """One compiled pass: ``totals`` (logsumexp of w and of w^2 so far) logaddexp those of
         ``num_samples`` more draws. Encoding the few images of a pass again each time costs far less
         than a call outside."""
-        log_w = self.model.log_weights(x, seed, num_samples, prior_params)  # (S, B)
+        with matmul_inputs(self.matmul_inputs):  # read while tracing
+            log_w = self.model.log_weights(x, seed, num_samples, prior_params)  # (S, B)
         chunk = tf.stack([tf.reduce_logsumexp(log_w, axis=0), tf.reduce_logsumexp(2.0 * log_w, axis=0)])
         return tf.experimental.numpy.logaddexp(totals, chunk)
 

@@ -94,7 +94,8 @@ def run_experiment(config: RunConfig, run_dir, data_dir=None, progress: bool = T
         state = trainer.fit(dataset.train, dataset.valid)
 
         started = time.perf_counter()
-        sampler = ImportanceSampler(model, config.eval_samples, jit_compile=config.jit_compile)
+        sampler = ImportanceSampler(model, config.eval_samples, jit_compile=config.jit_compile,
+                                    matmul_inputs=config.eval_matmuls)
         with progress_bar(len(dataset.test), f"test LL (S={config.eval_samples})", "img", progress) as bar:
             result = sampler.evaluate(dataset.test, seed=config.seed, progress=bar)
         test_ll = result.log_px

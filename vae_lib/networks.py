@@ -7,6 +7,7 @@ outputs, so densities are computed in float32 also under a Keras mixed-precision
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import keras
@@ -23,6 +24,23 @@ ACTIVATIONS = ("gated", "relu")
 WEIGHT_INITS = ("glorot", "he")
 LOGVAR_RANGE = (-6.0, 2.0)  # Gaussian log-variances, clipped (hardtanh) as in the paper's code
 LOG_SCALE_RANGE = (-4.5, 0.0)  # discretized-logistic log-scales, likewise
+
+
+_MATMUL_INPUTS = [tf.float32]  # the dtype Linear layers round their matmul inputs to, while tracing
+
+
+@contextlib.contextmanager
+def matmul_inputs(dtype):
+    """Inside, every Linear layer traced rounds its matmul inputs (activations and weights) to
+    ``dtype`` and accumulates in float32 (tf.matmul's output_type): bfloat16 here runs the
+    importance sampler's matmuls about 1.8x faster on CPUs with AVX512-BF16, at a mean cost of about
+    0.001 nats on a trained model's test log-likelihood (README, Speed). Biases and everything
+    after the matmul stay float32."""
+    _MATMUL_INPUTS.append(tf.as_dtype(dtype))
+    try:
+        yield
+    finally:
+        _MATMUL_INPUTS.pop()
 
 
 class Linear(keras.layers.Layer):
@@ -47,7 +65,12 @@ class Linear(keras.layers.Layer):
         self.bias = self.add_weight(shape=(self.units,), initializer=bias, name="bias")
 
     def call(self, x):
-        return tf.matmul(x, self.kernel) + self.bias
+        dtype = _MATMUL_INPUTS[-1]
+        if dtype != tf.float32 and x.dtype == tf.float32:
+            product = tf.matmul(tf.cast(x, dtype), tf.cast(self.kernel, dtype), output_type=tf.float32)
+        else:
+            product = tf.matmul(x, self.kernel)
+        return product + self.bias
 
 
 class GatedDense(keras.layers.Layer):

@@ -39,7 +39,8 @@ _SHORT = {"epochs": "ep", "warmup_epochs": "wu", "patience": "pat", "eval_sample
           "batch_size": "bs", "learning_rate": "lr", "latent_dim": "z", "hidden_units": "h",
           "num_layers": "L", "max_train": "ntrain", "max_valid": "nvalid", "max_test": "ntest",
           "min_steps": "minsteps", "trainable_pseudo_inputs": "learned", "jit_compile": "xla",
-          "weight_init": "init", "kl_estimator": "kl", "optimizer": "opt", "activation": "act"}
+          "weight_init": "init", "kl_estimator": "kl", "optimizer": "opt", "activation": "act",
+          "eval_matmuls": "evalmm"}
 
 
 def variant_of(config: RunConfig) -> str:
