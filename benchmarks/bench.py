@@ -28,6 +28,7 @@ from vae_lib.config import make_config
 from vae_lib.datasets import load_dataset
 from vae_lib.estimators import ImportanceSampler
 from vae_lib.experiment import model_for
+from vae_lib.priors import PRIORS
 from vae_lib.provenance import hardware, provenance
 from vae_lib.training import Trainer
 
@@ -110,7 +111,7 @@ def _networks(cfg, input_dim):
                 decoder=p_x)
 
 
-def train_flops_per_epoch(cfg, n_images, input_dim) -> float:
+def train_flops_per_epoch(cfg, n_images, input_dim, pseudo_inputs_learned=False) -> float:
     nets = _networks(cfg, input_dim)
 
     def passes(dims, rows, first_input_needs_grad):
@@ -119,12 +120,11 @@ def train_flops_per_epoch(cfg, n_images, input_dim) -> float:
 
     steps = n_images / cfg.batch_size
     per_step = passes(nets["encoder"], cfg.batch_size, False) + passes(nets["rest"], cfg.batch_size, True)
-    if cfg.prior in ("vampprior", "vampprior_data", "mog"):
+    spec = PRIORS[cfg.prior]
+    if spec.mixture:
         per_step += 3 * 2 * 2 * cfg.batch_size * cfg.latent_dim * cfg.components  # mixture matmuls
-    if cfg.prior == "vampprior" or (cfg.prior == "vampprior_data" and cfg.trainable_pseudo_inputs):
-        per_step += passes(nets["encoder"], cfg.components, True)
-    elif cfg.prior == "vampprior_data":
-        per_step += passes(nets["encoder"], cfg.components, False)
+    if spec.has_pseudo_inputs:  # their input needs a gradient only where they are learned
+        per_step += passes(nets["encoder"], cfg.components, pseudo_inputs_learned)
     return steps * per_step
 
 
@@ -139,7 +139,8 @@ def bench_training(cfg, dataset, epochs) -> dict:
     data = tf.constant(dataset.train)
     trainer.train_epoch(data, 0, 1.0)  # compiles (and warms up) the epoch's steps
     seconds = [_time(lambda e=e: trainer.train_epoch(data, e, 1.0)) for e in range(1, epochs + 1)]
-    flops = train_flops_per_epoch(cfg, len(dataset.train), dataset.input_dim)
+    learned = any(v is getattr(model.prior, "pseudo_inputs_raw", None) for v in model.trainable_variables)
+    flops = train_flops_per_epoch(cfg, len(dataset.train), dataset.input_dim, learned)
     median = statistics.median(seconds)
     return dict(seconds_per_epoch=median, all_seconds=seconds, gflop_per_epoch=flops / 1e9,
                 gflops=flops / median / 1e9)
@@ -197,6 +198,15 @@ def main(argv=None):
             record("eval", f"test LL S=5000, {args.eval_images} images, {matmul_inputs} matmul inputs",
                    bench_eval(cfg, dataset, 5000, args.eval_images, matmul_inputs))
 
+    # The peak again at the end: a peak depressed by something else running at the start would
+    # flatter every share; the better of the two measurements counts.
+    again = measure_peak()
+    if again["peak_gflops"] > peak["peak_gflops"]:
+        for row in rows:
+            row["fraction_of_peak"] = row["gflops"] / again["peak_gflops"]
+        again["table_at_start"] = peak["table"]
+        peak = again
+    print(f"peak (best of the measurements at the start and the end): {peak['peak_gflops']:.0f} GFLOP/s")
     by_label = {r["label"]: r for r in rows}
     ratios = {}
     for name, (a, b) in {"K=1000 / K=500": ("VAE vampprior K=1000", "VAE vampprior K=500"),

@@ -15,15 +15,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import HTML, Markdown, display
 
-from vae_lib.config import K_SWEEP_SETTINGS, PROFILE_DESCRIPTIONS, PROFILES, default_report_dir
+from vae_lib.config import K_SWEEP_SETTINGS, PROFILE_DESCRIPTIONS, PROFILES, default_report_dir, make_config
 from vae_lib.datasets import DATASETS
 from vae_lib.plots import image_grid, ll_histogram
 from vae_lib.priors import PRIORS
 from vae_lib.provenance import hardware_label
 from vae_lib.records import read_images
+from vae_lib.rundir import variant_of
 from vae_lib.results import (PAPER_SOURCE, REFERENCE, REFERENCE_SOURCE, collect_rows, grid_components,
                              paired_difference, paired_table_html, select, summarize, sweep_variant,
-                             table1_html, test_ll_of, write_results_csv)
+                             table1_html, table1_markdown, test_ll_of, write_results_csv)
 
 report_dir = Path(report_dir or Path(default_report_dir()) / profile)
 figures = report_dir / "figures"
@@ -78,6 +79,7 @@ its configuration, history, per-image test log-likelihoods, the executed experim
 
 # %%
 display(HTML(table1_html(rows, datasets, list(PRIORS), K, models)))
+(report_dir / "table1.md").write_text(table1_markdown(rows, datasets, list(PRIORS), K, models) + "\n")
 display(Markdown(
     f"Ours: mean over the test images &plusmn; its standard error for one seed, or the mean "
     f"&plusmn; the standard deviation across seeds (their number is given); {short_budget}. "
@@ -130,13 +132,15 @@ display(HTML("<table><tr><th>dataset</th><th>model</th><th>prior</th><th>variant
 # run here with the same seeds; the difference "VampPrior - standard" is paired by image and seed.
 
 # %%
-init_rows = [r for r in complete if r["variant"] in ("", "initHe") and r["model"] == "vae"
+HE = variant_of(make_config("frey_faces", "standard", profile, weight_init="he"))  # the paper code's init
+LEARNED = variant_of(make_config("frey_faces", "vampprior_data", profile, trainable_pseudo_inputs=True))
+init_rows = [r for r in complete if r["variant"] in ("", HE) and r["model"] == "vae"
              and r["dataset"] in ("caltech101_silhouettes", "frey_faces") and r["components"] == K
              and r["prior"] in ("standard", "vampprior")]
-if any(r["variant"] == "initHe" for r in init_rows):
+if any(r["variant"] == HE for r in init_rows):
     out = []
     for dataset in ("caltech101_silhouettes", "frey_faces"):
-        for variant, label in (("", "Glorot (ours)"), ("initHe", "N(0, 2/fan_in) (paper's code)")):
+        for variant, label in (("", "Glorot (ours)"), (HE, "N(0, 2/fan_in) (paper's code)")):
             sel = dict(dataset=dataset, model="vae", components=K, variant=variant)
             std, vamp = (summarize(select(rows, prior=p, **sel)) for p in ("standard", "vampprior"))
             d = paired_difference(select(rows, prior="vampprior", **sel), select(rows, prior="standard", **sel))
@@ -158,12 +162,12 @@ else:
 # plus N(0, 0.01^2) noise and keeps learning them (`--trainable-pseudo-inputs` here).
 
 # %%
-learned = [r for r in complete if r["prior"] == "vampprior_data" and r["variant"] == "learnedTrue"]
+learned = [r for r in complete if r["prior"] == "vampprior_data" and r["variant"] == LEARNED]
 if learned:
     out = []
     for dataset in sorted({r["dataset"] for r in learned}):
         sel = dict(dataset=dataset, model="vae", components=K, prior="vampprior_data")
-        fixed_s, learned_s = summarize(select(rows, variant="", **sel)), summarize(select(rows, variant="learnedTrue", **sel))
+        fixed_s, learned_s = summarize(select(rows, variant="", **sel)), summarize(select(rows, variant=LEARNED, **sel))
         cell = lambda s: "&ndash;" if s is None else f"{s.mean:.2f} &plusmn; {s.err:.2f} ({s.n_seeds})"
         out.append(f"<tr><td>{dataset}</td><td>{cell(fixed_s)}</td><td>{cell(learned_s)}</td></tr>")
     display(HTML("<table><tr><th>dataset</th><th>fixed (reference report)</th><th>learned (paper's code)</th></tr>"

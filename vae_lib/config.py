@@ -137,9 +137,7 @@ def default_report_dir() -> str:
 
 
 def check_profile(name: str) -> str:
-    if name not in PROFILES:
-        raise ConfigError(f"Unknown profile {name!r}. Choose one of: {', '.join(PROFILES)}.")
-    return name
+    return check_choice("profile", name, PROFILES)
 
 
 def make_config(dataset: str, prior: str, profile: str = "paper", **overrides) -> RunConfig:

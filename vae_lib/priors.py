@@ -140,7 +140,8 @@ class VampPrior(GaussianMixture):
 class PriorSpec:
     build: Callable[..., Prior]
     description: str
-    has_pseudo_inputs: bool = False
+    has_pseudo_inputs: bool = False  # a VampPrior: K inputs go through the encoder at every step
+    mixture: bool = False  # a K-component Gaussian mixture density
 
 
 def _standard(latent_dim, **_):
@@ -182,11 +183,11 @@ def _vampprior_data(latent_dim, *, num_components, encoder, input_dim, train_ima
 PRIORS: dict[str, PriorSpec] = {
     "standard": PriorSpec(_standard, "N(0, I)"),
     "vampprior": PriorSpec(_vampprior, "VampPrior: mixture of q(z|u_k) at K learned pseudo-inputs",
-                           has_pseudo_inputs=True),
+                           has_pseudo_inputs=True, mixture=True),
     "vampprior_data": PriorSpec(_vampprior_data, "VampPrior with K training images as pseudo-inputs "
                                 "(fixed; learned from there with --trainable-pseudo-inputs)",
-                                has_pseudo_inputs=True),
-    "mog": PriorSpec(_mog, "mixture of K learned diagonal Gaussians"),
+                                has_pseudo_inputs=True, mixture=True),
+    "mog": PriorSpec(_mog, "mixture of K learned diagonal Gaussians", mixture=True),
 }
 
 

@@ -1,0 +1,129 @@
+"""The report's arithmetic on synthetic records: rows from record folders, summaries over seeds,
+paired per-image differences, Table 1 in HTML and Markdown, results.csv, the README splice."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from vae_lib.config import make_config
+from vae_lib.io import atomic_write_npz
+from vae_lib.results import (REFERENCE, collect_rows, paired_difference, paired_table_html, select,
+                             summarize, table1_html, table1_markdown, write_results_csv)
+from vae_lib.rundir import run_dir_name
+
+
+def _record(root, dataset, prior, seed, log_px=None, failed=False, **settings):
+    """A record folder as the runner keeps it: config.json, and metrics.json + test_ll.npz (complete)
+    or failure.json (failed), or neither (incomplete)."""
+    config = make_config(dataset, prior, "paper", seed=seed, **settings)
+    folder = root / run_dir_name(config)
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(config.to_dict()))
+    if failed:
+        (folder / "failure.json").write_text(json.dumps(dict(error="DataError", message="bad file")))
+    elif log_px is not None:
+        log_px = np.asarray(log_px, np.float64)
+        atomic_write_npz(folder / "test_ll.npz", compressed=True, log_px=log_px, ess=np.ones_like(log_px))
+        metrics = dict(test_ll=float(log_px.mean()), test_ll_stderr=float(log_px.std(ddof=1) / np.sqrt(len(log_px))),
+                       n_test=len(log_px), provenance={"git": {"commit": "abc"}})
+        if dataset == "frey_faces":
+            metrics["test_bits_per_dim"] = float(-log_px.mean() / (560 * np.log(2)))
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
+@pytest.fixture
+def records(tmp_path):
+    rng = np.random.default_rng(0)
+    base = {s: -90 + rng.normal(size=50) for s in (0, 1, 2)}
+    root = tmp_path / "runs"
+    for s in (0, 1, 2):
+        _record(root, "static_mnist", "standard", s, base[s])
+        _record(root, "static_mnist", "vampprior", s, base[s] + 2 + 0.1 * s + 0.01 * rng.normal(size=50))
+    _record(root, "static_mnist", "mog", 0, base[0] - 1)
+    _record(root, "frey_faces", "standard", 0, -1800 + rng.normal(size=20))
+    _record(root, "frey_faces", "vampprior", 0, failed=True)
+    _record(root, "frey_faces", "mog", 0)  # started, not finished
+    _record(root, "frey_faces", "standard", 0, -1810 + rng.normal(size=20), weight_init="he")
+    return root, base
+
+
+def test_rows_come_from_the_records_with_status_variant_and_relative_paths(records):
+    root, _ = records
+    rows = collect_rows(root, relative_to=root.parent)
+    status = {(r["dataset"], r["prior"], r["seed"], r["variant"]): r["status"] for r in rows}
+    assert status[("frey_faces", "vampprior", 0, "")] == "failed"
+    assert status[("frey_faces", "mog", 0, "")] == "incomplete"
+    assert status[("frey_faces", "standard", 0, "inithe")] == "complete"
+    assert len(select(rows, dataset="static_mnist")) == 7
+    assert all(r["run"].startswith("runs/") for r in rows)
+    assert select(rows, dataset="static_mnist", prior="vampprior")[0]["reference_ll"] == REFERENCE["static_mnist"]["vampprior"]
+
+
+def test_summaries_are_the_standard_error_for_one_seed_and_the_std_over_seeds_for_several(records):
+    root, base = records
+    rows = collect_rows(root)
+    one = summarize(select(rows, dataset="static_mnist", prior="mog"))
+    assert (one.n_seeds, one.err_kind) == (1, "s.e.")
+    assert one.err == pytest.approx(base[0].std(ddof=1) / np.sqrt(50))
+    three = summarize(select(rows, dataset="static_mnist", prior="standard"))
+    means = np.array([base[s].mean() for s in (0, 1, 2)])
+    assert (three.n_seeds, three.err_kind) == (3, "std over seeds")
+    assert three.mean == pytest.approx(means.mean()) and three.err == pytest.approx(means.std(ddof=1))
+    assert summarize([]) is None
+
+
+def test_paired_differences_pair_images_and_seeds(records):
+    """VampPrior = standard + 2 + 0.1 seed (+ tiny noise) image by image: the paired difference is
+    2.1 +- 0.1 (std over the seeds' means), far tighter than the unpaired spread of the two."""
+    root, _ = records
+    rows = collect_rows(root)
+    d = paired_difference(select(rows, dataset="static_mnist", prior="vampprior"),
+                          select(rows, dataset="static_mnist", prior="standard"))
+    assert sorted(d.per_seed) == [0, 1, 2] and d.err_kind == "std over seeds"
+    assert d.mean == pytest.approx(2.1, abs=0.01) and d.err == pytest.approx(0.1, abs=0.01)
+    single = paired_difference(select(rows, dataset="static_mnist", prior="mog"),
+                               select(rows, dataset="static_mnist", prior="standard"))
+    assert list(single.per_seed) == [0] and single.mean == pytest.approx(-1.0) and single.err == pytest.approx(0.0, abs=1e-9)
+    table = paired_table_html(rows, ["static_mnist"], ["standard", "vampprior", "mog"], 500)
+    assert "+2.10 &plusmn; 0.10" in table and "3 seeds" in table
+
+
+def test_table1_marks_failed_running_and_not_run_cells_and_shows_bits_per_dim(records):
+    root, _ = records
+    rows = collect_rows(root)
+    html = table1_html(rows, ["static_mnist", "frey_faces"], ["standard", "vampprior", "vampprior_data", "mog"], 500)
+    frey = html[html.index("frey_faces"):]
+    assert "<em>failed</em>" in frey and "<em>running</em>" in frey and "<em>not run</em>" in frey
+    assert "bits/dim" in frey
+    assert "3 seeds" in html and f"{REFERENCE['static_mnist']['vampprior']:.2f}" in html and "paper: -85.57" in html
+    markdown = table1_markdown(rows, ["static_mnist", "frey_faces"], ["standard", "vampprior"], 500)
+    assert markdown.splitlines()[0] == "| dataset | standard | vampprior |"
+    assert "(3 seeds)" in markdown and "not run / ref. -2257.76" in markdown
+
+
+def test_results_csv_has_one_row_per_record(records, tmp_path):
+    root, _ = records
+    rows = collect_rows(root, relative_to=root.parent)
+    write_results_csv(rows, tmp_path / "results.csv")
+    with open(tmp_path / "results.csv") as f:
+        read = list(csv.DictReader(f))
+    assert len(read) == len(rows) == 11
+    assert {"dataset", "model", "prior", "components", "seed", "profile", "status", "epochs",
+            "test_ll", "test_ll_stderr", "run"} <= set(read[0])
+
+
+def test_readme_table_is_spliced_between_its_markers(tmp_path):
+    from vae_lib.runner import README_MARKERS, update_readme_table
+
+    readme, table = tmp_path / "README.md", tmp_path / "table1.md"
+    start, end = README_MARKERS
+    readme.write_text(f"# title\n{start}\nold\n{end}\nrest\n")
+    table.write_text("| a |\n|---|\n")
+    assert update_readme_table(table, readme)
+    assert readme.read_text() == f"# title\n{start}\n| a |\n|---|\n{end}\nrest\n"
+    readme.write_text("no markers\n")
+    assert not update_readme_table(table, readme)
