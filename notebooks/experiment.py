@@ -37,7 +37,6 @@ progress = True
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 
 from pathlib import Path
 

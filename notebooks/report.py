@@ -196,13 +196,14 @@ if sweep:
     axes[0].set_ylabel("test log-likelihood (nats)")
     axes[0].set_title("static MNIST, VampPrior: test LL vs K")
     axes[1].plot(ks, per_epoch, marker="o")
-    axes[1].set_xscale("log")
-    axes[1].set_yscale("log")
+    axes[1].set_xscale("log")  # both panels: K on the same log axis
+    axes[1].set_ylim(bottom=0)
     axes[1].set_xlabel("number of pseudo-inputs K")
     axes[1].set_ylabel("seconds per epoch (median)")
     axes[1].set_title(f"training time vs K ({sweep[0]['n_train']} images/epoch)")
     fig.suptitle(f"{sweep_settings['epochs']} epochs each, KL warm-up {sweep_settings['warmup_epochs']} "
                  f"epochs, S={sweep_settings['eval_samples']}; {', '.join(hardware)}", fontsize=8, y=-0.02)
+    fig.tight_layout()
     save(fig, "ll_and_time_vs_K")
     display(Markdown(f"Error bars: standard error over the test images (one seed). "
                      + " ".join(f"K={k}: {s.mean:.2f}, {t:.2f} s/epoch." for k, s, t in zip(ks, stats, per_epoch))))

@@ -36,3 +36,18 @@ def datasets(data_dir):
     from vae_lib.datasets import DATASETS, load_dataset
 
     return {name: load_dataset(name, data_dir) for name in DATASETS}
+
+
+@pytest.fixture
+def broken_frey_data_dir(data_dir, tmp_path):
+    """A data folder with Caltech 101 as it is and a Frey Faces file of the right name and size
+    whose last byte is altered (its sha256 no longer matches)."""
+    broken = tmp_path / "broken_data"
+    for sub in ("caltech101_silhouettes", "frey_faces"):
+        (broken / sub).mkdir(parents=True)
+    caltech = "caltech101_silhouettes/caltech101_silhouettes_28_split1.mat"
+    os.symlink(data_dir / caltech, broken / caltech)
+    frey = bytearray((data_dir / "frey_faces/frey_rawface.mat").read_bytes())
+    frey[-1] ^= 0xFF
+    (broken / "frey_faces/frey_rawface.mat").write_bytes(bytes(frey))
+    return broken

@@ -4,7 +4,6 @@ retried then reported, workers that do not see the run folder refused, the defau
 Dask, and an interrupted driver."""
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -14,34 +13,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+from helpers import can_mount_tmpfs, env_with_data, history_without_timings
+from vae_lib.records import checkpoint_epoch
 
 pytest.importorskip("distributed")
 pytestmark = pytest.mark.slow
 
 REPORT = [sys.executable, "-m", "vae_lib", "report", "--profile", "smoke", "--no-k-sweep"]
-
-
-def _env(data_dir):
-    return dict(os.environ, VAE_DATA_DIR=str(data_dir))
-
-
-def _metrics(runs, name):
-    return json.loads((runs / "smoke" / name / "metrics.json").read_text())
-
-
-def _checkpoint_epoch(run_dir: Path) -> int:
-    try:
-        with np.load(run_dir / "checkpoint.npz") as ckpt:
-            return json.loads(str(ckpt["state"]))["epoch"]
-    except (OSError, KeyError, ValueError):
-        return 0
-
-
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
 
 
 def _cmdline(pid: int) -> str:
@@ -60,7 +40,7 @@ def test_local_cluster_gives_the_serial_numbers(tmp_path, data_dir):
     for how, extra in (("serial", ["--threads", "1"]), ("dask", ["--workers", "2"])):
         runs, report = tmp_path / how / "runs", tmp_path / how / "report"
         done = subprocess.run(REPORT + cells + extra + ["--runs-dir", str(runs), "--report-dir", str(report)],
-                              env=_env(data_dir), capture_output=True, text=True, timeout=900)
+                              env=env_with_data(data_dir), capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stderr[-3000:]
         if how == "dask":
             assert "Dask dashboard: http" in done.stderr
@@ -81,7 +61,7 @@ def test_default_report_does_not_import_dask(tmp_path, data_dir):
             f"run_report('smoke', {str(tmp_path / 'runs')!r}, {str(tmp_path / 'report')!r}, "
             "datasets=['frey_faces'], priors=['standard'], k_sweep=False, log=lambda *a, **k: None)\n"
             "print('distributed' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code], env=_env(data_dir), capture_output=True,
+    done = subprocess.run([sys.executable, "-c", code], env=env_with_data(data_dir), capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "False"
@@ -103,11 +83,6 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def _history(run_dir):
-    with open(run_dir / "history.csv") as f:
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
-
-
 def test_worker_killed_mid_cell_is_replaced_and_the_cell_resumes(tmp_path, data_dir):
     """SIGKILL to the worker process running a cell once its checkpoint shows epoch 2: the nanny
     starts a new worker, the scheduler reschedules the cell, and it resumes from its checkpoint
@@ -118,20 +93,20 @@ def test_worker_killed_mid_cell_is_replaced_and_the_cell_resumes(tmp_path, data_
     runs, report = tmp_path / "runs", tmp_path / "report"
     driver = subprocess.Popen(REPORT + cell + ["--workers", "2", "--runs-dir", str(runs),
                                                "--report-dir", str(report)],
-                              env=_env(data_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                              env=env_with_data(data_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     run_dir = None
     while time.monotonic() < deadline and driver.poll() is None:
         found = list((runs / "smoke").glob("static_mnist__vampprior__*")) if (runs / "smoke").is_dir() else []
         run_dir = found[0] if found else None
-        if run_dir is not None and _checkpoint_epoch(run_dir) >= 2:
+        if run_dir is not None and checkpoint_epoch(run_dir) >= 2:
             break
         time.sleep(0.02)
     kernels = [p for p in _descendants(driver.pid) if "ipykernel_launcher" in _cmdline(p)]
     assert len(kernels) == 1, (kernels, driver.poll())
     worker = int(Path(f"/proc/{kernels[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
     os.kill(worker, signal.SIGKILL)
-    epoch_at_kill = _checkpoint_epoch(run_dir)
+    epoch_at_kill = checkpoint_epoch(run_dir)
     assert 2 <= epoch_at_kill < 20, "the kill must land during training for the test to mean something"
     _, err = driver.communicate(timeout=900)
     assert driver.returncode == 0, err[-3000:]
@@ -140,38 +115,25 @@ def test_worker_killed_mid_cell_is_replaced_and_the_cell_resumes(tmp_path, data_
     serial_runs, serial_report = tmp_path / "serial_runs", tmp_path / "serial_report"
     done = subprocess.run(REPORT + cell + ["--threads", "1", "--runs-dir", str(serial_runs),
                                            "--report-dir", str(serial_report)],
-                          env=_env(data_dir), capture_output=True, text=True, timeout=900)
+                          env=env_with_data(data_dir), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     serial_dir = serial_runs / "smoke" / run_dir.name
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (run_dir, serial_dir))
     for key in ("test_ll", "test_elbo", "best_valid_loss", "epochs_trained", "best_epoch"):
         assert a[key] == b[key], key
-    assert _history(run_dir) == _history(serial_dir)
+    assert history_without_timings(run_dir) == history_without_timings(serial_dir)
 
 
-def _broken_frey(data_dir, tmp_path):
-    """A data folder whose Frey Faces file has the right size but altered content."""
-    broken = tmp_path / "data"
-    for sub in ("caltech101_silhouettes", "frey_faces"):
-        (broken / sub).mkdir(parents=True)
-    caltech = "caltech101_silhouettes/caltech101_silhouettes_28_split1.mat"
-    os.symlink(data_dir / caltech, broken / caltech)
-    frey = bytearray((data_dir / "frey_faces/frey_rawface.mat").read_bytes())
-    frey[-1] ^= 0xFF
-    (broken / "frey_faces/frey_rawface.mat").write_bytes(bytes(frey))
-    return broken
-
-
-def test_failing_cells_are_retried_then_reported_and_the_rest_finish(tmp_path, data_dir):
+def test_failing_cells_are_retried_then_reported_and_the_rest_finish(tmp_path, data_dir, broken_frey_data_dir):
     """A cell whose notebook fails (a corrupt data file) is tried 1 + --retries times, then marked
     failed in the report and in its record; the other cells finish; the command exits 1. With the
     file repaired, the same command runs only the failed cell."""
-    broken = _broken_frey(data_dir, tmp_path)
+    broken = broken_frey_data_dir
     runs, report = tmp_path / "runs", tmp_path / "report"
     command = REPORT + ["--datasets", "caltech101_silhouettes", "frey_faces", "--priors", "standard",
                         "--workers", "2", "--retries", "1", "--runs-dir", str(runs),
                         "--report-dir", str(report)]
-    first = subprocess.run(command, env=_env(broken), capture_output=True, text=True, timeout=900)
+    first = subprocess.run(command, env=env_with_data(broken), capture_output=True, text=True, timeout=900)
     assert first.returncode == 1, first.stderr[-3000:]
     failure = runs / "smoke" / "frey_faces__standard__K20__seed0" / "failure.json"
     assert "sha256" in json.loads(failure.read_text())["message"]
@@ -181,21 +143,13 @@ def test_failing_cells_are_retried_then_reported_and_the_rest_finish(tmp_path, d
     assert page[page.index("<table>"):page.index("</table>")].count("<em>failed</em>") == 1
 
     shutil.copyfile(data_dir / "frey_faces/frey_rawface.mat", broken / "frey_faces/frey_rawface.mat")
-    second = subprocess.run(command, env=_env(broken), capture_output=True, text=True, timeout=900)
+    second = subprocess.run(command, env=env_with_data(broken), capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "'done': 1, 'skipped': 1, 'failed': 0" in second.stderr
     assert not (report / "smoke" / "runs" / failure.parent.name / "failure.json").exists()
 
 
-def _can_unshare() -> bool:
-    if os.geteuid() != 0 or not shutil.which("unshare"):
-        return False
-    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
-                            "mount -t tmpfs -o size=1m tmpfs /mnt"], capture_output=True)
-    return probe.returncode == 0
-
-
-@pytest.mark.skipif(not _can_unshare(), reason="needs root and unshare(1) for a worker with its own mounts")
+@pytest.mark.skipif(not can_mount_tmpfs(), reason="needs root and unshare(1) for a worker with its own mounts")
 def test_workers_that_do_not_see_the_run_folder_are_refused(tmp_path, data_dir):
     """A cluster whose worker runs in its own mount namespace, with an empty tmpfs over the run
     folder (as a worker on another machine without the shared filesystem): --scheduler with the
@@ -216,12 +170,12 @@ def test_workers_that_do_not_see_the_run_folder_are_refused(tmp_path, data_dir):
             ["unshare", "-m", "--propagation", "private", "sh", "-c",
              f'mount -t tmpfs -o size=1m tmpfs "{runs}" && exec {dask} worker --scheduler-file '
              f'"{scheduler_file}" --nthreads 1 --no-dashboard'],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(data_dir))
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env_with_data(data_dir))
         time.sleep(8)  # the worker registers with the scheduler
         done = subprocess.run(REPORT + ["--datasets", "frey_faces", "--priors", "standard",
                                         "--scheduler", str(scheduler_file), "--runs-dir", str(runs),
                                         "--report-dir", str(report)],
-                              env=_env(data_dir), capture_output=True, text=True, timeout=300)
+                              env=env_with_data(data_dir), capture_output=True, text=True, timeout=300)
         assert done.returncode == 2, done.stderr[-3000:]
         assert "does not see the runs folder" in done.stderr and str(runs) in done.stderr
         assert not list(runs.glob("smoke/*")), "no cell ran"
@@ -240,7 +194,7 @@ def test_interrupted_driver_keeps_finished_cells_and_the_rest_resume(tmp_path, d
     command = REPORT + ["--datasets", "frey_faces", "caltech101_silhouettes", "--priors", "standard",
                         "vampprior", "mog", "--set", "epochs=30", "--workers", "2",
                         "--runs-dir", str(runs), "--report-dir", str(report)]
-    driver = subprocess.Popen(command, env=_env(data_dir), stdout=subprocess.DEVNULL,
+    driver = subprocess.Popen(command, env=env_with_data(data_dir), stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
     records = report / "smoke" / "runs"
     deadline = time.monotonic() + 600
@@ -252,7 +206,7 @@ def test_interrupted_driver_keeps_finished_cells_and_the_rest_resume(tmp_path, d
     assert "rerun the same command" in err
     finished = {p.parent.name: p.read_bytes() for p in records.glob("*/metrics.json")}
     assert 1 <= len(finished) < 6
-    again = subprocess.run(command, env=_env(data_dir), capture_output=True, text=True, timeout=900)
+    again = subprocess.run(command, env=env_with_data(data_dir), capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"'skipped': {len(finished)}" in again.stderr
     assert len(list(records.glob("*/metrics.json"))) == 6

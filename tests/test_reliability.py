@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shlex
 import shutil
 import signal
@@ -19,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vae_lib.records import read_test_ll
+from helpers import can_mount_tmpfs, env_with_data, history_without_timings
+from vae_lib.records import checkpoint_epoch, read_test_ll
 
 pytestmark = pytest.mark.slow
 
@@ -28,23 +28,6 @@ EPOCHS = 8
 TRAIN = [sys.executable, "-m", "vae_lib", "train", "--dataset", "static_mnist", "--prior",
          "vampprior", "--profile", "smoke", "--max-train", "3000", "--eval-samples", "20",
          "--checkpoint-every", "0", "--quiet", "--epochs"]
-
-
-def _env(data_dir):
-    return dict(os.environ, VAE_DATA_DIR=str(data_dir))
-
-
-def _checkpoint_epoch(run_dir: Path) -> int:
-    try:
-        with np.load(run_dir / "checkpoint.npz") as ckpt:
-            return json.loads(str(ckpt["state"]))["epoch"]
-    except (OSError, KeyError, ValueError):
-        return 0
-
-
-def _history_without_timings(run_dir: Path):
-    with open(run_dir / "history.csv") as f:
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
 
 
 def _table1(report: Path) -> str:
@@ -58,16 +41,16 @@ def test_killed_run_resumes_to_identical_results_and_run_dir_is_locked(tmp_path,
     history as an uninterrupted run. The trainer is frozen (SIGSTOP) as soon as its checkpoint
     shows epoch 2, so the kill lands during training whatever the machine's speed; while it holds
     the run directory a second process is refused."""
-    env = _env(data_dir)
+    env = env_with_data(data_dir)
     killed, whole = tmp_path / "killed", tmp_path / "whole"
     train = TRAIN + [str(EPOCHS), "--model", model]
     process = subprocess.Popen(train + ["--out", str(killed)], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
-    while _checkpoint_epoch(killed) < 2 and time.monotonic() < deadline and process.poll() is None:
+    while checkpoint_epoch(killed) < 2 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.02)
     process.send_signal(signal.SIGSTOP)
-    epoch_at_kill = _checkpoint_epoch(killed)
+    epoch_at_kill = checkpoint_epoch(killed)
     assert process.poll() is None and 2 <= epoch_at_kill < EPOCHS, process.stderr.read()[-2000:]
 
     # While it holds the run directory, a second process is refused and changes nothing.
@@ -90,35 +73,27 @@ def test_killed_run_resumes_to_identical_results_and_run_dir_is_locked(tmp_path,
     for key in ("test_ll", "test_elbo", "best_epoch", "epochs_trained", "best_valid_loss"):
         assert a[key] == b[key], key
     assert np.array_equal(read_test_ll(killed)[0], read_test_ll(whole)[0])
-    assert _history_without_timings(killed) == _history_without_timings(whole)
+    assert history_without_timings(killed) == history_without_timings(whole)
     assert not list(killed.glob(".*.tmp")), "no half-written temporary files are left behind"
 
 
 def test_same_config_and_seed_give_identical_metrics(tmp_path, data_dir):
     command = TRAIN + ["2"]
     for name in ("a", "b"):
-        done = subprocess.run(command + ["--out", str(tmp_path / name)], env=_env(data_dir),
+        done = subprocess.run(command + ["--out", str(tmp_path / name)], env=env_with_data(data_dir),
                               capture_output=True, text=True)
         assert done.returncode == 0, done.stderr[-2000:]
     assert np.array_equal(read_test_ll(tmp_path / "a")[0], read_test_ll(tmp_path / "b")[0])
 
 
-def test_grid_with_a_broken_dataset_reports_failures_and_reruns_only_them(tmp_path, data_dir):
-    # A data folder whose Frey Faces file has the right name and size but wrong content.
-    broken = tmp_path / "data"
-    for sub in ("caltech101_silhouettes", "frey_faces"):
-        (broken / sub).mkdir(parents=True)
-    caltech = "caltech101_silhouettes/caltech101_silhouettes_28_split1.mat"
-    os.symlink(data_dir / caltech, broken / caltech)
-    frey = bytearray((data_dir / "frey_faces/frey_rawface.mat").read_bytes())
-    frey[-1] ^= 0xFF
-    (broken / "frey_faces/frey_rawface.mat").write_bytes(bytes(frey))
-
+def test_grid_with_a_broken_dataset_reports_failures_and_reruns_only_them(tmp_path, data_dir,
+                                                                          broken_frey_data_dir):
+    broken = broken_frey_data_dir
     runs, report = tmp_path / "runs", tmp_path / "report"
     command = [sys.executable, "-m", "vae_lib", "report", "--profile", "smoke", "--datasets",
                "caltech101_silhouettes", "frey_faces", "--priors", "standard", "vampprior",
                "--no-k-sweep", "--runs-dir", str(runs), "--report-dir", str(report)]
-    first = subprocess.run(command, env=_env(broken), capture_output=True, text=True, timeout=900)
+    first = subprocess.run(command, env=env_with_data(broken), capture_output=True, text=True, timeout=900)
     assert first.returncode == 1, "failed cells make the command exit non-zero"
     assert first.stderr.count("failed in") == 2 and first.stderr.count("done in") == 2
 
@@ -136,7 +111,7 @@ def test_grid_with_a_broken_dataset_reports_failures_and_reruns_only_them(tmp_pa
     caltech_metrics = (runs / "smoke" / "caltech101_silhouettes__standard__K20__seed0" / "metrics.json").read_bytes()
 
     shutil.copyfile(data_dir / "frey_faces/frey_rawface.mat", broken / "frey_faces/frey_rawface.mat")
-    second = subprocess.run(command, env=_env(broken), capture_output=True, text=True, timeout=900)
+    second = subprocess.run(command, env=env_with_data(broken), capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.stderr.count("skipped in") == 2 and second.stderr.count("done in") == 2
     assert not list(runs.glob("smoke/*/failure.json"))
@@ -145,16 +120,7 @@ def test_grid_with_a_broken_dataset_reports_failures_and_reruns_only_them(tmp_pa
     assert not list((report / "smoke" / "runs").glob("*/failure.json")), "records of failures are replaced"
 
 
-def _can_mount_tmpfs() -> bool:
-    """A private mount namespace with a small tmpfs: root with unshare(1), as in CI here."""
-    if os.geteuid() != 0 or not shutil.which("unshare"):
-        return False
-    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
-                            "mount -t tmpfs -o size=1m tmpfs /mnt"], capture_output=True)
-    return probe.returncode == 0
-
-
-needs_tmpfs = pytest.mark.skipif(not _can_mount_tmpfs(),
+needs_tmpfs = pytest.mark.skipif(not can_mount_tmpfs(),
                                  reason="needs root and unshare(1) to mount a small tmpfs")
 SMOKE_TRAIN = [sys.executable, "-m", "vae_lib", "train", "--dataset", "static_mnist", "--prior",
                "vampprior", "--profile", "smoke", "--quiet"]
@@ -165,7 +131,7 @@ def _on_tmpfs(size, script, tmp_path, data_dir):
     $KEEP is a folder on the real disk for what the test inspects afterwards."""
     mnt, keep = tmp_path / "mnt", tmp_path / "keep"
     mnt.mkdir(), keep.mkdir()
-    env = dict(_env(data_dir), MNT=str(mnt), KEEP=str(keep), TRAIN=shlex.join(SMOKE_TRAIN))
+    env = dict(env_with_data(data_dir), MNT=str(mnt), KEEP=str(keep), TRAIN=shlex.join(SMOKE_TRAIN))
     script = f'mount -t tmpfs -o size={size} tmpfs "$MNT" || exit 99\n' + script
     done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
                           env=env, capture_output=True, text=True, timeout=600)
@@ -203,7 +169,7 @@ exit $status
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("vampprior: error:") and "Traceback" not in done.stderr
     assert "No space left on device" in last and "checkpoint" in last
-    epoch_kept = _checkpoint_epoch(keep / "run")
+    epoch_kept = checkpoint_epoch(keep / "run")
     assert 1 <= epoch_kept < 400 and f"(epoch {epoch_kept})" in last
     assert not (keep / "run" / "metrics.json").exists()
     assert not list((keep / "run").glob(".*.tmp")) and not list((keep / "run").glob("*.tmp"))

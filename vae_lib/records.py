@@ -50,6 +50,17 @@ def read_images(run_dir) -> dict | None:
         return {k: (f[k].astype(np.float32) / 255 if f[k].dtype == np.uint8 else f[k]) for k in f.files}
 
 
+def checkpoint_epoch(run_dir) -> int:
+    """The epoch of the run's last checkpoint (0: none yet, or unreadable while it is replaced)."""
+    import json
+
+    try:
+        with np.load(Path(run_dir) / CHECKPOINT) as ckpt:
+            return int(json.loads(str(ckpt["state"]))["epoch"])
+    except (OSError, KeyError, ValueError):
+        return 0
+
+
 def read_history(run_dir) -> list[dict]:
     path = Path(run_dir) / HISTORY
     if not path.is_file():

@@ -167,32 +167,38 @@ def cell_html(rows, **where) -> str:
     return text + (f"<br><small>{s.n_seeds} seeds</small>" if s.n_seeds > 1 else "")
 
 
+def _table1_rows(rows, datasets, components, models):
+    """(model, dataset, selector) of Table 1's rows: every dataset for the VAE, and a row for another
+    model only where it was run. The selector picks the profile's own settings (no variant)."""
+    for model in models:
+        for dataset in datasets:
+            where = dict(dataset=dataset, model=model, components=components, variant="")
+            if model == "vae" or select(rows, status=None, **where):
+                yield model, dataset, where
+
+
 def table1_html(rows, datasets, priors, components, models=("vae",)) -> str:
     """Table 1: per dataset (and model) x prior, ours (mean &plusmn; error) beside the reference
     report's number and the paper's where known; Frey Faces also in bits/dim."""
     head = "".join(f"<th colspan=2>{html.escape(p)}</th>" for p in priors)
     sub = "".join("<th>ours</th><th>reference</th>" for _ in priors)
     body = []
-    for model in models:
-        for dataset in datasets:
-            where = dict(dataset=dataset, model=model, components=components, variant="")
-            if model != "vae" and not select(rows, status=None, **where):
-                continue  # an HVAE row only where the HVAE was run
-            cells = []
-            for prior in priors:
-                ours = cell_html(rows, prior=prior, **where)
-                done = select(rows, prior=prior, **where)
-                bpd = [r.get("test_bits_per_dim") for r in done if r.get("test_bits_per_dim") is not None]
-                if bpd:
-                    ours += f"<br><small>{np.mean(bpd):.3f} bits/dim</small>"
-                ref = REFERENCE.get(dataset, {}).get(prior) if model == "vae" else None
-                paper = PAPER.get((dataset, model, prior))
-                ref_text = fmt(ref)
-                if paper is not None:
-                    ref_text += f"<br><small>paper: {paper:.2f}</small>"
-                cells.append(f"<td>{ours}</td><td style='color:#666'>{ref_text}</td>")
-            label = html.escape(dataset) + ("" if model == "vae" else f" <small>({html.escape(model.upper())})</small>")
-            body.append(f"<tr><th>{label}</th>{''.join(cells)}</tr>")
+    for model, dataset, where in _table1_rows(rows, datasets, components, models):
+        cells = []
+        for prior in priors:
+            ours = cell_html(rows, prior=prior, **where)
+            done = select(rows, prior=prior, **where)
+            bpd = [r.get("test_bits_per_dim") for r in done if r.get("test_bits_per_dim") is not None]
+            if bpd:
+                ours += f"<br><small>{np.mean(bpd):.3f} bits/dim</small>"
+            ref = REFERENCE.get(dataset, {}).get(prior) if model == "vae" else None
+            paper = PAPER.get((dataset, model, prior))
+            ref_text = fmt(ref)
+            if paper is not None:
+                ref_text += f"<br><small>paper: {paper:.2f}</small>"
+            cells.append(f"<td>{ours}</td><td style='color:#666'>{ref_text}</td>")
+        label = html.escape(dataset) + ("" if model == "vae" else f" <small>({html.escape(model.upper())})</small>")
+        body.append(f"<tr><th>{label}</th>{''.join(cells)}</tr>")
     return (f"<table><thead><tr><th rowspan=2>dataset</th>{head}</tr><tr>{sub}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>")
 
@@ -224,21 +230,17 @@ def paired_table_html(rows, datasets, priors, components, baseline="standard", m
 def table1_markdown(rows, datasets, priors, components, models=("vae",)) -> str:
     """Table 1 as Markdown (for the README): ours (mean &plusmn; error, seeds) / reference / paper."""
     lines = ["| dataset | " + " | ".join(priors) + " |", "|---|" + "---:|" * len(priors)]
-    for model in models:
-        for dataset in datasets:
-            where = dict(dataset=dataset, model=model, components=components, variant="")
-            if model != "vae" and not select(rows, status=None, **where):
-                continue  # an HVAE row only where the HVAE was run
-            cells = []
-            for prior in priors:
-                s = summarize(select(rows, prior=prior, **where))
-                text = "" if s is None else f"**{s.mean:.2f}** ± {s.err:.2f}" + (
-                    f" ({s.n_seeds} seeds)" if s.n_seeds > 1 else "")
-                ref = REFERENCE.get(dataset, {}).get(prior) if model == "vae" else None
-                paper = PAPER.get((dataset, model, prior))
-                extra = [f"ref. {ref:.2f}"] if ref is not None else []
-                extra += [f"paper {paper:.2f}"] if paper is not None else []
-                cells.append(" / ".join([text or "not run"] + extra))
-            label = dataset if model == "vae" else f"{dataset} (HVAE)"
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for model, dataset, where in _table1_rows(rows, datasets, components, models):
+        cells = []
+        for prior in priors:
+            s = summarize(select(rows, prior=prior, **where))
+            text = "" if s is None else f"**{s.mean:.2f}** ± {s.err:.2f}" + (
+                f" ({s.n_seeds} seeds)" if s.n_seeds > 1 else "")
+            ref = REFERENCE.get(dataset, {}).get(prior) if model == "vae" else None
+            paper = PAPER.get((dataset, model, prior))
+            extra = [f"ref. {ref:.2f}"] if ref is not None else []
+            extra += [f"paper {paper:.2f}"] if paper is not None else []
+            cells.append(" / ".join([text or "not run"] + extra))
+        label = dataset if model == "vae" else f"{dataset} (HVAE)"
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -1,0 +1,29 @@
+"""Helpers shared by the test modules that drive real processes (tests/ is on sys.path under
+pytest's default import mode)."""
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+
+def env_with_data(data_dir) -> dict:
+    """This process's environment with VAE_DATA_DIR pointing at ``data_dir``."""
+    return dict(os.environ, VAE_DATA_DIR=str(data_dir))
+
+
+def history_without_timings(run_dir: Path) -> list[dict]:
+    """history.csv's rows without their wall-clock column (the rest must replay exactly)."""
+    with open(Path(run_dir) / "history.csv") as f:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+
+def can_mount_tmpfs() -> bool:
+    """A private mount namespace with a small tmpfs: root with unshare(1), as in CI here."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                            "mount -t tmpfs -o size=1m tmpfs /mnt"], capture_output=True)
+    return probe.returncode == 0
