@@ -36,9 +36,9 @@ checkpoint_every = 30.0  # seconds between checkpoints (0: every epoch)
 progress = True
 
 # %%
-import matplotlib.pyplot as plt
-
 from pathlib import Path
+
+import matplotlib.pyplot as plt
 
 from vae_lib.config import default_runs_dir, make_config
 from vae_lib.experiment import run_experiment
