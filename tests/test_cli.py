@@ -164,6 +164,8 @@ def test_read_only_output_directory_is_refused(data_dir):
     out = root / "read_only"
     try:
         root.chmod(0o755)
+        (root / "mpl").mkdir()
+        (root / "mpl").chmod(0o777)
         out.mkdir()
         out.chmod(0o555)
         probe_code = ("try:\n open(%r, 'wb')\n print('written')\nexcept PermissionError:\n"
@@ -171,8 +173,11 @@ def test_read_only_output_directory_is_refused(data_dir):
         probe = subprocess.run([*prefix, sys.executable, "-c", probe_code], capture_output=True, text=True)
         if probe.stdout.strip() != "denied":
             pytest.skip(f"cannot make a directory read-only for the CLI here: {probe.stdout}{probe.stderr}")
+        # as 'nobody', root's HOME is not writable: give matplotlib (which TensorFlow loads) a
+        # config folder it may write, as any user's own HOME would be
+        env = dict(_env(data_dir), MPLCONFIGDIR=str(root / "mpl"), HOME=str(root))
         result = subprocess.run([*prefix, sys.executable, "-m", "vae_lib", "train", *SMOKE,
-                                 "--out", str(out), "--quiet"], cwd=REPO, env=_env(data_dir),
+                                 "--out", str(out), "--quiet"], cwd=REPO, env=env,
                                 capture_output=True, text=True, timeout=300)
         _assert_clean_error(result, str(out), "Permission denied")
         assert list(out.iterdir()) == []
