@@ -44,6 +44,10 @@ def training_seconds(metrics) -> float:
     return metrics["epochs_trained"] * metrics["seconds_per_epoch"]
 
 
+def duration(seconds) -> str:
+    return f"{seconds / 60:.0f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+
+
 train_s = sum(training_seconds(r["metrics"]) for r in complete)
 eval_s = sum(r["metrics"]["eval_seconds"] for r in complete)
 datasets = list(DATASETS)
@@ -57,14 +61,17 @@ def save(fig, name, width=None):
     display(HTML(f'<img src="figures/{name}.png"' + (f' width="{width}"' if width else "") + ">"))
 
 
-budget = (f"profile **{profile}** ({PROFILE_DESCRIPTIONS[profile]}): up to {settings['epochs']} epochs, "
+budget = (f"profile **{profile}** ({PROFILE_DESCRIPTIONS[profile]}): up to {settings['epochs']} epochs"
+          + (f" and at least {settings['min_steps']} optimizer steps (more epochs on small datasets)"
+             if settings.get("min_steps") else "") + ", "
           f"KL warm-up {settings['warmup_epochs']}, early stopping after {settings['patience']} + 1 epochs "
           f"without a better validation loss, K={K}, S={settings['eval_samples']} importance samples "
           f"per test image"
           + (f", at most {settings['max_train']} training and {settings['max_test']} test images "
              "(a fixed-seed random subset of each split)" if settings.get("max_train") else ", full datasets")
           + f"; run on {', '.join(hardware) or 'no hardware yet'}")
-short_budget = (f"{profile} profile: up to {settings['epochs']} epochs, warm-up {settings['warmup_epochs']}, "
+steps = f" (at least {settings['min_steps']} steps)" if settings.get("min_steps") else ""
+short_budget = (f"{profile} profile: up to {settings['epochs']} epochs{steps}, warm-up {settings['warmup_epochs']}, "
                 f"patience {settings['patience']}, K={K}, S={settings['eval_samples']}, "
                 + (f"subsets of {settings['max_train']}/{settings['max_test']} train/test images"
                    if settings.get("max_train") else "full datasets")
@@ -77,7 +84,7 @@ its configuration, history, per-image test log-likelihoods, the executed experim
 `metrics.json` (data checksums, package versions, git commit, hardware).
 
 **Budget:** {budget}. {len(complete)} of {len(rows)} runs complete; compute
-{train_s / 3600:.1f} h of training and {eval_s / 3600:.1f} h of evaluation; code at commit(s)
+{duration(train_s)} of training and {duration(eval_s)} of evaluation; code at commit(s)
 {', '.join(commits) or 'none yet'}.
 {'**This is a reduced budget: its numbers are not comparable with the paper.**' if profile != 'paper' else ''}
 """))
@@ -93,7 +100,8 @@ display(Markdown(
     f"&plusmn; the standard deviation across seeds (their number is given); {short_budget}. "
     f"Initialisation: Glorot-uniform weights, zero biases (ours; the paper-code variant is compared "
     f"below). Reference: {REFERENCE_SOURCE}. 'paper': {PAPER_SOURCE}. VampPrior-data: K random "
-    f"training images as fixed pseudo-inputs, as in the reference report. *not run* = no record yet; "
+    f"training images as fixed pseudo-inputs, as in the reference report. The reference report has "
+    f"no numbers for dynamic MNIST. *not run* = no record yet; "
     f"*running* = started, not finished; *failed* = see the record's `failure.json`."))
 for r in select(rows, status="failed"):
     print(f"FAILED {r['run']}: {r.get('error')}: {(r.get('message') or '').strip().splitlines()[-1:]}")
@@ -255,6 +263,7 @@ for dataset in present:
         imgs = read_images(runs[prior]["run_dir"])
         image_grid(imgs["pseudo_inputs"][:40], tuple(imgs["image_shape"]), ncols=10, ax=ax,
                    title=f"{dataset} / {prior}: pseudo-inputs")
+    fig.suptitle(short_budget, fontsize=8, y=0.12)
     save(fig, f"pseudo_inputs_{dataset}")
 
 # %% [markdown]
@@ -348,7 +357,7 @@ for r in rows:
 display(HTML("<table><tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>"
              + "".join("<tr>" + "".join(f"<td>{v}</td>" for v in line) + "</tr>" for line in lines)
              + "</table>"))
-display(Markdown(f"In all: {train_s / 3600:.2f} h of training and {eval_s / 3600:.2f} h of evaluation "
+display(Markdown(f"In all: {duration(train_s)} of training and {duration(eval_s)} of evaluation "
                  f"over {len(complete)} runs, on {', '.join(hardware) or 'no hardware yet'}. "
                  f"`results.csv` beside this page holds the same rows."))
 if complete:
