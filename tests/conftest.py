@@ -51,3 +51,20 @@ def broken_frey_data_dir(data_dir, tmp_path):
     frey[-1] ^= 0xFF
     (broken / "frey_faces/frey_rawface.mat").write_bytes(bytes(frey))
     return broken
+
+
+@pytest.fixture(scope="session")
+def smoke_grid(data_dir, tmp_path_factory):
+    """The whole smoke profile (every dataset x prior and the K sweep), run once per test session
+    by the README's main command on a local Dask cluster of 2 workers: (runs, report, the
+    completed process, the command). Several tests read it instead of running their own grid."""
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("smoke_grid")
+    runs, report = root / "runs", root / "report"
+    command = [sys.executable, "-m", "vae_lib", "report", "--profile", "smoke", "--workers", "2",
+               "--runs-dir", str(runs), "--report-dir", str(report)]
+    done = subprocess.run(command, env=dict(os.environ, VAE_DATA_DIR=str(data_dir)),
+                          capture_output=True, text=True, timeout=1800)
+    return runs, report, done, command

@@ -64,17 +64,14 @@ def test_no_model_code_in_notebooks(source):
 
 
 @pytest.mark.slow
-def test_smoke_report_has_every_dataset_and_prior(tmp_path, data_dir):
-    """`vampprior report --profile smoke` from nothing: every dataset x prior and the K sweep run,
-    each keeps a record (no checkpoint, no machine paths in its notebook), results.csv has one
-    complete row per record with its path relative to the report, and the HTML report has Table 1
-    for every dataset, links (not copies) of its figures, and no stray output above its title. A
-    second run finds every record and only rebuilds the report."""
-    runs, report = tmp_path / "runs", tmp_path / "report"
+def test_smoke_report_has_every_dataset_and_prior(smoke_grid, data_dir):
+    """`vampprior report --profile smoke` from nothing (here on 2 Dask workers): every dataset x
+    prior and the K sweep run, each keeps a record (no checkpoint, no machine paths in its
+    notebook), results.csv has one complete row per record with its path relative to the report,
+    and the HTML report has Table 1 for every dataset, links (not copies) of its figures, and no
+    stray output above its title. A second run finds every record and only rebuilds the report."""
+    runs, report, done, command = smoke_grid
     env = dict(os.environ, VAE_DATA_DIR=str(data_dir))
-    command = [sys.executable, "-m", "vae_lib", "report", "--profile", "smoke",
-               "--runs-dir", str(runs), "--report-dir", str(report)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stderr[-3000:]
 
     from vae_lib.config import K_SWEEPS
