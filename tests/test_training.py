@@ -24,8 +24,8 @@ METRIC_KEYS = {"dataset", "model", "prior", "components", "seed", "n_train", "n_
 
 
 def _small_config(dataset, prior, **overrides):
-    """Small budgets; without XLA unless asked (compiling costs more than these runs; the command
-    line test and the resume test use XLA)."""
+    """Small budgets; without XLA unless asked (compiling costs more than these runs; the
+    resume tests use XLA, as the paper and quick profiles do)."""
     settings = dict(max_train=1000, max_valid=300, max_test=100, epochs=4, warmup_epochs=2,
                     components=20, hidden_units=64, eval_samples=100, learning_rate=1e-3,
                     jit_compile=False)

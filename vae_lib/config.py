@@ -100,8 +100,9 @@ class RunConfig:
 # Budgets. "paper" is the paper's protocol; the others are reduced budgets, and every result
 # they produce is labelled with the profile's name.
 PROFILES: dict[str, dict] = {
+    # smoke runs without XLA: compiling would take longer than the run itself
     "smoke": dict(epochs=2, warmup_epochs=1, patience=5, components=20, eval_samples=10,
-                  max_train=500, max_valid=200, max_test=100, hidden_units=64),
+                  max_train=500, max_valid=200, max_test=100, hidden_units=64, jit_compile=False),
     "quick": dict(epochs=30, warmup_epochs=10, patience=10, components=100, eval_samples=500,
                   min_steps=3000, max_train=10_000, max_valid=2000, max_test=1000),
     "paper": dict(epochs=2000, warmup_epochs=100, patience=50, components=500, eval_samples=5000),
@@ -120,7 +121,7 @@ K_SWEEP_SETTINGS: dict[str, dict] = {
     "paper": dict(epochs=100, warmup_epochs=25),
 }
 PROFILE_DESCRIPTIONS = {
-    "smoke": "seconds per run; checks that everything runs, numbers mean nothing",
+    "smoke": "seconds per run, without XLA; checks that everything runs, numbers mean nothing",
     "quick": "reduced budget: 30 epochs (at least 3000 steps), 10k-image subsets, K=100, S=500",
     "paper": "the paper's protocol: up to 2000 epochs, KL warm-up 100, early stopping 50, K=500, S=5000",
 }
