@@ -1,0 +1,61 @@
+"""What the main job runs: the paper profile's plan holds every cell the paper report needs, at the
+paper's protocol, each once, in an order that fills every section of the report before it adds
+seeds; a filtered plan keeps that order. Nothing is run."""
+from __future__ import annotations
+
+from vae_lib.config import K_SWEEPS, PROFILES
+from vae_lib.datasets import DATASETS
+from vae_lib.priors import PRIORS
+from vae_lib.runner import paper_plan, plan
+
+
+def _keys(pairs):
+    return [(c.model, c.dataset, c.prior, c.seed, c.components, c.weight_init,
+             c.trainable_pseudo_inputs, c.epochs) for c, _ in pairs]
+
+
+def test_paper_plan_has_each_cell_once_at_the_papers_protocol():
+    pairs = paper_plan()
+    keys = _keys(pairs)
+    assert len(set(keys)) == len(keys), "no cell twice"
+    protocol = PROFILES["paper"]
+    for config, purpose in pairs:
+        assert config.profile == "paper" and config.eval_samples == protocol["eval_samples"] == 5000
+        if purpose == "k_sweep":  # the reference report's Figure 5 budget
+            assert (config.epochs, config.warmup_epochs) == (100, 25)
+        else:
+            assert (config.epochs, config.warmup_epochs, config.patience, config.components) == (
+                protocol["epochs"], protocol["warmup_epochs"], protocol["patience"], 500)
+    grid = {(d, p) for m, d, p, s, k, init, learned, _ in keys
+            if (m, s, init) == ("vae", 0, "glorot") and not learned}
+    assert grid >= {(d, p) for d in DATASETS if d != "dynamic_mnist" for p in PRIORS}
+    assert {("dynamic_mnist", "standard"), ("dynamic_mnist", "vampprior")} <= grid
+    for dataset in ("static_mnist", "fashion_mnist", "caltech101_silhouettes", "frey_faces"):
+        for prior in ("standard", "vampprior"):  # the headline comparison has 3 seeds
+            assert {s for m, d, p, s, _, init, *_ in keys
+                    if (m, d, p, init) == ("vae", dataset, prior, "glorot")} == {0, 1, 2}
+    hvae = {(d, p) for m, d, p, *_ in keys if m == "hvae"}
+    assert {("static_mnist", "vampprior"), ("dynamic_mnist", "vampprior"), ("fashion_mnist", "vampprior")} <= hvae
+    sweep = sorted(c.components for c, purpose in pairs if purpose == "k_sweep")
+    assert sweep == sorted(K_SWEEPS["paper"])
+
+
+def test_paper_plan_fills_every_section_before_adding_seeds():
+    """Runs interrupted at any point leave the report with something in each section first: every
+    dataset, the HVAE, the initialisation and learned-pseudo-input comparisons appear before the
+    first cell of a second seed; the K sweep is the one section that waits (it is many long runs)."""
+    pairs = paper_plan()
+    first_seed1 = next(i for i, (c, _) in enumerate(pairs) if c.seed > 0)
+    before = pairs[:first_seed1]
+    assert {c.dataset for c, _ in before} == set(DATASETS)
+    assert {purpose for _, purpose in before} >= {"grid", "hvae", "init", "learned_data"}
+    assert pairs[0][0].dataset in ("caltech101_silhouettes", "frey_faces"), "minutes, not an hour, first"
+
+
+def test_a_filtered_plan_keeps_the_order_and_one_folder_per_cell(tmp_path):
+    full = plan("paper", tmp_path / "runs", tmp_path / "report")
+    small = plan("paper", tmp_path / "runs", tmp_path / "report", datasets=["frey_faces"], models=["vae"])
+    assert [c.run_dir for c in small] == [c.run_dir for c in full
+                                          if c.config.dataset == "frey_faces" and c.config.model == "vae"]
+    assert len({c.run_dir for c in full}) == len(full)
+    assert all(c.record_dir.parent == tmp_path / "report" / "paper" / "runs" for c in full)
