@@ -73,6 +73,7 @@ def test_smoke_report_has_every_dataset_and_prior(smoke_grid, data_dir):
     runs, report, done, command = smoke_grid
     env = dict(os.environ, VAE_DATA_DIR=str(data_dir))
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "absl" not in done.stderr and "oneDNN" not in done.stderr, "kernels' start-up lines go to kernel.log"
 
     from vae_lib.config import K_SWEEPS
     from vae_lib.datasets import DATASETS

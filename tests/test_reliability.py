@@ -96,6 +96,7 @@ def test_grid_with_a_broken_dataset_reports_failures_and_reruns_only_them(tmp_pa
     first = subprocess.run(command, env=env_with_data(broken), capture_output=True, text=True, timeout=900)
     assert first.returncode == 1, "failed cells make the command exit non-zero"
     assert first.stderr.count("failed in") == 1 and first.stderr.count("done in") == 1
+    assert "absl" not in first.stderr and "oneDNN" not in first.stderr, "kernels' start-up lines go to kernel.log"
 
     failure = runs / "smoke" / "frey_faces__vampprior__K20__seed0" / "failure.json"
     message = json.loads(failure.read_text())["message"]

@@ -36,6 +36,7 @@ from .rundir import FAILURE, METRICS, NOTEBOOK, copy_record, is_complete, prepar
 REPO = Path(__file__).resolve().parent.parent
 # papermill options for every notebook: no per-cell progress bar of its own, and a kernel that
 # does not print its transport warning once per run.
+KERNEL_LOG = "kernel.log"  # in the run directory: the kernel's standard error (not in the record)
 PAPERMILL_OPTIONS = dict(kernel_name="python3", progress_bar=False,
                          extra_arguments=["--IPKernelApp.log_level=ERROR"], cwd=str(REPO))
 
@@ -180,6 +181,23 @@ def _environment(values: dict):
                 os.environ[key] = value
 
 
+@contextmanager
+def _kernel_stderr_to(path: Path):
+    """Send what a notebook kernel writes to its standard error (TensorFlow's C++ start-up lines,
+    which no environment variable silences; a crash's last words) to ``path`` instead of this
+    terminal: a kernel inherits file descriptor 2 when it starts."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def run_cell(cell: Cell, notebook: Path, data_dir=None, rerun: bool = False,
              threads: int | None = None, checkpoint_every: float = 30.0) -> str:
     """Execute the experiment notebook for one cell: 'done', 'skipped' or 'failed'."""
@@ -202,7 +220,7 @@ def run_cell(cell: Cell, notebook: Path, data_dir=None, rerun: bool = False,
     if data_dir:
         env["VAE_DATA_DIR"] = str(Path(data_dir).resolve())
     try:
-        with _environment(env):
+        with _environment(env), _kernel_stderr_to(cell.run_dir / KERNEL_LOG):
             papermill.execute_notebook(
                 str(notebook), str(cell.run_dir / NOTEBOOK),
                 parameters=dict(dataset=c.dataset, prior=c.prior, profile=c.profile,
@@ -214,6 +232,7 @@ def run_cell(cell: Cell, notebook: Path, data_dir=None, rerun: bool = False,
                                         message=str(err)[-4000:],
                                         traceback=traceback.format_exc()[-4000:],
                                         notebook=str(cell.run_dir / NOTEBOOK),
+                                        kernel_log=str(cell.run_dir / KERNEL_LOG),
                                         time=time.strftime("%Y-%m-%dT%H:%M:%S")))
         copy_record(cell.run_dir, cell.record_dir)  # the report marks the cell failed
         return "failed"
@@ -276,10 +295,15 @@ def build_report(profile, report_dir, report_notebook: Path) -> Path:
     out_dir = (Path(report_dir) / profile).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        executed = Path(tmp) / "report.ipynb"
-        papermill.execute_notebook(
-            str(report_notebook), str(executed),
-            parameters=dict(profile=profile, report_dir=str(out_dir)), **PAPERMILL_OPTIONS)
+        executed, kernel_log = Path(tmp) / "report.ipynb", Path(tmp) / KERNEL_LOG
+        try:
+            with _kernel_stderr_to(kernel_log):
+                papermill.execute_notebook(
+                    str(report_notebook), str(executed),
+                    parameters=dict(profile=profile, report_dir=str(out_dir)), **PAPERMILL_OPTIONS)
+        except Exception:  # the kernel's last words belong with the error
+            sys.stderr.write(kernel_log.read_text(errors="replace")[-3000:])
+            raise
         notebook = strip_tf_startup_lines(nbformat.read(executed, 4))
         body, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
                                exclude_output_prompt=True).from_notebook_node(
