@@ -34,9 +34,9 @@ from .priors import PRIORS, check_prior_name
 from .rundir import FAILURE, METRICS, NOTEBOOK, copy_record, is_complete, prepare_run_dir, run_dir_name
 
 REPO = Path(__file__).resolve().parent.parent
+KERNEL_LOG = "kernel.log"  # in the run directory: the kernel's standard error (not in the record)
 # papermill options for every notebook: no per-cell progress bar of its own, and a kernel that
 # does not print its transport warning once per run.
-KERNEL_LOG = "kernel.log"  # in the run directory: the kernel's standard error (not in the record)
 PAPERMILL_OPTIONS = dict(kernel_name="python3", progress_bar=False,
                          extra_arguments=["--IPKernelApp.log_level=ERROR"], cwd=str(REPO))
 
@@ -185,7 +185,9 @@ def _environment(values: dict):
 def _kernel_stderr_to(path: Path):
     """Send what a notebook kernel writes to its standard error (TensorFlow's C++ start-up lines,
     which no environment variable silences; a crash's last words) to ``path`` instead of this
-    terminal: a kernel inherits file descriptor 2 when it starts."""
+    terminal: a kernel inherits file descriptor 2 when it starts. File descriptors belong to the
+    process, so this holds one cell per process at a time, as papermill's working directory
+    already asks (Dask workers run one thread each)."""
     sys.stderr.flush()
     saved = os.dup(2)
     with open(path, "ab") as log:
