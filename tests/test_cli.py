@@ -185,3 +185,24 @@ def test_read_only_output_directory_is_refused(data_dir):
         if out.exists():
             out.chmod(0o755)
         shutil.rmtree(root)
+
+
+@pytest.mark.slow
+def test_render_only_rebuilds_the_paper_report_from_its_records_and_runs_nothing(tmp_path, capsys):
+    """`vampprior report --profile paper --render-only` over copies of the committed paper records:
+    the report is rendered with their numbers (read back from each record's metrics.json), no run
+    directory is made, and --render-only with --rerun is refused."""
+    records = REPO / "report" / "paper" / "runs"
+    report, runs = tmp_path / "report", tmp_path / "runs"
+    shutil.copytree(records, report / "paper" / "runs")
+    args = ["report", "--profile", "paper", "--render-only", "--report-dir", str(report),
+            "--runs-dir", str(runs)]
+    assert cli.main(args + ["--rerun"]) == 2
+    assert "--render-only" in capsys.readouterr().err
+    assert cli.main(args) == 0
+    assert not runs.exists()
+    page = (report / "paper" / "index.html").read_text()
+    seed0 = [m for m in records.glob("*/metrics.json") if m.parent.name.endswith("__seed0")]
+    assert seed0
+    for metrics in seed0:  # each seed-0 record's test LL appears in the per-run table
+        assert f"{json.loads(metrics.read_text())['test_ll']:.2f}" in page, metrics.parent.name

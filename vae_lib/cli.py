@@ -131,6 +131,9 @@ def _report_parser(sub):
                    help="save each cell's checkpoint when this long has passed since the last "
                         "(default: 30; 0: every epoch)")
     p.add_argument("--no-k-sweep", action="store_true", help="skip the test LL against K sweep")
+    p.add_argument("--render-only", action="store_true",
+                   help="run no cell: render the report from the records kept so far (cells "
+                        "without one show as not run)")
     p.add_argument("--runs-dir", help="where run directories go (default: $VAE_RUNS_DIR, else runs)")
     p.add_argument("--report-dir", help="where reports go, one folder per profile, with the kept "
                                         "records of its cells (default: $VAE_REPORT_DIR, else report)")

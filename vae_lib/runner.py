@@ -352,6 +352,14 @@ def parse_settings(items) -> dict:
 def main_report(args) -> int:
     if args.workers < 1 or args.retries < 0:
         raise ConfigError("--workers must be at least 1 and --retries at least 0.")
+    if args.render_only:
+        if args.rerun:
+            raise ConfigError("--render-only runs nothing, so it cannot --rerun; choose one.")
+        check_profile(args.profile)
+        html = build_report(args.profile, args.report_dir or default_report_dir(),
+                            notebook_path("report", args.notebooks))
+        print(f"report: {html}", file=sys.stderr)
+        return 0
     counts = run_report(args.profile, args.runs_dir, args.report_dir, args.datasets, args.priors,
                         tuple(args.seeds) if args.seeds else None, args.models, args.data_dir,
                         args.notebooks, not args.no_k_sweep, args.rerun, args.workers,
