@@ -174,22 +174,19 @@ def import_tensorflow_quietly() -> None:
     import os
     import tempfile
 
+    from .io import fd2_to
     from .nbclean import TF_STARTUP_LINE
 
     if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3") < "2":
         import tensorflow  # noqa: F401
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+") as captured:
-        os.dup2(captured.fileno(), 2)
         failed = True
         try:
-            import tensorflow  # noqa: F401
+            with fd2_to(captured):
+                import tensorflow  # noqa: F401
             failed = False
         finally:
-            os.dup2(saved, 2)
-            os.close(saved)
             captured.seek(0)
             for line in captured:
                 if failed or not TF_STARTUP_LINE.match(line):

@@ -1,14 +1,34 @@
-"""Files written atomically (temp file + rename), so a killed process never leaves half a file."""
+"""Files written atomically (temp file + rename), so a killed process never leaves half a file;
+and the process's standard error (file descriptor 2) sent to a file for a while."""
 from __future__ import annotations
 
 import csv
 import io
 import json
 import os
+import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+
+@contextmanager
+def fd2_to(file):
+    """Send what is written to file descriptor 2 to ``file`` (open, with a fileno) for the
+    duration: also what no Python-level redirect catches, such as TensorFlow's C++ start-up lines
+    and the standard error of a process started meanwhile (a notebook kernel inherits it).
+    File descriptors belong to the process: one such redirect at a time."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(file.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _umask() -> int:

@@ -27,7 +27,7 @@ from .config import (K_SWEEP_SETTINGS, K_SWEEPS, RunConfig, check_profile, defau
                      default_runs_dir, make_config)
 from .datasets import DATASETS, check_name
 from .errors import ConfigError, check_choice
-from .io import atomic_write_json
+from .io import atomic_write_json, fd2_to
 from .nbclean import strip_tf_startup_lines
 from .models import MODELS
 from .priors import PRIORS, check_prior_name
@@ -181,25 +181,6 @@ def _environment(values: dict):
                 os.environ[key] = value
 
 
-@contextmanager
-def _kernel_stderr_to(path: Path):
-    """Send what a notebook kernel writes to its standard error (TensorFlow's C++ start-up lines,
-    which no environment variable silences; a crash's last words) to ``path`` instead of this
-    terminal: a kernel inherits file descriptor 2 when it starts. File descriptors belong to the
-    process, so this holds one cell per process at a time, as papermill's working directory
-    already asks (Dask workers run one thread each)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(path, "ab") as log:
-        os.dup2(log.fileno(), 2)
-    try:
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def run_cell(cell: Cell, notebook: Path, data_dir=None, rerun: bool = False,
              threads: int | None = None, checkpoint_every: float = 30.0) -> str:
     """Execute the experiment notebook for one cell: 'done', 'skipped' or 'failed'."""
@@ -222,7 +203,9 @@ def run_cell(cell: Cell, notebook: Path, data_dir=None, rerun: bool = False,
     if data_dir:
         env["VAE_DATA_DIR"] = str(Path(data_dir).resolve())
     try:
-        with _environment(env), _kernel_stderr_to(cell.run_dir / KERNEL_LOG):
+        # the kernel's standard error (TensorFlow's C++ start-up lines, which no environment
+        # variable silences; a crash's last words) goes to its log, not to this terminal
+        with _environment(env), open(cell.run_dir / KERNEL_LOG, "ab") as log, fd2_to(log):
             papermill.execute_notebook(
                 str(notebook), str(cell.run_dir / NOTEBOOK),
                 parameters=dict(dataset=c.dataset, prior=c.prior, profile=c.profile,
@@ -299,7 +282,7 @@ def build_report(profile, report_dir, report_notebook: Path) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         executed, kernel_log = Path(tmp) / "report.ipynb", Path(tmp) / KERNEL_LOG
         try:
-            with _kernel_stderr_to(kernel_log):
+            with open(kernel_log, "ab") as log, fd2_to(log):
                 papermill.execute_notebook(
                     str(report_notebook), str(executed),
                     parameters=dict(profile=profile, report_dir=str(out_dir)), **PAPERMILL_OPTIONS)
