@@ -139,7 +139,7 @@ def bench_training(cfg, dataset, epochs) -> dict:
     data = tf.constant(dataset.train)
     trainer.train_epoch(data, 0, 1.0)  # compiles (and warms up) the epoch's steps
     seconds = [_time(lambda e=e: trainer.train_epoch(data, e, 1.0)) for e in range(1, epochs + 1)]
-    learned = any(v is getattr(model.prior, "pseudo_inputs_raw", None) for v in model.trainable_variables)
+    learned = bool(model.prior.own_trainable_weights())  # learned pseudo-inputs need a gradient
     flops = train_flops_per_epoch(cfg, len(dataset.train), dataset.input_dim, learned)
     median = statistics.median(seconds)
     return dict(seconds_per_epoch=median, all_seconds=seconds, gflop_per_epoch=flops / 1e9,
