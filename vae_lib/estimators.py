@@ -61,7 +61,8 @@ class ImportanceSampler:
         self.matmul_inputs = matmul_inputs
         self.samples_per_pass = min(self.num_samples, rows_per_pass)
         self.images_per_pass = max(1, rows_per_pass // self.samples_per_pass)
-        self._pass = tf.function(self._pass_fn, jit_compile=jit_compile, reduce_retracing=True)
+        self._pass = tf.function(self._pass_fn, jit_compile=jit_compile, reduce_retracing=True,
+                                 autograph=False)
 
     def _pass_fn(self, x, totals, seed, num_samples, prior_params):
         """One compiled pass: ``totals`` (logsumexp of w and of w^2 so far) logaddexp those of
