@@ -1,9 +1,3 @@
-# %%
-import os
-
-if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:  # quiet C++ logs; set before TensorFlow is imported
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-
 # %% tags=["parameters"]
 profile = "smoke"
 report_dir = None  # holds runs/ (the records); results.csv and figures/ go here. None: $VAE_REPORT_DIR (else report)/<profile>
@@ -18,9 +12,9 @@ from IPython.display import HTML, Markdown, display
 from vae_lib.config import K_SWEEP_SETTINGS, PROFILE_DESCRIPTIONS, PROFILES, default_report_dir, make_config
 from vae_lib.datasets import DATASETS
 from vae_lib.plots import image_grid, ll_histogram
-from vae_lib.priors import PRIORS
 from vae_lib.provenance import hardware_label
 from vae_lib.records import read_images
+from vae_lib.registry import PRIORS
 from vae_lib.rundir import variant_of
 from vae_lib.results import (PAPER_SOURCE, REFERENCE, REFERENCE_SOURCE, collect_rows, grid_components,
                              paired_difference, paired_table_html, select, summarize, sweep_variant,

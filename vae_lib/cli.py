@@ -41,7 +41,7 @@ _SETTING_FLAGS = [
 def _train_parser(sub):
     from .config import PROFILE_DESCRIPTIONS
     from .datasets import DATASETS
-    from .priors import PRIORS
+    from .registry import PRIORS
 
     p = sub.add_parser("train", help=COMMANDS["train"][0],
                        description="Train (or resume) one model and evaluate its test log-likelihood. "
@@ -68,6 +68,7 @@ def _train_parser(sub):
 
 
 def _train(args) -> int:
+    import_tensorflow_quietly()
     from .config import make_config
     from .experiment import run_experiment
     from .rundir import is_complete
@@ -94,8 +95,7 @@ def _train(args) -> int:
 def _report_parser(sub):
     from .config import PROFILE_DESCRIPTIONS
     from .datasets import DATASETS
-    from .models import MODELS
-    from .priors import PRIORS
+    from .registry import MODELS, PRIORS
 
     p = sub.add_parser("report", help=COMMANDS["report"][0],
                        description="Execute the experiment notebook for every dataset x prior "
@@ -197,7 +197,6 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] not in COMMANDS:  # top-level help, or an unknown command
         build_parser(full=False).parse_args(argv)
-    import_tensorflow_quietly()
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

@@ -7,9 +7,7 @@ from dataclasses import dataclass
 
 from .datasets import DATASETS, check_name
 from .errors import ConfigError, check_choice
-from .models import MODELS
-from .networks import ACTIVATIONS, WEIGHT_INITS
-from .priors import check_prior_name
+from .registry import ACTIVATIONS, MODELS, WEIGHT_INITS, check_prior_name
 
 KL_ESTIMATORS = ("closed_form", "monte_carlo")
 OPTIMIZERS = ("adam", "adamnormgrad")  # adamnormgrad: see training.normalize_gradients

@@ -127,24 +127,6 @@ def connect(workers: int, scheduler: str | None):
     return Client(cluster), cluster
 
 
-def quiet_tensorflow_plugin():
-    """A worker plugin that imports TensorFlow as the driver does, its C++ start-up lines kept off
-    the terminal the workers share with the driver: workers import it anyway when they unpickle
-    their first cell (vae_lib's model code), and would print them there. Every worker gets it,
-    also one that replaces a dead one."""
-    from distributed import WorkerPlugin
-
-    class QuietTensorFlow(WorkerPlugin):
-        name = "vae_lib-quiet-tensorflow"
-
-        def setup(self, worker):
-            from vae_lib.cli import import_tensorflow_quietly
-
-            import_tensorflow_quietly()
-
-    return QuietTensorFlow()
-
-
 def run_cells(cells, notebook, data_dir=None, rerun=False, workers=2, scheduler=None, retries=1,
               runs_dir=None, report_dir=None, checkpoint_every=30.0, log=print) -> dict:
     """Run ``cells`` on Dask; counts of done/skipped/failed. Cells are independent: their order
@@ -154,7 +136,6 @@ def run_cells(cells, notebook, data_dir=None, rerun=False, workers=2, scheduler=
     client, cluster = connect(workers, scheduler)
     counts = {"done": 0, "skipped": 0, "failed": 0}
     try:
-        client.register_plugin(quiet_tensorflow_plugin())
         if client.dashboard_link:
             log(f"Dask dashboard: {client.dashboard_link}")
         check_workers(client, {"runs": runs_dir, "report": report_dir})
@@ -177,7 +158,7 @@ def run_cells(cells, notebook, data_dir=None, rerun=False, workers=2, scheduler=
     finally:
         client.close()
         if cluster is not None:
-            # Every cell is over; a worker still releasing TensorFlow's threads after the
+            # Every cell is over; a worker still shutting down after the
             # nannies' 4 s is killed, and saying so would only alarm.
             logging.getLogger("distributed.nanny").setLevel(logging.ERROR)
             cluster.close()

@@ -14,12 +14,11 @@
 ``reconstruct(x)``, ``sample(n, seed)``
     mean images, for figures.
 
-A new model is one new class here, registered in :data:`MODELS`; nothing else changes.
+A new model is one new class here and its builder, named in :data:`vae_lib.registry.MODELS`;
+nothing else changes.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
 
 import keras
 import tensorflow as tf
@@ -28,6 +27,7 @@ from .densities import log_normal_diag, reparameterize
 from .errors import ConfigError, check_choice
 from .networks import Decoder, GaussianMLP, TwoInputDecoder, TwoInputGaussian
 from .priors import Prior, make_prior
+from .registry import MODELS
 
 
 class LatentVariableModel(keras.Model):
@@ -177,9 +177,9 @@ class HVAE(LatentVariableModel):
         return self.p_x.mean(z1, z2)
 
 
-# -- the registry ---------------------------------------------------------------------------------
-def _build_vae(prior_name, input_dim, likelihood, *, latent_dim, hidden_units, num_layers,
-               activation, init, closed_form_kl, **prior_kwargs):
+# -- builders, named in vae_lib.registry.MODELS ----------------------------------------------------
+def build_vae_parts(prior_name, input_dim, likelihood, *, latent_dim, hidden_units, num_layers,
+                    activation, init, closed_form_kl, **prior_kwargs):
     encoder = GaussianMLP(latent_dim, hidden_units, num_layers, activation, init, name="encoder")
     decoder = Decoder(input_dim, likelihood, hidden_units, num_layers, activation, init, name="decoder")
     prior = make_prior(prior_name, latent_dim, encoder=encoder, input_dim=input_dim, **prior_kwargs)
@@ -187,26 +187,14 @@ def _build_vae(prior_name, input_dim, likelihood, *, latent_dim, hidden_units, n
                name=f"vae_{prior_name}")
 
 
-def _build_hvae(prior_name, input_dim, likelihood, *, latent_dim, hidden_units, num_layers,
-                activation, init, closed_form_kl, **prior_kwargs):
+def build_hvae_parts(prior_name, input_dim, likelihood, *, latent_dim, hidden_units, num_layers,
+                     activation, init, closed_form_kl, **prior_kwargs):
     q_z2 = GaussianMLP(latent_dim, hidden_units, num_layers, activation, init, name="q_z2")
     q_z1 = TwoInputGaussian(latent_dim, hidden_units, activation, init, name="q_z1")
     p_z1 = GaussianMLP(latent_dim, hidden_units, num_layers, activation, init, name="p_z1")
     p_x = TwoInputDecoder(input_dim, likelihood, hidden_units, activation, init, name="p_x")
     prior = make_prior(prior_name, latent_dim, encoder=q_z2, input_dim=input_dim, **prior_kwargs)
     return HVAE(q_z2, q_z1, p_z1, p_x, prior, input_dim, name=f"hvae_{prior_name}")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    build: Callable[..., LatentVariableModel]
-    description: str
-
-
-MODELS: dict[str, ModelSpec] = {
-    "vae": ModelSpec(_build_vae, "one latent layer: gated MLP encoder and decoder"),
-    "hvae": ModelSpec(_build_hvae, "two latent layers (z1, z2), the prior on z2 (the paper's HVAE)"),
-}
 
 
 def build_model(model: str, prior_name: str, input_dim: int, likelihood: str, *, latent_dim=40,

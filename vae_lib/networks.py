@@ -15,13 +15,8 @@ import tensorflow as tf
 
 from .densities import log_bernoulli, log_discretized_logistic
 from .errors import check_choice
+from .registry import ACTIVATIONS, WEIGHT_INITS  # noqa: F401  (and what the names mean)
 
-ACTIVATIONS = ("gated", "relu")
-# "glorot": Glorot/Xavier uniform weights (Keras' default; a fused layer draws each of its blocks
-# as the separate layer it stands for), zero biases.
-# "he": the paper's code (jmtomczak/vae_vampprior, utils/nn.py he_init): weights ~ N(0, 2 / fan_in),
-# biases as PyTorch's nn.Linear leaves them, ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-WEIGHT_INITS = ("glorot", "he")
 LOGVAR_RANGE = (-6.0, 2.0)  # Gaussian log-variances, clipped (hardtanh) as in the paper's code
 LOG_SCALE_RANGE = (-4.5, 0.0)  # discretized-logistic log-scales, likewise
 

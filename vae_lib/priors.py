@@ -1,5 +1,5 @@
-"""Priors p(z): each one small class with ``log_prob(z)`` and ``sample(n, seed)``, registered by name
-in :data:`PRIORS` (the one place that knows the names; every entry point reads it).
+"""Priors p(z): each one small class with ``log_prob(z)`` and ``sample(n, seed)``, built by name
+through :data:`vae_lib.registry.PRIORS` (the one place that knows the names).
 
 A prior's density is a function of its ``params()`` (for a mixture: the components' means and
 log-variances). Evaluation computes them once and passes them back in (``log_prob(z, params)``), so
@@ -8,15 +8,13 @@ pass. Sampling takes an explicit stateless ``seed`` and compiles with XLA.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 import keras
 import numpy as np
 import tensorflow as tf
 
 from .densities import RNG_ALG, kl_normal_standard, log_mixture_normal_diag, log_standard_normal
-from .errors import ConfigError, check_choice
+from .errors import ConfigError
+from .registry import PRIORS, check_prior_name  # noqa: F401  (re-exported: the names)
 
 
 class Prior(keras.layers.Layer):
@@ -135,25 +133,17 @@ class VampPrior(GaussianMixture):
         return self.encoder(self.pseudo_inputs())
 
 
-# -- the registry ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PriorSpec:
-    build: Callable[..., Prior]
-    description: str
-    has_pseudo_inputs: bool = False  # a VampPrior: K inputs go through the encoder at every step
-    mixture: bool = False  # a K-component Gaussian mixture density
-
-
-def _standard(latent_dim, **_):
+# -- builders, named in vae_lib.registry.PRIORS ----------------------------------------------------
+def build_standard(latent_dim, **_):
     return StandardNormal(latent_dim, name="prior")
 
 
-def _mog(latent_dim, *, num_components, **_):
+def build_mog(latent_dim, *, num_components, **_):
     return MixtureOfGaussians(latent_dim, num_components, name="prior")
 
 
-def _vampprior(latent_dim, *, num_components, encoder, input_dim, pseudo_init=(0.05, 0.01),
-               trainable_pseudo_inputs=None, **_):
+def build_vampprior(latent_dim, *, num_components, encoder, input_dim, pseudo_init=(0.05, 0.01),
+                    trainable_pseudo_inputs=None, **_):
     return VampPrior(latent_dim, num_components, input_dim, encoder, *pseudo_init,
                      trainable_pseudo_inputs=trainable_pseudo_inputs is not False, name="prior")
 
@@ -163,8 +153,8 @@ def _vampprior(latent_dim, *, num_components, encoder, input_dim, pseudo_init=(0
 DATA_INIT_NOISE_STD = 0.01
 
 
-def _vampprior_data(latent_dim, *, num_components, encoder, input_dim, train_images=None,
-                    trainable_pseudo_inputs=None, seed=0, **_):
+def build_vampprior_data(latent_dim, *, num_components, encoder, input_dim, train_images=None,
+                         trainable_pseudo_inputs=None, seed=0, **_):
     """K random training images as pseudo-inputs: fixed (the default, as the reference report
     ran it), or, with ``trainable_pseudo_inputs``, plus N(0, 0.01^2) noise and learned from there
     (as the paper's code runs it)."""
@@ -178,21 +168,6 @@ def _vampprior_data(latent_dim, *, num_components, encoder, input_dim, train_ima
         images = images + DATA_INIT_NOISE_STD * rng.standard_normal(images.shape)
     return VampPrior(latent_dim, num_components, input_dim, encoder, initial_pseudo_inputs=images,
                      trainable_pseudo_inputs=bool(trainable_pseudo_inputs), name="prior")
-
-
-PRIORS: dict[str, PriorSpec] = {
-    "standard": PriorSpec(_standard, "N(0, I)"),
-    "vampprior": PriorSpec(_vampprior, "VampPrior: mixture of q(z|u_k) at K learned pseudo-inputs",
-                           has_pseudo_inputs=True, mixture=True),
-    "vampprior_data": PriorSpec(_vampprior_data, "VampPrior with K training images as pseudo-inputs "
-                                "(fixed; learned from there with --trainable-pseudo-inputs)",
-                                has_pseudo_inputs=True, mixture=True),
-    "mog": PriorSpec(_mog, "mixture of K learned diagonal Gaussians", mixture=True),
-}
-
-
-def check_prior_name(name: str) -> str:
-    return check_choice("prior", name, PRIORS)
 
 
 def make_prior(name: str, latent_dim: int, *, num_components: int = 500, encoder=None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,8 +14,10 @@ from .config import RunConfig
 from .datasets import Dataset, load_dataset
 from .errors import ConfigError
 from .io import read_json
-from .models import LatentVariableModel
 from .rundir import CHECKPOINT, CONFIG, HISTORY, IMAGES, METRICS, TEST_LL, is_complete, read_config
+
+if TYPE_CHECKING:  # the model code (TensorFlow) loads only when a model is rebuilt
+    from .models import LatentVariableModel
 
 
 @dataclass

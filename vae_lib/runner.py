@@ -29,8 +29,7 @@ from .datasets import DATASETS, check_name
 from .errors import ConfigError, check_choice
 from .io import atomic_write_json, fd2_to
 from .nbclean import strip_tf_startup_lines
-from .models import MODELS
-from .priors import PRIORS, check_prior_name
+from .registry import MODELS, PRIORS, check_prior_name
 from .rundir import FAILURE, METRICS, NOTEBOOK, copy_record, is_complete, prepare_run_dir, run_dir_name
 
 REPO = Path(__file__).resolve().parent.parent
