@@ -215,7 +215,7 @@ if sweep:
                  f"epochs, S={sweep_settings['eval_samples']}; {', '.join(hardware)}", fontsize=8, y=-0.02)
     fig.tight_layout()
     save(fig, "ll_and_time_vs_K")
-    display(Markdown(f"Error bars: standard error over the test images (one seed). "
+    display(Markdown("Error bars: standard error over the test images (one seed). "
                      + " ".join(f"K={k}: {s.mean:.2f}, {t:.2f} s/epoch." for k, s, t in zip(ks, stats, per_epoch))))
 else:
     print("No complete K-sweep runs: the figure is missing.")

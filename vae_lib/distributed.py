@@ -158,8 +158,8 @@ def run_cells(cells, notebook, data_dir=None, rerun=False, workers=2, scheduler=
     finally:
         client.close()
         if cluster is not None:
-            # Every cell is over; a worker still shutting down after the
-            # nannies' 4 s is killed, and saying so would only alarm.
+            # Every cell is over; a worker still shutting down after the nannies' 4 s is
+            # killed, and saying so would only alarm.
             logging.getLogger("distributed.nanny").setLevel(logging.ERROR)
             cluster.close()
     return counts

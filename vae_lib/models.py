@@ -19,7 +19,6 @@ nothing else changes.
 """
 from __future__ import annotations
 
-
 import keras
 import tensorflow as tf
 

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from .densities import RNG_ALG, kl_normal_standard, log_mixture_normal_diag, log_standard_normal
 from .errors import ConfigError
-from .registry import PRIORS, check_prior_name  # noqa: F401  (re-exported: the names)
+from .registry import PRIORS, check_prior_name
 
 
 class Prior(keras.layers.Layer):
