@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import vae_lib
 from helpers import can_mount_tmpfs, env_with_data, history_without_timings
 from vae_lib.records import checkpoint_epoch
 
@@ -148,9 +149,10 @@ def test_failing_cells_are_retried_then_reported_and_the_rest_finish(tmp_path, d
 
 @pytest.mark.skipif(not can_mount_tmpfs(), reason="needs root and unshare(1) for a worker with its own mounts")
 def test_workers_that_do_not_see_the_run_folder_are_refused(tmp_path, data_dir):
-    """A cluster whose worker runs in its own mount namespace, with an empty tmpfs over the run
-    folder (as a worker on another machine without the shared filesystem): --scheduler with the
-    scheduler file is refused before any cell runs, with a message naming the folder."""
+    """A cluster of two workers, one in its own mount namespace with an empty tmpfs over the run
+    folder (as a worker on another machine without the shared filesystem), the other importing
+    another copy of vae_lib (another version): --scheduler with the scheduler file is refused
+    before any cell runs, with a message naming the folder and both versions."""
     runs, report = tmp_path / "runs", tmp_path / "report"
     runs.mkdir()
     scheduler_file = tmp_path / "scheduler.json"
@@ -158,26 +160,34 @@ def test_workers_that_do_not_see_the_run_folder_are_refused(tmp_path, data_dir):
     scheduler = subprocess.Popen([dask, "scheduler", "--scheduler-file", str(scheduler_file),
                                   "--port", "0", "--dashboard-address", ":0"],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    worker = None
+    other = tmp_path / "other_checkout"
+    shutil.copytree(Path(vae_lib.__file__).parent, other / "vae_lib")
+    init = other / "vae_lib" / "__init__.py"
+    init.write_text(init.read_text().replace(f'__version__ = "{vae_lib.__version__}"', '__version__ = "0.0.0+other"'))
+    workers = []
     try:
         deadline = time.monotonic() + 60
         while not scheduler_file.is_file() and time.monotonic() < deadline:
             time.sleep(0.2)
-        worker = subprocess.Popen(
+        worker = f'{dask} worker --scheduler-file "{scheduler_file}" --nthreads 1 --no-dashboard'
+        workers.append(subprocess.Popen(
             ["unshare", "-m", "--propagation", "private", "sh", "-c",
-             f'mount -t tmpfs -o size=1m tmpfs "{runs}" && exec {dask} worker --scheduler-file '
-             f'"{scheduler_file}" --nthreads 1 --no-dashboard'],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env_with_data(data_dir))
-        time.sleep(8)  # the worker registers with the scheduler
+             f'mount -t tmpfs -o size=1m tmpfs "{runs}" && exec {worker}'],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env_with_data(data_dir)))
+        workers.append(subprocess.Popen(["sh", "-c", f"exec {worker}"], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL,
+                                        env=dict(env_with_data(data_dir), PYTHONPATH=str(other))))
+        time.sleep(8)  # the workers register with the scheduler
         done = subprocess.run(REPORT + ["--datasets", "frey_faces", "--priors", "standard",
                                         "--scheduler", str(scheduler_file), "--runs-dir", str(runs),
                                         "--report-dir", str(report)],
                               env=env_with_data(data_dir), capture_output=True, text=True, timeout=300)
         assert done.returncode == 2, done.stderr[-3000:]
         assert "does not see the runs folder" in done.stderr and str(runs) in done.stderr
+        assert "runs vae_lib 0.0.0+other" in done.stderr and f"the driver {vae_lib.__version__}" in done.stderr
         assert not list(runs.glob("smoke/*")), "no cell ran"
     finally:
-        for process in (worker, scheduler):
+        for process in (*workers, scheduler):
             if process is not None:
                 process.terminate()
                 process.wait(timeout=30)
