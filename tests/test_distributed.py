@@ -1,7 +1,7 @@
-"""The grid on Dask distributed, with real clusters (a LocalCluster, and a scheduler and worker
+"""The grid on Dask distributed, with real clusters (a LocalCluster, and a scheduler and workers
 started as processes): the same numbers as the serial loop, a worker killed mid-cell, failing cells
-retried then reported, workers that do not see the run folder refused, the default path without
-Dask, and an interrupted driver."""
+retried then reported, workers that do not see the run folder or run another vae_lib refused, the
+default path without Dask, and an interrupted driver."""
 from __future__ import annotations
 
 import json
