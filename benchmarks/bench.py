@@ -28,8 +28,8 @@ from vae_lib.config import make_config
 from vae_lib.datasets import load_dataset
 from vae_lib.estimators import ImportanceSampler
 from vae_lib.experiment import model_for
-from vae_lib.priors import PRIORS
 from vae_lib.provenance import hardware, provenance
+from vae_lib.registry import PRIORS
 from vae_lib.training import Trainer
 
 # The model's own matmul shapes: (rows, inner, outer) for a batch (100), a batch with the

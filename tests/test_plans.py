@@ -74,7 +74,7 @@ def test_the_driver_and_dask_workers_handle_cells_without_tensorflow(tmp_path):
                  f"cells = plan('paper', {str(tmp_path)!r}, {str(tmp_path)!r})\n"
                  f"open({str(cells)!r}, 'wb').write(pickle.dumps(cells))\n"
                  "print(len(cells), 'tensorflow' in sys.modules)")
-    receive_them = ("import pickle, sys\n"
+    receive_them = ("import pickle, sys\nimport vae_lib.distributed\n"
                     f"cells = pickle.loads(open({str(cells)!r}, 'rb').read())\n"
                     "print(len(cells), 'tensorflow' in sys.modules)")
     for code in (plan_them, receive_them):

@@ -11,7 +11,8 @@ from scipy.special import logsumexp
 
 from vae_lib.errors import ConfigError
 from vae_lib.models import build_model, build_vae
-from vae_lib.priors import PRIORS, MixtureOfGaussians, StandardNormal, VampPrior, make_prior
+from vae_lib.priors import MixtureOfGaussians, StandardNormal, VampPrior, make_prior
+from vae_lib.registry import PRIORS
 
 INPUT_DIM, LATENT = 784, 40
 

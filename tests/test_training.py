@@ -13,8 +13,8 @@ from vae_lib.config import make_config
 from vae_lib.errors import TrainingError
 from vae_lib.estimators import elbo
 from vae_lib.experiment import model_for, run_experiment, subset
-from vae_lib.priors import PRIORS
 from vae_lib.records import load_run, read_test_ll
+from vae_lib.registry import PRIORS
 from vae_lib.seeds import stateless_seed
 from vae_lib.training import TrainState, Trainer, binarize, early_stopping_update, kl_weight
 

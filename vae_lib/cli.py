@@ -68,15 +68,16 @@ def _train_parser(sub):
 
 
 def _train(args) -> int:
-    import_tensorflow_quietly()
     from .config import make_config
-    from .experiment import run_experiment
     from .rundir import is_complete
 
     settings = {flag[2:].replace("-", "_"): None for flag, _ in _SETTING_FLAGS}
     settings.update(trainable_pseudo_inputs=None, jit_compile=None)
     config = make_config(args.dataset, args.prior, args.profile,
                          **{key: getattr(args, key) for key in settings})
+    import_tensorflow_quietly()  # once the settings are valid: a wrong flag fails at once
+    from .experiment import run_experiment
+
     was_complete = is_complete(args.out)  # said after run_experiment has checked the settings
     metrics = run_experiment(config, args.out, data_dir=args.data_dir, progress=not args.quiet,
                              checkpoint_every_seconds=args.checkpoint_every)

@@ -14,8 +14,8 @@
 ``reconstruct(x)``, ``sample(n, seed)``
     mean images, for figures.
 
-A new model is one new class here and its builder, named in :data:`vae_lib.registry.MODELS`;
-nothing else changes.
+A new model is one new class here and the function that assembles it, named in
+:data:`vae_lib.registry.MODELS`; nothing else changes.
 """
 from __future__ import annotations
 
@@ -177,8 +177,8 @@ class HVAE(LatentVariableModel):
 
 
 # -- builders, named in vae_lib.registry.MODELS ----------------------------------------------------
-def build_vae_parts(prior_name, input_dim, likelihood, *, latent_dim, hidden_units, num_layers,
-                    activation, init, closed_form_kl, **prior_kwargs):
+def assemble_vae(prior_name, input_dim, likelihood, *, latent_dim, hidden_units, num_layers,
+                 activation, init, closed_form_kl, **prior_kwargs):
     encoder = GaussianMLP(latent_dim, hidden_units, num_layers, activation, init, name="encoder")
     decoder = Decoder(input_dim, likelihood, hidden_units, num_layers, activation, init, name="decoder")
     prior = make_prior(prior_name, latent_dim, encoder=encoder, input_dim=input_dim, **prior_kwargs)
@@ -186,8 +186,8 @@ def build_vae_parts(prior_name, input_dim, likelihood, *, latent_dim, hidden_uni
                name=f"vae_{prior_name}")
 
 
-def build_hvae_parts(prior_name, input_dim, likelihood, *, latent_dim, hidden_units, num_layers,
-                     activation, init, closed_form_kl, **prior_kwargs):
+def assemble_hvae(prior_name, input_dim, likelihood, *, latent_dim, hidden_units, num_layers,
+                  activation, init, closed_form_kl, **prior_kwargs):
     q_z2 = GaussianMLP(latent_dim, hidden_units, num_layers, activation, init, name="q_z2")
     q_z1 = TwoInputGaussian(latent_dim, hidden_units, activation, init, name="q_z1")
     p_z1 = GaussianMLP(latent_dim, hidden_units, num_layers, activation, init, name="p_z1")

@@ -4,7 +4,7 @@ through :data:`vae_lib.registry.PRIORS` (the one place that knows the names).
 A prior's density is a function of its ``params()`` (for a mixture: the components' means and
 log-variances). Evaluation computes them once and passes them back in (``log_prob(z, params)``), so
 the VampPrior's K pseudo-inputs are encoded once per evaluation, not once per importance-sampling
-pass. Sampling takes an explicit stateless ``seed`` and compiles with XLA.
+pass. Sampling takes an explicit stateless ``seed`` (Philox: fast with and without XLA).
 """
 from __future__ import annotations
 

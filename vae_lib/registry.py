@@ -1,10 +1,10 @@
 """The names the project accepts for its priors, models, activations and initialisations: the one
 place that registers them. The command line, the configs, the grid and the report read these tables.
 
-A name maps to a spec whose ``builder`` says where the code that builds it lives (``"module:function"``
-inside vae_lib), imported at the first build. So this module loads no TensorFlow: a grid driver, a
-Dask worker or ``vampprior report`` knows and checks every name without the seconds TensorFlow takes
-to import (only the notebooks' kernels train).
+A name maps to a spec whose ``builder`` says where the function that builds it lives
+(``"package.module:function"``), imported at the first build. So this module loads no TensorFlow: a
+grid driver, a Dask worker or ``vampprior report`` knows and checks every name without the seconds
+TensorFlow takes to import (only the notebooks' kernels train).
 """
 from __future__ import annotations
 
@@ -16,37 +16,42 @@ from .errors import check_choice
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    builder: str  # "module:function" inside vae_lib
+class Spec:
+    builder: str  # "package.module:function"
     description: str
 
     @property
     def build(self) -> Callable:
         module, function = self.builder.split(":")
-        return getattr(importlib.import_module(f"{__package__}.{module}"), function)
+        return getattr(importlib.import_module(module), function)
 
 
 @dataclass(frozen=True)
-class PriorSpec(ModelSpec):
+class ModelSpec(Spec):
+    pass
+
+
+@dataclass(frozen=True)
+class PriorSpec(Spec):
     has_pseudo_inputs: bool = False  # a VampPrior: K inputs go through the encoder at every step
     mixture: bool = False  # a K-component Gaussian mixture density
 
 
 PRIORS: dict[str, PriorSpec] = {
-    "standard": PriorSpec("priors:build_standard", "N(0, I)"),
-    "vampprior": PriorSpec("priors:build_vampprior",
+    "standard": PriorSpec("vae_lib.priors:build_standard", "N(0, I)"),
+    "vampprior": PriorSpec("vae_lib.priors:build_vampprior",
                            "VampPrior: mixture of q(z|u_k) at K learned pseudo-inputs",
                            has_pseudo_inputs=True, mixture=True),
-    "vampprior_data": PriorSpec("priors:build_vampprior_data",
+    "vampprior_data": PriorSpec("vae_lib.priors:build_vampprior_data",
                                 "VampPrior with K training images as pseudo-inputs "
                                 "(fixed; learned from there with --trainable-pseudo-inputs)",
                                 has_pseudo_inputs=True, mixture=True),
-    "mog": PriorSpec("priors:build_mog", "mixture of K learned diagonal Gaussians", mixture=True),
+    "mog": PriorSpec("vae_lib.priors:build_mog", "mixture of K learned diagonal Gaussians", mixture=True),
 }
 
 MODELS: dict[str, ModelSpec] = {
-    "vae": ModelSpec("models:build_vae_parts", "one latent layer: gated MLP encoder and decoder"),
-    "hvae": ModelSpec("models:build_hvae_parts",
+    "vae": ModelSpec("vae_lib.models:assemble_vae", "one latent layer: gated MLP encoder and decoder"),
+    "hvae": ModelSpec("vae_lib.models:assemble_hvae",
                       "two latent layers (z1, z2), the prior on z2 (the paper's HVAE)"),
 }
 
