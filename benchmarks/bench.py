@@ -183,9 +183,9 @@ def main(argv=None):
               f"{100 * result['fraction_of_peak']:5.1f}% of peak", flush=True)
 
     if args.only in (None, "train"):
-        for prior in ("standard", "vampprior", "vampprior_data", "mog"):
+        for prior in PRIORS:
             cfg = make_config("static_mnist", prior, "paper")
-            label = "VAE standard" if prior == "standard" else f"VAE {prior} K=500"
+            label = f"VAE {prior} K=500" if PRIORS[prior].mixture else f"VAE {prior}"
             record("train", label, bench_training(cfg, dataset, args.epochs))
         for k in (100, 1000):
             cfg = make_config("static_mnist", "vampprior", "paper", components=k)

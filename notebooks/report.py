@@ -249,7 +249,7 @@ if present:
 # %%
 for dataset in present:
     runs = grid_runs(dataset)
-    with_pseudo = [p for p in ("vampprior", "vampprior_data") if p in runs]
+    with_pseudo = [p for p in PRIORS if PRIORS[p].has_pseudo_inputs and p in runs]
     if not with_pseudo:
         continue
     fig, axes = plt.subplots(1, len(with_pseudo), figsize=(5.5 * len(with_pseudo), 3.2), squeeze=False)
@@ -293,7 +293,7 @@ for model in models:
     for dataset in datasets:
         sel = dict(dataset=dataset, model=model, components=K, variant="")
         base = select(rows, prior="standard", **sel)
-        for prior in ("vampprior", "vampprior_data", "mog"):
+        for prior in [p for p in PRIORS if p != "standard"]:
             d = paired_difference(select(rows, prior=prior, **sel), base)
             if d is None:
                 continue

@@ -246,6 +246,17 @@ def test_vampprior_data_needs_enough_images():
                    train_images=np.zeros((5, INPUT_DIM), np.float32))
 
 
+def test_mixture_priors_need_a_positive_number_of_components():
+    """K <= 0 is refused with a clear error for every mixture prior; the standard prior ignores K."""
+    encoder = _vamp_model(K=2).encoder
+    for name in PRIORS:
+        if PRIORS[name].mixture:
+            with pytest.raises(ConfigError, match="number of components must be positive, got 0"):
+                make_prior(name, LATENT, num_components=0, encoder=encoder, input_dim=INPUT_DIM,
+                           train_images=np.zeros((5, INPUT_DIM), np.float32))
+    assert make_prior("standard", LATENT, num_components=0).log_prob(tf.zeros([3, LATENT])).shape == (3,)
+
+
 @pytest.mark.parametrize("model_name", ["vae", "hvae"])
 def test_vampprior_shares_the_model_encoder_and_weights_are_saved_once(model_name):
     """Promise: a checkpoint holds each weight once. The VampPrior holds the model's own (top)

@@ -175,7 +175,7 @@ def make_prior(name: str, latent_dim: int, *, num_components: int = 500, encoder
                trainable_pseudo_inputs: bool | None = None, seed: int = 0) -> Prior:
     """Build the prior called ``name`` (a key of :data:`PRIORS`)."""
     spec = PRIORS[check_prior_name(name)]
-    if name != "standard" and num_components <= 0:
+    if spec.mixture and num_components <= 0:
         raise ConfigError(f"The number of components must be positive, got {num_components}.")
     if spec.has_pseudo_inputs and (encoder is None or input_dim is None):
         raise ConfigError(f"The {name} prior needs the model's encoder and the input size.")
