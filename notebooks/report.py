@@ -14,8 +14,9 @@ from vae_lib.datasets import DATASETS
 from vae_lib.plots import image_grid, ll_histogram
 from vae_lib.provenance import hardware_label
 from vae_lib.records import read_images
-from vae_lib.registry import PRIORS
+from vae_lib.registry import MODELS, PRIORS
 from vae_lib.rundir import variant_of
+from vae_lib.runner import plan
 from vae_lib.results import (PAPER_SOURCE, REFERENCE, REFERENCE_SOURCE, collect_rows, grid_components,
                              paired_difference, paired_table_html, select, summarize, sweep_variant,
                              table1_html, table1_markdown, test_ll_of, write_results_csv)
@@ -45,7 +46,9 @@ def duration(seconds) -> str:
 train_s = sum(training_seconds(r["metrics"]) for r in complete)
 eval_s = sum(r["metrics"]["eval_seconds"] for r in complete)
 datasets = list(DATASETS)
-models = [m for m in ("vae", "hvae") if select(rows, status=None, model=m)]
+# the models this profile's plan runs, and any other that has records
+planned = {cell.config.model for cell in plan(profile, runs_dir=".", report_dir=".")}
+models = [m for m in MODELS if m in planned or select(rows, status=None, model=m)]
 
 
 def save(fig, name, width=None):

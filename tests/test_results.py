@@ -105,6 +105,21 @@ def test_table1_marks_failed_running_and_not_run_cells_and_shows_bits_per_dim(re
     assert "(3 seeds)" in markdown and "not run / ref. -2257.76" in markdown
 
 
+def test_table1_has_a_row_for_another_model_where_it_ran_or_the_paper_has_a_number(records):
+    """The HVAE rows: one where an HVAE record exists (Frey Faces here), one for each result of the
+    paper still to reproduce (static and dynamic MNIST: not run, with the paper's number), none
+    elsewhere; the VAE keeps a row for every dataset."""
+    root, _ = records
+    _record(root, "frey_faces", "vampprior", 0, -1790 + np.zeros(20), model="hvae")
+    rows = collect_rows(root)
+    datasets = ["static_mnist", "dynamic_mnist", "fashion_mnist", "frey_faces"]
+    lines = table1_markdown(rows, datasets, ["standard", "vampprior"], 500, models=("vae", "hvae")).splitlines()
+    labels = [line.split(" | ")[0][2:] for line in lines[2:]]
+    assert labels == datasets + ["static_mnist (HVAE)", "dynamic_mnist (HVAE)", "frey_faces (HVAE)"]
+    assert lines[labels.index("static_mnist (HVAE)") + 2].endswith("| not run | not run / paper -83.19 |")
+    assert "**-1790.00**" in lines[-1]
+
+
 def test_results_csv_has_one_row_per_record(records, tmp_path):
     root, _ = records
     rows = collect_rows(root, relative_to=root.parent)
