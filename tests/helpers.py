@@ -6,12 +6,22 @@ import csv
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 
 def env_with_data(data_dir) -> dict:
     """This process's environment with VAE_DATA_DIR pointing at ``data_dir``."""
     return dict(os.environ, VAE_DATA_DIR=str(data_dir))
+
+
+def run_and_see_if_tensorflow_loads(code: str) -> tuple[str, bool]:
+    """Run ``code`` in a fresh interpreter: (what it printed, whether TensorFlow got loaded)."""
+    probe = code + "\nimport sys\nprint('tensorflow' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    *printed, loaded = done.stdout.splitlines()
+    return "\n".join(printed), loaded == "True"
 
 
 def history_without_timings(run_dir: Path) -> list[dict]:
