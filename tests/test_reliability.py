@@ -171,3 +171,18 @@ exit $status
     assert 1 <= epoch_kept < 400 and f"(epoch {epoch_kept})" in last
     assert not (keep / "run" / "metrics.json").exists()
     assert not list((keep / "run").glob(".*.tmp")) and not list((keep / "run").glob("*.tmp"))
+
+
+def test_taking_a_run_directory_deletes_what_a_killed_writer_left_half_written(tmp_path):
+    """A process killed inside an atomic write leaves its temporary file; the next holder of the
+    run directory's lock deletes it (and nothing else), and no one else can hold the lock meanwhile."""
+    from vae_lib.errors import ConfigError
+    from vae_lib.rundir import run_lock
+
+    (tmp_path / ".history.csv.abc123.tmp").write_text("half")
+    (tmp_path / "history.csv").write_text("kept")
+    with run_lock(tmp_path):
+        assert not list(tmp_path.glob(".*.tmp"))
+        assert (tmp_path / "history.csv").read_text() == "kept"
+        with pytest.raises(ConfigError, match="Another process"), run_lock(tmp_path):
+            pass

@@ -43,6 +43,13 @@ def _umask() -> int:
     return 0o022
 
 
+def remove_stale_temporaries(folder) -> None:
+    """Delete the temporary files of atomic writes that a killed process left in ``folder`` (call
+    only while no other process can be writing there)."""
+    for stale in Path(folder).glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .config import PROFILES, RunConfig
 from .errors import ConfigError
-from .io import atomic_write_bytes, atomic_write_json, read_json
+from .io import atomic_write_bytes, atomic_write_json, read_json, remove_stale_temporaries
 from .nbclean import portable
 
 CONFIG, CHECKPOINT, HISTORY, TEST_LL, IMAGES, NOTEBOOK, METRICS, FAILURE = (
@@ -115,13 +115,14 @@ def prepare_run_dir(run_dir: Path, config: RunConfig) -> None:
 @contextmanager
 def run_lock(run_dir: Path):
     """Only one process at a time may work in a run directory (an flock: the kernel releases it
-    when its holder dies, however it dies)."""
+    when its holder dies, however it dies). The new holder deletes what a killed one was writing."""
     with open(Path(run_dir) / ".lock", "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ConfigError(f"Another process is running in {run_dir}. Wait for it to finish, "
                               f"or use another run directory.") from None
+        remove_stale_temporaries(run_dir)
         try:
             yield
         finally:
