@@ -292,6 +292,11 @@ def check_name(name: str) -> str:
     return check_choice("dataset", name, DATASETS, error=DataError)
 
 
+def likelihood_of(name: str) -> str:
+    """The likelihood the models of dataset ``name`` use, without loading it."""
+    return _SPECS[check_name(name)].likelihood
+
+
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
     """Load ``name`` (one of :data:`DATASETS`) with its fixed train/valid/test split."""
     spec = _SPECS[check_name(name)]

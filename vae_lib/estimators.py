@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from .config import check_eval_matmuls
 from .errors import ConfigError
 from .networks import matmul_inputs
 from .seeds import stateless_seed
@@ -54,11 +55,12 @@ class ImportanceSampler:
     def __init__(self, model, num_samples: int, rows_per_pass: int = 8192, jit_compile=True,
                  matmul_inputs="float32"):
         """``matmul_inputs="bfloat16"``: the passes' matmuls take bfloat16 inputs and accumulate in
-        float32 (see :func:`vae_lib.networks.matmul_inputs`); faster, and not bit-identical."""
+        float32 (see :func:`vae_lib.networks.matmul_inputs`); faster, and not bit-identical; for
+        binary images only (config.BFLOAT16_EVAL_LIKELIHOODS)."""
         if num_samples <= 0:
             raise ConfigError(f"The number of importance samples must be positive, got {num_samples}.")
         self.model, self.num_samples = model, int(num_samples)
-        self.matmul_inputs = matmul_inputs
+        self.matmul_inputs = check_eval_matmuls(matmul_inputs, model.likelihood)
         self.samples_per_pass = min(self.num_samples, rows_per_pass)
         self.images_per_pass = max(1, rows_per_pass // self.samples_per_pass)
         self._pass = tf.function(self._pass_fn, jit_compile=jit_compile, reduce_retracing=True,

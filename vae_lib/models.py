@@ -37,6 +37,11 @@ class LatentVariableModel(keras.Model):
         self.prior, self.input_dim = prior, input_dim
         self.latent_dim = prior.latent_dim
 
+    @property
+    def likelihood(self) -> str | None:
+        """The name of p(x|.)'s distribution ("bernoulli" or "logistic256"; None if unnamed)."""
+        raise NotImplementedError
+
     def top_encoder(self, x):
         """(mean, logvar) of the latent the prior is on, given x."""
         raise NotImplementedError
@@ -94,6 +99,10 @@ class VAE(LatentVariableModel):
             raise ConfigError("A prior built on an encoder must use the VAE's own encoder.")
         self.use_closed_form_kl = closed_form_kl and prior.has_closed_form_kl
 
+    @property
+    def likelihood(self):
+        return getattr(self.decoder, "likelihood", None)
+
     def top_encoder(self, x):
         return self.encoder(x)
 
@@ -137,6 +146,10 @@ class HVAE(LatentVariableModel):
         self.q_z2, self.q_z1, self.p_z1, self.p_x = q_z2, q_z1, p_z1, p_x
         if prior.encoder_inputs() is not None and getattr(prior, "encoder", None) is not q_z2:
             raise ConfigError("A prior built on an encoder must use the HVAE's q(z2|x).")
+
+    @property
+    def likelihood(self):
+        return getattr(self.p_x, "likelihood", None)
 
     def top_encoder(self, x):
         return self.q_z2(x)

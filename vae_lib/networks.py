@@ -29,8 +29,9 @@ def matmul_inputs(dtype):
     """Inside, every Linear layer traced rounds its matmul inputs (activations and weights) to
     ``dtype`` and accumulates in float32 (tf.matmul's output_type): bfloat16 here runs the
     importance sampler's matmuls about 1.8x faster on CPUs with AVX512-BF16, at a mean cost of about
-    0.001 nats on a trained model's test log-likelihood (README, Speed). Biases and everything
-    after the matmul stay float32."""
+    0.001 nats on a trained model's test log-likelihood of binary images (README, Speed; not for
+    the 8-bit likelihood: config.BFLOAT16_EVAL_LIKELIHOODS). Biases and everything after the
+    matmul stay float32."""
     _MATMUL_INPUTS.append(tf.as_dtype(dtype))
     try:
         yield
@@ -194,7 +195,7 @@ class Decoder(keras.layers.Layer):
                  init="glorot", **kwargs):
         super().__init__(**kwargs)
         self.body = MLP(hidden_units, num_layers, activation, init, name="mlp")
-        self.head = likelihood_head(likelihood, input_dim, init)
+        self.likelihood, self.head = likelihood, likelihood_head(likelihood, input_dim, init)
 
     def call(self, z):
         return apply_2d(lambda z2: self.head(self.body(z2)), z)
@@ -243,7 +244,7 @@ class TwoInputDecoder(keras.layers.Layer):
                  **kwargs):
         super().__init__(**kwargs)
         self.body = TwoInputMLP(hidden_units, activation, init, name="mlp")
-        self.head = likelihood_head(likelihood, input_dim, init)
+        self.likelihood, self.head = likelihood, likelihood_head(likelihood, input_dim, init)
 
     def call(self, z1, z2):
         return apply_2d(self.head, self.body(z1, z2))
