@@ -126,7 +126,7 @@ def test_smoke_report_has_every_dataset_and_prior(smoke_grid, data_dir):
 
 def test_kept_notebooks_lose_tf_startup_lines_progress_bars_and_paths_but_keep_warnings():
     """nbclean.portable: TensorFlow's C++ start-up lines and tqdm redraws go, a real warning stays,
-    and papermill's note of the paths becomes relative."""
+    papermill's note of the paths becomes relative and its injected cell loses its random id."""
     from vae_lib.nbclean import portable
 
     stderr = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
@@ -138,8 +138,11 @@ def test_kept_notebooks_lose_tf_startup_lines_progress_bars_and_paths_but_keep_w
                 "cells": [{"cell_type": "code", "outputs": [
                     {"output_type": "stream", "name": "stderr", "text": stderr},
                     {"output_type": "stream", "name": "stderr", "text": "I0000 00:00:17.1 1 a.cc:1] x\n"},
-                    {"output_type": "stream", "name": "stdout", "text": "I0000 is fine on stdout\n"}]}]}
+                    {"output_type": "stream", "name": "stdout", "text": "I0000 is fine on stdout\n"}]},
+                          {"cell_type": "code", "id": "0e43b0e1", "outputs": [],
+                           "metadata": {"tags": ["injected-parameters"]}}]}
     out = portable(notebook)
+    assert out["cells"][1]["id"] == "injected-parameters"
     assert out["metadata"]["papermill"] == {"input_path": "notebooks/experiment.ipynb",
                                             "output_path": "experiment.ipynb"}
     outputs = out["cells"][0]["outputs"]

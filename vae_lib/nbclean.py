@@ -38,14 +38,22 @@ def strip_tf_startup_lines(notebook: dict) -> dict:
     return notebook
 
 
+INJECTED_CELL_ID = "injected-parameters"
+
+
 def portable(notebook: dict) -> dict:
     """Papermill's note of where it read and wrote the notebook, made relative (the repository's
-    ``notebooks/`` and the notebook's own name), and the start-up lines dropped."""
+    ``notebooks/`` and the notebook's own name), the cell papermill injects named by its tag
+    instead of a random id (so the same records render the same report, byte for byte), and the
+    start-up lines dropped."""
     papermill = notebook.get("metadata", {}).get("papermill", {})
     if papermill.get("input_path"):
         papermill["input_path"] = f"notebooks/{Path(papermill['input_path']).name}"
     if papermill.get("output_path"):
         papermill["output_path"] = Path(papermill["output_path"]).name
+    for cell in notebook.get("cells", []):
+        if INJECTED_CELL_ID in cell.get("metadata", {}).get("tags", []) and "id" in cell:
+            cell["id"] = INJECTED_CELL_ID
     return strip_tf_startup_lines(notebook)
 
 

@@ -28,7 +28,7 @@ from .config import (K_SWEEP_SETTINGS, K_SWEEPS, RunConfig, check_profile, defau
 from .datasets import DATASETS, check_name
 from .errors import ConfigError, check_choice
 from .io import atomic_write_json, fd2_to
-from .nbclean import strip_tf_startup_lines
+from .nbclean import portable
 from .registry import MODELS, PRIORS, check_prior_name
 from .rundir import FAILURE, METRICS, NOTEBOOK, copy_record, is_complete, prepare_run_dir, run_dir_name
 
@@ -288,7 +288,7 @@ def build_report(profile, report_dir, report_notebook: Path) -> Path:
         except Exception:  # the kernel's last words belong with the error
             sys.stderr.write(kernel_log.read_text(errors="replace")[-3000:])
             raise
-        notebook = strip_tf_startup_lines(nbformat.read(executed, 4))
+        notebook = portable(nbformat.read(executed, 4))
         body, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
                                exclude_output_prompt=True).from_notebook_node(
             notebook,
