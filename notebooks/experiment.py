@@ -9,7 +9,8 @@
 #
 # **Budget.** `profile` sets epochs, subset sizes, K and the number of importance samples S:
 # `smoke` (seconds, numbers mean nothing), `quick` (a reduced budget), `paper` (the paper's
-# protocol: up to 2000 epochs, KL warm-up 100, early stopping after 50 epochs, K=500, S=5000).
+# protocol: up to 2000 epochs, KL warm-up 100, early stopping after 50 + 1 epochs without a
+# better validation loss, K=500, S=5000).
 # Explicit parameters below override the profile.
 
 # %%

@@ -47,8 +47,9 @@ train_s = sum(training_seconds(r["metrics"]) for r in complete)
 eval_s = sum(r["metrics"]["eval_seconds"] for r in complete)
 datasets = list(DATASETS)
 # the models this profile's plan runs, and any other that has records
-planned = {cell.config.model for cell in plan(profile, runs_dir=".", report_dir=".")}
-models = [m for m in MODELS if m in planned or select(rows, status=None, model=m)]
+planned = {(c.config.dataset, c.config.model, c.config.prior)
+           for c in plan(profile, runs_dir=".", report_dir=".") if c.purpose != "k_sweep"}
+models = [m for m in MODELS if m in {key[1] for key in planned} or select(rows, status=None, model=m)]
 
 
 def save(fig, name, width=None):
@@ -90,8 +91,8 @@ its configuration, history, per-image test log-likelihoods, the executed experim
 # ## Table 1: test log-likelihood (nats, higher is better)
 
 # %%
-display(HTML(table1_html(rows, datasets, list(PRIORS), K, models)))
-(report_dir / "table1.md").write_text(table1_markdown(rows, datasets, list(PRIORS), K, models) + "\n")
+display(HTML(table1_html(rows, datasets, list(PRIORS), K, models, planned)))
+(report_dir / "table1.md").write_text(table1_markdown(rows, datasets, list(PRIORS), K, models, planned) + "\n")
 display(Markdown(
     f"Ours: mean over the test images &plusmn; its standard error for one seed, or the mean "
     f"&plusmn; the standard deviation across seeds (their number is given); {short_budget}. "
@@ -99,7 +100,8 @@ display(Markdown(
     f"below). Reference: {REFERENCE_SOURCE}. 'paper': {PAPER_SOURCE}. VampPrior-data: K random "
     f"training images as fixed pseudo-inputs, as in the reference report. The reference report has "
     f"no numbers for dynamic MNIST. *not run* = no record yet; "
-    f"*running* = started, not finished; *failed* = see the record's `failure.json`."))
+    f"*running* = started, not finished; *failed* = see the record's `failure.json`; "
+    f"*not planned* = not in the {profile} profile's plan."))
 for r in select(rows, status="failed"):
     print(f"FAILED {r['run']}: {r.get('error')}: {(r.get('message') or '').strip().splitlines()[-1:]}")
 

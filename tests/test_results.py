@@ -120,6 +120,24 @@ def test_table1_has_a_row_for_another_model_where_it_ran_or_the_paper_has_a_numb
     assert "**-1790.00**" in lines[-1]
 
 
+def test_table1_tells_cells_outside_the_plan_from_cells_not_run_yet(records):
+    """With the plan given, a cell with no record is "not run" if the plan has it and "not
+    planned" otherwise (the paper plan runs dynamic MNIST with two priors only); a cell with a
+    record shows its number either way."""
+    root, _ = records
+    rows = collect_rows(root)
+    datasets, priors = ["static_mnist", "dynamic_mnist"], ["standard", "vampprior", "mog"]
+    planned = {("static_mnist", "vae", p) for p in priors} | {("dynamic_mnist", "vae", "standard"),
+                                                              ("dynamic_mnist", "vae", "vampprior")}
+    lines = table1_markdown(rows, datasets, priors, 500, planned=planned).splitlines()
+    dynamic = lines[3].split(" | ")
+    assert dynamic[0] == "| dynamic_mnist" and dynamic[1:] == ["not run", "not run", "not planned |"]
+    assert "not planned" not in lines[2]
+    html = table1_html(rows, datasets, priors, 500, planned=planned)
+    assert html.count("<em>not planned</em>") == 1
+    assert "not planned" not in table1_markdown(rows, datasets, priors, 500)  # no plan: all planned
+
+
 def test_results_csv_has_one_row_per_record(records, tmp_path):
     root, _ = records
     rows = collect_rows(root, relative_to=root.parent)

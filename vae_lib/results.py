@@ -151,18 +151,25 @@ def fmt(value, digits=2, signed=False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
-def _status_text(rows, **where) -> str:
+def _status_text(rows, planned=None, **where) -> str:
     statuses = {r["status"] for r in select(rows, status=None, **where)}
+    if not statuses and not _is_planned(planned, **where):
+        return "<em>not planned</em>"
     return "<em>failed</em>" if "failed" in statuses else (
         "<em>running</em>" if "incomplete" in statuses else "<em>not run</em>")
 
 
-def cell_html(rows, **where) -> str:
+def _is_planned(planned, dataset, model, prior, **_) -> bool:
+    """Whether the profile's plan has the cell (``planned``: (dataset, model, prior) keys; None: all)."""
+    return planned is None or (dataset, model, prior) in planned
+
+
+def cell_html(rows, planned=None, **where) -> str:
     """'mean &plusmn; err' of the complete rows matching ``where`` (with the seed count), or why
-    there is none (missing, running, failed)."""
+    there is none (missing, running, failed, or not in the plan)."""
     s = summarize(select(rows, **where))
     if s is None:
-        return _status_text(rows, **where)
+        return _status_text(rows, planned, **where)
     text = f"{s.mean:.2f} &plusmn; {s.err:.2f}"
     return text + (f"<br><small>{s.n_seeds} seeds</small>" if s.n_seeds > 1 else "")
 
@@ -179,16 +186,17 @@ def _table1_rows(rows, datasets, components, models):
                 yield model, dataset, where
 
 
-def table1_html(rows, datasets, priors, components, models=("vae",)) -> str:
+def table1_html(rows, datasets, priors, components, models=("vae",), planned=None) -> str:
     """Table 1: per dataset (and model) x prior, ours (mean &plusmn; error) beside the reference
-    report's number and the paper's where known; Frey Faces also in bits/dim."""
+    report's number and the paper's where known; Frey Faces also in bits/dim. ``planned``: the
+    (dataset, model, prior) cells of the profile's plan; others without a record say so."""
     head = "".join(f"<th colspan=2>{html.escape(p)}</th>" for p in priors)
     sub = "".join("<th>ours</th><th>reference</th>" for _ in priors)
     body = []
     for model, dataset, where in _table1_rows(rows, datasets, components, models):
         cells = []
         for prior in priors:
-            ours = cell_html(rows, prior=prior, **where)
+            ours = cell_html(rows, planned, prior=prior, **where)
             done = select(rows, prior=prior, **where)
             bpd = [r.get("test_bits_per_dim") for r in done if r.get("test_bits_per_dim") is not None]
             if bpd:
@@ -229,7 +237,7 @@ def paired_table_html(rows, datasets, priors, components, baseline="standard", m
     return f"<table><thead><tr><th>dataset</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def table1_markdown(rows, datasets, priors, components, models=("vae",)) -> str:
+def table1_markdown(rows, datasets, priors, components, models=("vae",), planned=None) -> str:
     """Table 1 as Markdown (for the README): ours (mean &plusmn; error, seeds) / reference / paper."""
     lines = ["| dataset | " + " | ".join(priors) + " |", "|---|" + "---:|" * len(priors)]
     for model, dataset, where in _table1_rows(rows, datasets, components, models):
@@ -238,6 +246,9 @@ def table1_markdown(rows, datasets, priors, components, models=("vae",)) -> str:
             s = summarize(select(rows, prior=prior, **where))
             text = "" if s is None else f"**{s.mean:.2f}** ± {s.err:.2f}" + (
                 f" ({s.n_seeds} seeds)" if s.n_seeds > 1 else "")
+            if not (text or select(rows, status=None, prior=prior, **where)
+                    or _is_planned(planned, prior=prior, **where)):
+                text = "not planned"
             ref = REFERENCE.get(dataset, {}).get(prior) if model == "vae" else None
             paper = PAPER.get((dataset, model, prior))
             extra = [f"ref. {ref:.2f}"] if ref is not None else []
