@@ -155,6 +155,37 @@ def test_equal_validation_loss_is_not_an_improvement():
     assert _scripted([3.0, 3.0, 3.0, 3.0], warmup=0, patience=1) == (3, 1, [1])
 
 
+def test_a_running_cells_status_names_the_epoch_at_which_early_stopping_will_end_it(tmp_path):
+    """What `vampprior report` shows while a cell trains, read from the checkpoint the trainer
+    writes: at every epoch of two scripted validation curves from their best on (nothing improves
+    after it), the epoch it names is the one at which the rule then stops; a finished one says it
+    is being evaluated."""
+    from vae_lib.models import build_model
+    from vae_lib.runner import Cell, cell_status
+
+    for curve, warmup, patience, stop in [([10, 9, 8, 8.5, 9, 8.1, 8.2], 0, 3, 7),
+                                          ([5.0] + [5.0 + e for e in range(1, 12)], 10, 2, 12)]:
+        config = make_config("static_mnist", "standard", "smoke", warmup_epochs=warmup,
+                             patience=patience, epochs=100)
+        model = build_model("vae", "standard", 12, "bernoulli", hidden_units=8, seed=0).build_all()
+        run_dir = tmp_path / f"wu{warmup}"
+        run_dir.mkdir()
+        trainer = Trainer(model, config, run_dir / "checkpoint.npz", progress=False)
+        cell = Cell(config, run_dir, tmp_path / "record", "grid")
+        assert cell_status(cell) == "starting"
+        for epoch, loss in enumerate(curve, 1):
+            trainer.state.epoch, trainer.state.step = epoch, 10 * epoch
+            early_stopping_update(trainer.state, epoch, loss, config)
+            trainer.save_checkpoint()
+            status = cell_status(cell)
+            if epoch < stop:
+                assert f"epoch {epoch}/100," in status
+                if epoch >= curve.index(min(curve)) + 1:  # from the best on, nothing improves
+                    assert f"ends at epoch {stop} unless" in status
+            else:
+                assert trainer.state.stopped_early and status.startswith(f"trained {stop} epochs")
+
+
 def test_kl_weight_warmup():
     """beta rises linearly from 1/W at epoch 1 to 1 at epoch W and stays 1; W = 0 means no warm-up."""
     assert [kl_weight(e, 4) for e in range(1, 7)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]

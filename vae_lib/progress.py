@@ -4,9 +4,11 @@ from __future__ import annotations
 import sys
 
 
-def progress_bar(total, desc: str, unit: str, enabled: bool = True, initial: int = 0):
-    """A tqdm bar (a context manager); ``enabled=False`` gives one that draws nothing."""
+def progress_bar(total, desc: str, unit: str, enabled: bool = True, initial: int = 0, **options):
+    """A tqdm bar (a context manager); ``enabled=False`` gives one that draws nothing; ``options``
+    go to tqdm (e.g. ``bar_format``, ``leave``, ``file``: default stderr)."""
     from tqdm import tqdm
 
+    options.setdefault("file", sys.stderr)
     return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not enabled,
-                file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
+                mininterval=1.0, dynamic_ncols=True, **options)

@@ -53,15 +53,23 @@ def read_images(run_dir) -> dict | None:
         return {k: (f[k].astype(np.float32) / 255 if f[k].dtype == np.uint8 else f[k]) for k in f.files}
 
 
-def checkpoint_epoch(run_dir) -> int:
-    """The epoch of the run's last checkpoint (0: none yet, or unreadable while it is replaced)."""
+def checkpoint_state(run_dir) -> dict | None:
+    """The training state saved with the run's last checkpoint (epoch, step, best_epoch, best_loss,
+    stopped_early, history...; training.TrainState), or None: no checkpoint yet, or unreadable."""
     import json
+    import zipfile
 
     try:
         with np.load(Path(run_dir) / CHECKPOINT) as ckpt:
-            return int(json.loads(str(ckpt["state"]))["epoch"])
-    except (OSError, KeyError, ValueError):
-        return 0
+            return json.loads(str(ckpt["state"]))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+
+
+def checkpoint_epoch(run_dir) -> int:
+    """The epoch of the run's last checkpoint (0: none yet, or unreadable while it is replaced)."""
+    state = checkpoint_state(run_dir)
+    return int(state["epoch"]) if state else 0
 
 
 def read_history(run_dir) -> list[dict]:

@@ -15,8 +15,10 @@ notebook with the error and a ``failure.json`` in its run directory, and the oth
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
+import threading
 import time
 import traceback
 from contextlib import contextmanager
@@ -29,6 +31,8 @@ from .datasets import DATASETS, check_name
 from .errors import ConfigError, check_choice
 from .io import atomic_write_json, fd2_to
 from .nbclean import portable
+from .progress import progress_bar
+from .records import checkpoint_state
 from .registry import MODELS, PRIORS, check_prior_name
 from .rundir import FAILURE, METRICS, NOTEBOOK, copy_record, is_complete, prepare_run_dir, run_dir_name
 
@@ -227,6 +231,54 @@ def run_cell(cell: Cell, notebook: Path, data_dir=None, rerun: bool = False,
     return "done"
 
 
+def cell_status(cell: Cell) -> str:
+    """Where a running cell is, from its run directory's last checkpoint (saved every
+    ``--checkpoint-every`` seconds): its epoch, its best validation loss and the epoch at which early
+    stopping ends it unless it improves, then its evaluation."""
+    state = checkpoint_state(cell.run_dir)
+    if not state or not state["epoch"]:
+        return "starting"
+    c, epoch, best = cell.config, state["epoch"], state["best_epoch"]
+    cap = c.epochs
+    if c.min_steps:  # the cap in epochs depends on the steps per epoch, known from the steps so far
+        cap = max(cap, math.ceil(c.min_steps / (state["step"] / epoch)))
+    if state["stopped_early"] or epoch >= cap:
+        return (f"trained {epoch} epochs (best {best}); test log-likelihood with "
+                f"S={c.eval_samples}")
+    stop_at = min(cap, max(best, c.warmup_epochs - 1) + c.patience + 1)
+    return (f"epoch {epoch}/{cap}, best validation loss {state['best_loss']:.2f} at epoch {best}; "
+            f"ends at epoch {stop_at} unless it improves")
+
+
+@contextmanager
+def watching(cell: Cell, prefix: str, enabled: bool, every: float = 5.0):
+    """While the block runs, one line on the terminal with :func:`cell_status`, refreshed every
+    ``every`` seconds, cleared at the end (``enabled=False``: nothing)."""
+    if not enabled:
+        yield
+        return
+    # the terminal as it is now: while the cell runs, file descriptor 2 goes to its kernel.log
+    terminal = os.fdopen(os.dup(sys.stderr.fileno()), "w")
+    bar = progress_bar(None, prefix, "", bar_format="{desc} [{elapsed}]", leave=False, file=terminal)
+    stop = threading.Event()
+
+    def poll():
+        while True:
+            bar.set_description_str(f"{prefix}: {cell_status(cell)}", refresh=True)
+            if stop.wait(every):
+                return
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        bar.close()
+        terminal.close()
+
+
 def run_report(profile="quick", runs_dir=None, report_dir=None, datasets=None, priors=None,
                seeds=None, models=None, data_dir=None, notebooks_dir=None, k_sweep=True,
                rerun=False, workers=1, scheduler=None, retries=1, threads=None, settings=None,
@@ -253,12 +305,15 @@ def run_report(profile="quick", runs_dir=None, report_dir=None, datasets=None, p
                            runs_dir, report_dir, checkpoint_every, log)
         counts["skipped"] += len(cells) - len(todo)
     else:
+        live = sys.stderr.isatty()  # a status line while a cell runs; a log file gets none
         for i, cell in enumerate(cells, 1):
-            t0 = time.perf_counter()
-            log(f"[{i}/{len(cells)}] {cell.label} ...", end=" ", flush=True)
-            status = run_cell(cell, experiment, data_dir, rerun, threads, checkpoint_every)
+            t0, head = time.perf_counter(), f"[{i}/{len(cells)}] {cell.label}"
+            if not live:
+                log(f"{head} ...", end=" ", flush=True)
+            with watching(cell, head, live and (rerun or not is_complete(cell.record_dir))):
+                status = run_cell(cell, experiment, data_dir, rerun, threads, checkpoint_every)
             counts[status] += 1
-            log(f"{status} in {time.perf_counter() - t0:.0f} s"
+            log((f"{head} ... " if live else "") + f"{status} in {time.perf_counter() - t0:.0f} s"
                 + (f" (see {cell.run_dir / FAILURE})" if status == "failed" else ""), flush=True)
     log(f"cells finished in {time.perf_counter() - started:.0f} s: {counts}")
     html = build_report(profile, report_dir, report_notebook)
