@@ -257,7 +257,15 @@ plt.show()
 # `vae_lib.models.HVAE`, `vampprior train --model hvae`). It has two stochastic layers. The VampPrior sits on the top latent,
 # $p(z_2) = \frac1K\sum_k q(z_2\mid u_k)$, with a conditional $p(z_1\mid z_2)$ below it, a decoder
 # $p(x\mid z_1, z_2)$, and the encoder $q(z_1\mid x, z_2)\,q(z_2\mid x)$. The two layers help
-# against inactive latent units.
+# against inactive latent units. Its ELBO has the one-level form, with both latents drawn from
+# the encoder ($z_2\sim q(z_2\mid x)$, then $z_1\sim q(z_1\mid x, z_2)$) and the log-weight
+#
+# $$ \log w = \log p(x\mid z_1, z_2) + \log p(z_1\mid z_2) + \log p(z_2)
+# - \log q(z_1\mid x, z_2) - \log q(z_2\mid x). $$
+#
+# The ELBO is the expectation of $\log w$; the importance-sampled log-likelihood of section 5 is
+# the same reduction of $S$ such weights as for the one-level VAE. So in `vae_lib` each model
+# returns its $\log w$ (`log_weights`) and the estimators only reduce them.
 
 # %% [markdown]
 # ## 4. A 2-D latent toy: aggregated posterior vs. prior
