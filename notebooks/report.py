@@ -47,8 +47,9 @@ train_s = sum(training_seconds(r["metrics"]) for r in complete)
 eval_s = sum(r["metrics"]["eval_seconds"] for r in complete)
 datasets = list(DATASETS)
 # the models this profile's plan runs, and any other that has records
-planned = {(c.config.dataset, c.config.model, c.config.prior)
-           for c in plan(profile, runs_dir=".", report_dir=".") if c.purpose != "k_sweep"}
+plan_cells = plan(profile, runs_dir=".", report_dir=".")
+planned = {(c.config.dataset, c.config.model, c.config.prior) for c in plan_cells if c.purpose != "k_sweep"}
+planned_done = {c.record_dir.name for c in plan_cells} & {Path(r["run"]).name for r in complete}
 models = [m for m in MODELS if m in {key[1] for key in planned} or select(rows, status=None, model=m)]
 
 
@@ -81,7 +82,8 @@ Every number below is read from the run records in `runs/` beside this page; eac
 its configuration, history, per-image test log-likelihoods, the executed experiment notebook and
 `metrics.json` (data checksums, package versions, git commit, hardware).
 
-**Budget:** {budget}. {len(complete)} of {len(rows)} runs complete; compute
+**Budget:** {budget}. {len(complete)} of {len(rows)} runs complete ({len(planned_done)} of the
+{len(plan_cells)} cells of the {profile} profile's plan); compute
 {duration(train_s)} of training and {duration(eval_s)} of evaluation; code at commit(s)
 {', '.join(commits) or 'none yet'}.
 {'**This is a reduced budget: its numbers are not comparable with the paper.**' if profile != 'paper' else ''}
