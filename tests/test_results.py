@@ -11,7 +11,9 @@ import pytest
 from vae_lib.config import make_config
 from vae_lib.io import atomic_write_npz
 from vae_lib.results import (REFERENCE, collect_rows, paired_difference, paired_table_html, select,
-                             summarize, table1_html, table1_markdown, write_results_csv)
+                             summarize, table1_html, table1_markdown, write_results_csv,
+                             model_differences, model_paired_table_html)
+from vae_lib.results import test_ll_of as per_image_ll  # (a name pytest does not collect)
 from vae_lib.rundir import run_dir_name
 
 
@@ -136,6 +138,28 @@ def test_table1_tells_cells_outside_the_plan_from_cells_not_run_yet(records):
     html = table1_html(rows, datasets, priors, 500, planned=planned)
     assert html.count("<em>not planned</em>") == 1
     assert "not planned" not in table1_markdown(rows, datasets, priors, 500)  # no plan: all planned
+
+
+def test_hvae_against_the_vae_is_paired_by_image_and_seed(records):
+    """The HVAE's table: a row only where both models ran (static MNIST VampPrior, 2 common
+    seeds; not the standard prior, which has no HVAE run), the difference paired per image and
+    seed (+1.5 here, the same in both seeds: std 0), not the difference of noisy means."""
+    root, base = records
+    rng = np.random.default_rng(1)
+    vae_vp = {s: per_image_ll(select(collect_rows(root), dataset="static_mnist", prior="vampprior", seed=s)[0])
+              for s in (0, 1)}
+    for s in (0, 1):
+        _record(root, "static_mnist", "vampprior", s, vae_vp[s] + 1.5, model="hvae")
+    _record(root, "frey_faces", "vampprior", 0, -1790 + rng.normal(size=20), model="hvae")
+    rows = collect_rows(root)
+    found = model_differences(rows, ["static_mnist", "frey_faces"], ["standard", "vampprior"], 500)
+    assert [(d, p) for d, p, *_ in found] == [("static_mnist", "vampprior")]
+    _, _, hvae, vae, diff = found[0]
+    assert sorted(diff.per_seed) == [0, 1] and diff.err_kind == "std over seeds"
+    assert diff.mean == pytest.approx(1.5) and diff.err == pytest.approx(0.0, abs=1e-9)
+    assert vae.n_seeds == 3 and hvae.n_seeds == 2
+    table = model_paired_table_html(rows, ["static_mnist", "frey_faces"], ["standard", "vampprior"], 500)
+    assert table.count("<tr><th>") == 2 and "+1.50 &plusmn; 0.00" in table  # the head and one row and "HVAE &minus; VAE" in table
 
 
 def test_results_csv_has_one_row_per_record(records, tmp_path):

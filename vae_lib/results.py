@@ -237,6 +237,35 @@ def paired_table_html(rows, datasets, priors, components, baseline="standard", m
     return f"<table><thead><tr><th>dataset</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def model_differences(rows, datasets, priors, components, model="hvae", baseline="vae"):
+    """(dataset, prior, ``model``'s summary, ``baseline``'s summary, paired difference) wherever
+    both models have complete runs with the profile's settings; the difference is per image and
+    seed, ``model`` minus ``baseline``."""
+    out = []
+    for dataset in datasets:
+        for prior in priors:
+            where = dict(dataset=dataset, prior=prior, components=components, variant="")
+            a, b = select(rows, model=model, **where), select(rows, model=baseline, **where)
+            d = paired_difference(a, b)
+            if d is not None:
+                out.append((dataset, prior, summarize(a), summarize(b), d))
+    return out
+
+
+def model_paired_table_html(rows, datasets, priors, components, model="hvae", baseline="vae") -> str:
+    """One row per dataset x prior run with both models: each model's test LL and the paired
+    difference ``model`` - ``baseline`` (mean &plusmn; std across seeds, or paired s.e. for one)."""
+    body = []
+    for dataset, prior, a, b, d in model_differences(rows, datasets, priors, components, model, baseline):
+        body.append(f"<tr><th>{html.escape(dataset)}</th><td>{html.escape(prior)}</td>"
+                    f"<td>{b.mean:.2f} &plusmn; {b.err:.2f}</td><td>{a.mean:.2f} &plusmn; {a.err:.2f}</td>"
+                    f"<td>{d.mean:+.2f} &plusmn; {d.err:.2f}<br><small>{len(d.per_seed)} "
+                    f"seed{'s' if len(d.per_seed) > 1 else ''}, {d.err_kind}</small></td></tr>")
+    m, base = html.escape(model.upper()), html.escape(baseline.upper())
+    return (f"<table><thead><tr><th>dataset</th><th>prior</th><th>{base}</th><th>{m}</th>"
+            f"<th>{m} &minus; {base} (paired)</th></tr></thead><tbody>{''.join(body)}</tbody></table>")
+
+
 def table1_markdown(rows, datasets, priors, components, models=("vae",), planned=None) -> str:
     """Table 1 as Markdown (for the README): ours (mean &plusmn; error, seeds) / reference / paper."""
     lines = ["| dataset | " + " | ".join(priors) + " |", "|---|" + "---:|" * len(priors)]
