@@ -17,7 +17,8 @@ _SETTING_FLAGS = [
     ("--min-steps", dict(type=int, help="train at least this many optimizer steps")),
     ("--eval-samples", dict(type=int, help="S: importance samples per test image")),
     ("--eval-matmuls", dict(help="float32 (default) or bfloat16: the input type of importance "
-                                 "sampling's matmuls (float32 accumulation; faster, ~0.001 nats; binary images only)")),
+                                 "sampling's matmuls (float32 accumulation; faster, ~0.001 nats; "
+                                 "binary images only)")),
     ("--seed", dict(type=int)),
     ("--batch-size", dict(type=int)),
     ("--learning-rate", dict(type=float)),

@@ -39,8 +39,9 @@ class LatentVariableModel(keras.Model):
 
     @property
     def likelihood(self) -> str | None:
-        """The name of p(x|.)'s distribution ("bernoulli" or "logistic256"; None if unnamed)."""
-        raise NotImplementedError
+        """The name of p(x|.)'s distribution ("bernoulli" or "logistic256"); None if unnamed (the
+        importance sampler then refuses bfloat16 matmuls, which suit binary images only)."""
+        return None
 
     def top_encoder(self, x):
         """(mean, logvar) of the latent the prior is on, given x."""

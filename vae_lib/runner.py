@@ -264,7 +264,11 @@ def watching(cell: Cell, prefix: str, enabled: bool, every: float = 5.0):
 
     def poll():
         while True:
-            bar.set_description_str(f"{prefix}: {cell_status(cell)}", refresh=True)
+            try:
+                status = cell_status(cell)
+            except (KeyError, TypeError, ZeroDivisionError):  # a checkpoint of another version
+                status = "running"
+            bar.set_description_str(f"{prefix}: {status}", refresh=True)
             if stop.wait(every):
                 return
 
