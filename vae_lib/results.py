@@ -239,13 +239,16 @@ def paired_table_html(rows, datasets, priors, components, baseline="standard", m
 
 def model_differences(rows, datasets, priors, components, model="hvae", baseline="vae"):
     """(dataset, prior, ``model``'s summary, ``baseline``'s summary, paired difference) wherever
-    both models have complete runs with the profile's settings; the difference is per image and
+    both models have complete runs with the profile's settings, over the seeds both have (so the
+    two summaries and the difference describe the same runs); the difference is per image and
     seed, ``model`` minus ``baseline``."""
     out = []
     for dataset in datasets:
         for prior in priors:
             where = dict(dataset=dataset, prior=prior, components=components, variant="")
             a, b = select(rows, model=model, **where), select(rows, model=baseline, **where)
+            common = {r["seed"] for r in a} & {r["seed"] for r in b}
+            a, b = [r for r in a if r["seed"] in common], [r for r in b if r["seed"] in common]
             d = paired_difference(a, b)
             if d is not None:
                 out.append((dataset, prior, summarize(a), summarize(b), d))
