@@ -20,7 +20,7 @@ from vae_lib.runner import plan
 from vae_lib.results import (PAPER_SOURCE, REFERENCE, REFERENCE_SOURCE, collect_rows, grid_components,
                              model_differences, model_paired_table_html, paired_difference,
                              paired_table_html, select, summarize, sweep_variant, table1_html,
-                             table1_markdown, test_ll_of, write_results_csv)
+                             table1_markdown, test_ll_of, verdict, write_results_csv)
 
 report_dir = Path(report_dir or Path(default_report_dir()) / profile)
 figures = report_dir / "figures"
@@ -320,15 +320,12 @@ for model in models:
             d = paired_difference(select(rows, prior=prior, **sel), base)
             if d is None:
                 continue
-            verdict = (f"{prior} is better" if d.mean > 2 * d.err else f"{prior} is worse"
-                       if d.mean < -2 * d.err else "no clear difference (within two errors)")
             found.append(f"- {dataset} ({model.upper()}): {prior} &minus; standard = {d.mean:+.2f} nats "
-                         f"per image ({d.err_kind} {d.err:.2f}, {len(d.per_seed)} seed(s)): {verdict}.")
+                         f"per image ({d.err_kind} {d.err:.2f}, {len(d.per_seed)} seed(s)): "
+                         f"{verdict(d, prior)}.")
 for dataset, prior, _, _, d in hvae_vs_vae:
-    verdict = ("the HVAE is better" if d.mean > 2 * d.err else "the HVAE is worse"
-               if d.mean < -2 * d.err else "no clear difference (within two errors)")
     found.append(f"- {dataset}, {prior}: HVAE &minus; VAE = {d.mean:+.2f} nats per image "
-                 f"({d.err_kind} {d.err:.2f}, {len(d.per_seed)} seed(s)): {verdict}.")
+                 f"({d.err_kind} {d.err:.2f}, {len(d.per_seed)} seed(s)): {verdict(d, 'the HVAE')}.")
 reference_lines = []
 for dataset, by_prior in REFERENCE.items():
     for prior, ref in by_prior.items():

@@ -165,6 +165,17 @@ def test_hvae_against_the_vae_is_paired_by_image_and_seed(records):
     assert "+1.50 &plusmn; 0.00" in table and "HVAE &minus; VAE" in table
 
 
+def test_a_difference_counts_only_beyond_two_of_its_errors():
+    from vae_lib.results import PairedDifference, verdict
+
+    def d(mean, err):
+        return PairedDifference({0: (mean, err)}, mean, err, "paired s.e.")
+
+    assert verdict(d(2.1, 1.0), "the HVAE") == "the HVAE is better"
+    assert verdict(d(-2.1, 1.0), "mog") == "mog is worse"
+    assert verdict(d(2.0, 1.0), "mog") == verdict(d(-1.9, 1.0), "mog") == "no clear difference (within two errors)"
+
+
 def test_results_csv_has_one_row_per_record(records, tmp_path):
     root, _ = records
     rows = collect_rows(root, relative_to=root.parent)

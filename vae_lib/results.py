@@ -126,6 +126,16 @@ class PairedDifference:
     err_kind: str
 
 
+def verdict(difference: PairedDifference, subject: str) -> str:
+    """What a paired difference says of ``subject``: better or worse where it is more than two of
+    its errors from zero, else no clear difference."""
+    if difference.mean > 2 * difference.err:
+        return f"{subject} is better"
+    if difference.mean < -2 * difference.err:
+        return f"{subject} is worse"
+    return "no clear difference (within two errors)"
+
+
 def paired_difference(rows, baseline_rows) -> PairedDifference | None:
     base = {r["seed"]: r for r in baseline_rows}
     per_seed = {}
