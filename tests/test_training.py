@@ -16,7 +16,8 @@ from vae_lib.experiment import model_for, run_experiment, subset
 from vae_lib.records import load_run, read_test_ll
 from vae_lib.registry import PRIORS
 from vae_lib.seeds import stateless_seed
-from vae_lib.training import TrainState, Trainer, binarize, early_stopping_update, kl_weight
+from vae_lib.schedule import TrainState, early_stopping_update, kl_weight, last_epoch
+from vae_lib.training import Trainer, binarize
 
 METRIC_KEYS = {"dataset", "model", "prior", "components", "seed", "n_train", "n_valid", "n_test",
                "epochs_trained", "best_epoch", "test_ll", "test_ll_stderr", "test_ll_mc_stderr",
@@ -153,6 +154,36 @@ def test_early_stopping_counts_nothing_during_the_warm_up():
 def test_equal_validation_loss_is_not_an_improvement():
     """Only a strictly lower validation loss counts as better (the paper's code: '<')."""
     assert _scripted([3.0, 3.0, 3.0, 3.0], warmup=0, patience=1) == (3, 1, [1])
+
+
+def test_early_stopping_matches_the_paper_codes_counter_on_random_curves():
+    """The rule as the paper's code writes it (utils/perform_experiment.py: the counter rises after
+    every epoch without a better loss, is reset to 0 at every warm-up epoch, and training stops once
+    it exceeds the patience), run literally beside ours on random validation curves: the same
+    stopping epoch, best epoch and counter at every epoch."""
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        warmup, patience = int(rng.integers(0, 8)), int(rng.integers(1, 6))
+        curve = list(np.round(rng.normal(size=40) - 0.05 * np.arange(40), 1))
+        config = make_config("static_mnist", "standard", "smoke", warmup_epochs=warmup,
+                             patience=patience, epochs=len(curve))
+        ours, best, counter, theirs = TrainState(), math.inf, 0, None
+        for epoch, loss in enumerate(curve, 1):
+            if loss < best:
+                best, counter = loss, 0
+            else:
+                counter += 1
+            if epoch < warmup:
+                counter = 0
+            early_stopping_update(ours, epoch, loss, config)
+            assert ours.wait == counter and ours.best_loss == best
+            if counter > patience:
+                theirs = epoch
+                break
+            assert not ours.stopped_early
+        assert ours.stopped_early == (theirs is not None)
+        if theirs is not None:
+            assert theirs == last_epoch(ours.best_epoch, config)
 
 
 def test_a_running_cells_status_names_the_epoch_at_which_early_stopping_will_end_it(tmp_path):

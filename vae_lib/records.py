@@ -55,7 +55,7 @@ def read_images(run_dir) -> dict | None:
 
 def checkpoint_state(run_dir) -> dict | None:
     """The training state saved with the run's last checkpoint (epoch, step, best_epoch, best_loss,
-    stopped_early, history...; training.TrainState), or None: no checkpoint yet, or unreadable."""
+    stopped_early, history...; schedule.TrainState), or None: no checkpoint yet, or unreadable."""
     import json
     import zipfile
 

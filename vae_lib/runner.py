@@ -35,6 +35,7 @@ from .progress import progress_bar
 from .records import checkpoint_state
 from .registry import MODELS, PRIORS, check_prior_name
 from .rundir import FAILURE, METRICS, NOTEBOOK, copy_record, is_complete, prepare_run_dir, run_dir_name
+from .schedule import last_epoch
 
 REPO = Path(__file__).resolve().parent.parent
 KERNEL_LOG = "kernel.log"  # in the run directory: the kernel's standard error (not in the record)
@@ -245,7 +246,7 @@ def cell_status(cell: Cell) -> str:
     if state["stopped_early"] or epoch >= cap:
         return (f"trained {epoch} epochs (best {best}); test log-likelihood with "
                 f"S={c.eval_samples}")
-    stop_at = min(cap, max(best, c.warmup_epochs - 1) + c.patience + 1)
+    stop_at = min(cap, last_epoch(best, c))
     return (f"epoch {epoch}/{cap}, best validation loss {state['best_loss']:.2f} at epoch {best}; "
             f"ends at epoch {stop_at} unless it improves")
 

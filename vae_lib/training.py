@@ -10,9 +10,8 @@ what an uninterrupted run would have done.
 from __future__ import annotations
 
 import json
-import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import keras
@@ -20,45 +19,15 @@ import numpy as np
 import tensorflow as tf
 
 from .config import OPTIMIZERS, RunConfig
-from .errors import TrainingError
 from .densities import RNG_ALG
-from .errors import check_choice
+from .errors import TrainingError, check_choice
 from .io import atomic_write_csv, atomic_write_npz
 from .progress import progress_bar
+from .schedule import TrainState, early_stopping_update, kl_weight
 from .seeds import stream_key
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_distortion", "train_rate", "kl_weight",
                    "valid_loss", "seconds"]
-
-
-@dataclass
-class TrainState:
-    epoch: int = 0  # epochs completed
-    step: int = 0  # optimizer steps taken
-    best_loss: float = math.inf
-    best_epoch: int = 0
-    wait: int = 0  # epochs since the best validation loss (counted from the end of the warm-up)
-    stopped_early: bool = False
-    train_seconds: float = 0.0
-    history: list = field(default_factory=list)
-
-
-def kl_weight(epoch: int, warmup_epochs: int) -> float:
-    """beta of epoch ``epoch`` (1-based): rises linearly to 1 over ``warmup_epochs``."""
-    return 1.0 if warmup_epochs <= 0 else min(1.0, epoch / warmup_epochs)
-
-
-def early_stopping_update(state: TrainState, epoch: int, valid_loss: float, config: RunConfig) -> bool:
-    """Book-keeping of the paper's early stopping (utils/perform_experiment.py in its code), after
-    epoch ``epoch``: a better validation loss resets the counter; during the KL warm-up the counter
-    stays at 0; training stops once ``patience + 1`` epochs in a row brought no improvement.
-    Returns True when this epoch is the best so far (its weights are then kept)."""
-    if valid_loss < state.best_loss:
-        state.best_loss, state.best_epoch, state.wait = valid_loss, epoch, 0
-        return True
-    state.wait = 0 if epoch < config.warmup_epochs else state.wait + 1
-    state.stopped_early = state.wait > config.patience
-    return False
 
 
 def binarize(grey, seed, step):

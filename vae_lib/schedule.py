@@ -1,0 +1,46 @@
+"""The training schedule in plain Python (no TensorFlow, so that the report's driver can read a
+running cell's checkpoint with it): the KL warm-up's weight, the training state a checkpoint keeps,
+and the paper's early-stopping rule with the epoch at which it ends a run that no longer improves."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .config import RunConfig
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps taken
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    wait: int = 0  # epochs since the best validation loss (counted from the end of the warm-up)
+    stopped_early: bool = False
+    train_seconds: float = 0.0
+    history: list = field(default_factory=list)
+
+
+def kl_weight(epoch: int, warmup_epochs: int) -> float:
+    """beta of epoch ``epoch`` (1-based): rises linearly to 1 over ``warmup_epochs``."""
+    return 1.0 if warmup_epochs <= 0 else min(1.0, epoch / warmup_epochs)
+
+
+def last_epoch(best_epoch: int, config: RunConfig) -> int:
+    """The epoch at which early stopping ends a run whose best validation loss came at
+    ``best_epoch``, unless a later epoch improves on it: epochs are counted from the best one, but
+    not before the warm-up's last (the paper's code resets its counter at every warm-up epoch), and
+    the run stops at the ``patience + 1``-th epoch in a row without improvement."""
+    return max(best_epoch, config.warmup_epochs - 1) + config.patience + 1
+
+
+def early_stopping_update(state: TrainState, epoch: int, valid_loss: float, config: RunConfig) -> bool:
+    """Book-keeping of the paper's early stopping (utils/perform_experiment.py in its code) after
+    epoch ``epoch``: only a strictly lower validation loss is better; see :func:`last_epoch`.
+    Returns True when this epoch is the best so far (its weights are then kept)."""
+    if valid_loss < state.best_loss:
+        state.best_loss, state.best_epoch, state.wait = valid_loss, epoch, 0
+        return True
+    state.wait = max(0, epoch - max(state.best_epoch, config.warmup_epochs - 1))
+    state.stopped_early = epoch >= last_epoch(state.best_epoch, config)
+    return False
