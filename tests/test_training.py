@@ -217,6 +217,22 @@ def test_a_running_cells_status_names_the_epoch_at_which_early_stopping_will_end
                 assert trainer.state.stopped_early and status.startswith(f"trained {stop} epochs")
 
 
+def test_a_checkpoint_whose_folder_is_gone_says_so(tmp_path):
+    """The run directory deleted under a running trainer: the error names the missing folder and
+    the epoch, and does not send the user to free disk space."""
+    from vae_lib.models import build_model
+
+    config = make_config("static_mnist", "standard", "smoke")
+    model = build_model("vae", "standard", 12, "bernoulli", hidden_units=8, seed=0).build_all()
+    trainer = Trainer(model, config, tmp_path / "gone" / "checkpoint.npz", progress=False)
+    trainer.state.epoch = 3
+    with pytest.raises(TrainingError) as raised:
+        trainer.save_checkpoint()
+    message = str(raised.value)
+    assert "after epoch 3" in message and f"{tmp_path / 'gone'} is gone" in message
+    assert "No checkpoint was written before" in message and "space" not in message
+
+
 def test_kl_weight_warmup():
     """beta rises linearly from 1/W at epoch 1 to 1 at epoch W and stays 1; W = 0 means no warm-up."""
     assert [kl_weight(e, 4) for e in range(1, 7)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]

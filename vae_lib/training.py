@@ -9,6 +9,7 @@ what an uninterrupted run would have done.
 """
 from __future__ import annotations
 
+import errno
 import json
 import time
 from dataclasses import asdict
@@ -28,6 +29,15 @@ from .seeds import stream_key
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_distortion", "train_rate", "kl_weight",
                    "valid_loss", "seconds"]
+
+
+def _write_advice(code: int | None, folder: Path) -> str:
+    """What to do about a checkpoint that could not be written, by the error's cause."""
+    if code == errno.ENOENT:
+        return f"its folder {folder} is gone (was the run directory moved or deleted?): put it back"
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"make {folder} writable"
+    return "free some space"
 
 
 def binarize(grey, seed, step):
@@ -190,7 +200,8 @@ class Trainer:
             kept = (f"The last checkpoint written (epoch {self._saved_epoch}) is unchanged"
                     if self._saved_epoch else "No checkpoint was written before")
             raise TrainingError(f"Could not write the checkpoint {self.checkpoint_path} after epoch "
-                                f"{self.state.epoch}: {err.strerror}. {kept}; free some space and "
+                                f"{self.state.epoch}: {err.strerror}. {kept}; "
+                                f"{_write_advice(err.errno, Path(self.checkpoint_path).parent)} and "
                                 f"rerun the same command to resume.") from None
         self._saved_epoch = self.state.epoch
 
