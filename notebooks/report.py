@@ -10,8 +10,9 @@ import numpy as np
 from IPython.display import HTML, Markdown, display
 
 from vae_lib.config import K_SWEEP_SETTINGS, PROFILE_DESCRIPTIONS, PROFILES, default_report_dir, make_config
+from vae_lib.convergence import convergence_table_html, label as conv_label, mean_by_samples, read_convergence
 from vae_lib.datasets import DATASETS
-from vae_lib.plots import image_grid, ll_histogram
+from vae_lib.plots import convergence_curves, image_grid, ll_histogram
 from vae_lib.provenance import hardware_label
 from vae_lib.records import read_images
 from vae_lib.registry import MODELS, PRIORS
@@ -156,6 +157,36 @@ for r in sorted(complete, key=lambda r: (r["dataset"], r["model"], r["prior"], r
 display(HTML("<table><tr><th>dataset</th><th>model</th><th>prior</th><th>variant</th><th>K</th>"
              "<th>seed</th><th>test LL</th><th>s.e. over images</th><th>Monte Carlo s.e.</th>"
              "<th>median ESS</th><th>test ELBO</th></tr>" + "".join(lines) + "</table>"))
+
+# %% [markdown]
+# ### Has the estimate converged at the protocol's S?
+# The estimate is a lower bound in expectation that rises towards log p(x) as S grows, slowly
+# where the ESS is small. `python -m vae_lib.convergence RUN_DIR ...` scores the same 200 random
+# test images of trained runs again with S from 500 to 50000 (each S a separate evaluation) into
+# `is_convergence.json` beside this report. Where the estimate still rises, the protocol's number
+# is below the model's log-likelihood; for comparing priors what matters is whether their paired
+# difference moves with S.
+
+# %%
+conv = read_convergence(report_dir / "is_convergence.json")
+S = settings["eval_samples"]
+if conv:
+    fig = convergence_curves(conv, S, conv_label)
+    fig.suptitle(f"{short_budget}; the dotted line: S={S}", fontsize=8, y=-0.02)
+    save(fig, "is_convergence")
+    display(HTML(convergence_table_html(conv, S)))
+    rises = {}
+    for e in conv:
+        sizes, means = mean_by_samples(e)
+        if S in sizes:
+            rises.setdefault(e["dataset"], []).append(means[-1] - means[sizes.index(S)])
+    display(Markdown("Mean over the same test images; &plusmn; the standard error of the paired "
+                     "difference over those images. From S=" + f"{S} to the largest S the estimate rose by "
+                     + "; ".join((f"{min(r):.2f} to {max(r):.2f}" if len(r) > 1 else f"{r[0]:.2f}") + f" nats on {d}"
+                                 for d, r in sorted(rises.items()))
+                     + " (a single seed per run; machine as above)."))
+else:
+    print("No convergence check in this report (is_convergence.json).")
 
 # %% [markdown]
 # ## The small datasets: how much of the ranking is the initialisation's?

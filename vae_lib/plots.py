@@ -1,4 +1,5 @@
-"""Figures shared by the notebooks: image grids, learning curves, log-likelihood histograms."""
+"""Figures shared by the notebooks: image grids, learning curves, log-likelihood histograms, the
+importance-sampled estimate against the number of samples."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -63,3 +64,23 @@ def ll_histogram(values_by_label: dict, ax=None, title=None, bins=50, lower_perc
     if title:
         ax.set_title(title)
     return ax
+
+
+def convergence_curves(entries, protocol_samples, label, title_suffix=""):
+    """One panel per dataset: the mean importance-sampled log p(x) over the same test images
+    against the number of samples S (log axis), one line per run; the protocol's S dotted."""
+    datasets = sorted({e["dataset"] for e in entries})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.4), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        for e in (e for e in entries if e["dataset"] == dataset):
+            sizes = sorted(int(s) for s in e["by_samples"])
+            ax.plot(sizes, [np.mean(e["by_samples"][str(s)]["log_px"]) for s in sizes], marker="o",
+                    markersize=3, label=label(e))
+        ax.axvline(protocol_samples, color="grey", linestyle=":", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("importance samples S")
+        ax.set_ylabel(f"mean log p(x), {len(e['images'])} test images")
+        ax.set_title(dataset + title_suffix, fontsize=10)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,59 @@
+"""The convergence check of importance sampling (vae_lib.convergence) on trained smoke runs."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from vae_lib.convergence import (convergence_table_html, image_subset, main, mean_by_samples,
+                                 paired_by_samples, read_convergence)
+from vae_lib.errors import ConfigError
+from vae_lib.estimators import ImportanceSampler
+from vae_lib.records import load_run
+
+
+def test_scores_trained_runs_at_several_sample_sizes_and_pairs_them(smoke_grid, tmp_path, capsys):
+    """Two trained static-MNIST runs scored at S = 2, 50, 1000 on 40 test images: the same images
+    for both (so they pair), each S's per-image values equal to the importance sampler's own with
+    the recorded seed, the mean estimate rising with S (the IWAE bound's expectation does), and a
+    second call with the same runs scores nothing again."""
+    runs, _, done, _ = smoke_grid
+    assert done.returncode == 0, done.stderr[-2000:]
+    run_dirs = [runs / "smoke" / f"static_mnist__{p}__K20__seed0" for p in ("standard", "vampprior")]
+    out = tmp_path / "is_convergence.json"
+    argv = [*map(str, run_dirs), "--samples", "2", "50", "1000", "--images", "40", "--out", str(out)]
+    assert main(argv) == 0
+    standard, vampprior = read_convergence(out)
+    assert (standard["prior"], vampprior["prior"]) == ("standard", "vampprior")
+    assert standard["images"] == vampprior["images"] == image_subset(100, 40).tolist()
+
+    run = load_run(run_dirs[1])
+    images = run.dataset.test[np.array(vampprior["images"])]
+    again = ImportanceSampler(run.model, 50).evaluate(images, seed=vampprior["draw_seed"]).log_px
+    np.testing.assert_allclose(vampprior["by_samples"]["50"]["log_px"], again, atol=1e-4)
+
+    for e in (standard, vampprior):
+        sizes, means = mean_by_samples(e)
+        assert sizes == [2, 50, 1000] and means[0] < means[1] < means[2], means
+    paired = paired_by_samples(vampprior, standard)
+    assert [s for s, _, _ in paired] == [2, 50, 1000]
+    assert paired[1][1] == pytest.approx(np.mean(np.subtract(vampprior["by_samples"]["50"]["log_px"],
+                                                             standard["by_samples"]["50"]["log_px"])))
+    assert all(d == 0 and se == 0 for _, d, se in paired_by_samples(standard, standard))
+    table = convergence_table_html([vampprior, standard], 50)  # the report's table, S=50 as protocol
+    rise = mean_by_samples(vampprior)[1][2] - mean_by_samples(vampprior)[1][1]
+    assert "vampprior, seed 0" in table and f"{paired[1][1]:+.2f} &plusmn; {paired[1][2]:.2f}" in table
+    assert f"{paired[2][1]:+.2f}" in table and f"{rise:+.2f}" in table
+
+    before = out.read_text()
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert out.read_text() == before and capsys.readouterr().out.count("already scored") == 2
+    assert json.loads(before)["runs"][0]["provenance"]["git"]
+
+
+def test_a_folder_that_is_not_a_run_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="not a run directory"):
+        main([str(tmp_path), "--out", str(tmp_path / "c.json")])
+    assert not (tmp_path / "c.json").exists()

@@ -1,0 +1,159 @@
+"""Has the importance-sampled log-likelihood converged at the protocol's S?
+
+The estimate logsumexp_s w_s - log S is a lower bound in expectation that rises towards log p(x) as
+S grows; where the encoder is a poor proposal (a median ESS of 2-3 of 5000 on Caltech 101 and Frey
+Faces) it is still rising at S=5000. This scores a fixed random subset of the test images with
+several S, from trained runs (their checkpoints), so that the report can show how far from
+converged each estimate is, and whether a difference between two priors holds at larger S.
+
+    python -m vae_lib.convergence RUN_DIR [RUN_DIR ...] [--samples 500 1000 5000 20000 50000]
+                                  [--images 200] [--out report/paper/is_convergence.json]
+
+The file keeps one entry per run (rerunning skips runs already in it; each run is written as soon
+as it is scored), with the per-image estimates at every S, so differences can be paired.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .io import atomic_write_json, read_json
+from .errors import ConfigError, VaeLibError
+from .rundir import CONFIG, variant_of
+
+SAMPLE_SIZES = (500, 1000, 5000, 20000, 50000)
+NUM_IMAGES = 200
+SEED = 2018  # the draws' seed: independent of the test evaluation's (the run's own seed)
+
+
+def image_subset(num_test: int, num_images: int = NUM_IMAGES) -> np.ndarray:
+    """The same test images for every run of a dataset (sorted indices), so estimates pair up."""
+    pick = np.random.default_rng(0).choice(num_test, min(num_images, num_test), replace=False)
+    return np.sort(pick)
+
+
+def score(model, images, sample_sizes=SAMPLE_SIZES, seed=SEED, progress=None) -> dict:
+    """Per-image log p(x) estimates and median ESS at each S, each S an evaluation of its own (from
+    the same seed, so the draws of a small S may repeat among those of a larger one)."""
+    from .estimators import ImportanceSampler
+
+    out = {}
+    for s in sample_sizes:
+        result = ImportanceSampler(model, s).evaluate(images, seed=seed)
+        out[str(s)] = dict(log_px=[round(float(v), 4) for v in result.log_px],
+                           ess_median=float(np.median(result.ess)))
+        if progress:
+            progress(s, result)
+    return out
+
+
+def entry(run_dir, sample_sizes=SAMPLE_SIZES, num_images=NUM_IMAGES, data_dir=None, progress=None) -> dict:
+    """Score one trained run directory: what the report needs to label and pair it."""
+    from .provenance import provenance
+    from .records import load_run
+
+    run = load_run(run_dir, data_dir)
+    indices = image_subset(len(run.dataset.test), num_images)
+    c = run.config
+    return dict(run=Path(run_dir).name, dataset=c.dataset, model=c.model, prior=c.prior,
+                components=c.components, seed=c.seed, variant=variant_of(c), images=indices.tolist(),
+                draw_seed=SEED, by_samples=score(run.model, run.dataset.test[indices], sample_sizes,
+                                                 progress=progress), provenance=provenance())
+
+
+def read_convergence(path) -> list[dict]:
+    """The entries of an is_convergence.json (none where there is no file)."""
+    path = Path(path)
+    return read_json(path)["runs"] if path.is_file() else []
+
+
+def mean_by_samples(e: dict) -> tuple[list[int], list[float]]:
+    sizes = sorted(int(s) for s in e["by_samples"])
+    return sizes, [float(np.mean(e["by_samples"][str(s)]["log_px"])) for s in sizes]
+
+
+def paired_by_samples(a: dict, b: dict) -> list[tuple[int, float, float]]:
+    """(S, mean of a - b per image, its standard error) at every S both have (same images)."""
+    if a["images"] != b["images"]:
+        return []
+    out = []
+    for s in sorted(set(a["by_samples"]) & set(b["by_samples"]), key=int):
+        d = np.asarray(a["by_samples"][s]["log_px"]) - np.asarray(b["by_samples"][s]["log_px"])
+        out.append((int(s), float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))))
+    return out
+
+
+def label(e: dict) -> str:
+    return (f"{e['prior']}{' (HVAE)' if e['model'] == 'hvae' else ''}"
+            f"{' ' + e['variant'] if e['variant'] else ''}, seed {e['seed']}")
+
+
+def _partner(e: dict, entries, baseline="standard"):
+    """The baseline prior's entry for the same dataset, model, K, seed, variant and images."""
+    for o in entries:
+        if (o["prior"] == baseline and o["images"] == e["images"]
+                and all(o[k] == e[k] for k in ("dataset", "model", "components", "seed", "variant"))):
+            return o
+    return None
+
+
+def convergence_table_html(entries, protocol_samples: int, baseline="standard") -> str:
+    """Per run: the mean estimate at the protocol's S and at the largest S, how much it rose, and
+    (against the baseline prior of the same seed) the paired difference at both."""
+    head = ("<table><tr><th>dataset</th><th>run</th><th>S</th><th>mean log p(x)</th><th>rise</th>"
+            f"<th>&minus; {baseline} (paired)</th></tr>")
+    out = []
+    for e in sorted(entries, key=lambda e: (e["dataset"], e["model"], e["prior"] != baseline, e["prior"], e["seed"])):
+        sizes, means = mean_by_samples(e)
+        if protocol_samples not in sizes:
+            continue
+        top = sizes[-1]
+        partner = _partner(e, entries, baseline) if e["prior"] != baseline else None
+        paired = dict((s, (d, se)) for s, d, se in paired_by_samples(e, partner)) if partner else {}
+        diff = lambda s: (f"{paired[s][0]:+.2f} &plusmn; {paired[s][1]:.2f}" if s in paired else "&ndash;")
+        rise = means[-1] - means[sizes.index(protocol_samples)]
+        out.append(f"<tr><td rowspan='2'>{e['dataset']}</td><td rowspan='2'>{label(e)}</td>"
+                   f"<td>{protocol_samples}</td><td>{means[sizes.index(protocol_samples)]:.2f}</td>"
+                   f"<td rowspan='2'>{rise:+.2f}</td><td>{diff(protocol_samples)}</td></tr>"
+                   f"<tr><td>{top}</td><td>{means[-1]:.2f}</td><td>{diff(top)}</td></tr>")
+    return head + "".join(out) + "</table>"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vae_lib.convergence",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dirs", nargs="+", help="trained run directories (with checkpoint.npz)")
+    parser.add_argument("--samples", type=int, nargs="+", default=list(SAMPLE_SIZES))
+    parser.add_argument("--images", type=int, default=NUM_IMAGES)
+    parser.add_argument("--data-dir")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", default="report/paper/is_convergence.json")
+    args = parser.parse_args(argv)
+    from .experiment import use_threads
+
+    use_threads(args.threads)
+    out = Path(args.out)
+    entries = {e["run"]: e for e in read_convergence(out)}
+    for run_dir in args.run_dirs:
+        name = Path(run_dir).name
+        if not (Path(run_dir) / CONFIG).is_file():
+            raise ConfigError(f"{run_dir} is not a run directory (no {CONFIG}); give trained run "
+                              f"directories (VAE_RUNS_DIR/<profile>/<run>, with their checkpoint).")
+        if name in entries and set(map(str, args.samples)) <= set(entries[name]["by_samples"]):
+            print(f"{name}: already scored")
+            continue
+        report = lambda s, r: print(f"{name}: S={s}: mean {r.log_px.mean():.3f}, median ESS "
+                                    f"{np.median(r.ess):.1f}", flush=True)
+        entries[name] = entry(run_dir, args.samples, args.images, args.data_dir, progress=report)
+        atomic_write_json(out, dict(runs=[entries[k] for k in sorted(entries)]))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        raise SystemExit(main())
+    except VaeLibError as err:
+        raise SystemExit(f"python -m vae_lib.convergence: error: {err}") from None
