@@ -10,7 +10,7 @@ import numpy as np
 from IPython.display import HTML, Markdown, display
 
 from vae_lib.config import K_SWEEP_SETTINGS, PROFILE_DESCRIPTIONS, PROFILES, default_report_dir, make_config
-from vae_lib.convergence import convergence_table_html, label as conv_label, mean_by_samples, read_convergence
+from vae_lib.convergence import convergence_table_html, mean_by_samples, read_convergence, run_label
 from vae_lib.datasets import DATASETS
 from vae_lib.plots import convergence_curves, image_grid, ll_histogram
 from vae_lib.provenance import hardware_label
@@ -170,21 +170,24 @@ display(HTML("<table><tr><th>dataset</th><th>model</th><th>prior</th><th>variant
 # %%
 conv = read_convergence(report_dir / "is_convergence.json")
 S = settings["eval_samples"]
+rises = {}
+for e in conv:
+    sizes, means = mean_by_samples(e)
+    if S in sizes and sizes[-1] > S:
+        rises.setdefault(e["dataset"], []).append(means[-1] - means[sizes.index(S)])
 if conv:
-    fig = convergence_curves(conv, S, conv_label)
+    fig = convergence_curves(conv, S, run_label)
     fig.suptitle(f"{short_budget}; the dotted line: S={S}", fontsize=8, y=-0.02)
     save(fig, "is_convergence")
+if rises:
     display(HTML(convergence_table_html(conv, S)))
-    rises = {}
-    for e in conv:
-        sizes, means = mean_by_samples(e)
-        if S in sizes:
-            rises.setdefault(e["dataset"], []).append(means[-1] - means[sizes.index(S)])
     display(Markdown("Mean over the same test images; &plusmn; the standard error of the paired "
-                     "difference over those images. From S=" + f"{S} to the largest S the estimate rose by "
-                     + "; ".join((f"{min(r):.2f} to {max(r):.2f}" if len(r) > 1 else f"{r[0]:.2f}") + f" nats on {d}"
-                                 for d, r in sorted(rises.items()))
+                     f"difference over those images. From S={S} to the largest S the estimate rose by "
+                     + "; ".join((f"{min(r):.2f} to {max(r):.2f}" if len(r) > 1 else f"{r[0]:.2f}")
+                                 + f" nats on {d}" for d, r in sorted(rises.items()))
                      + " (a single seed per run; machine as above)."))
+elif conv:
+    print(f"is_convergence.json has no run scored at S={S} and above; the figure only.")
 else:
     print("No convergence check in this report (is_convergence.json).")
 

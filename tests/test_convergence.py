@@ -51,9 +51,27 @@ def test_scores_trained_runs_at_several_sample_sizes_and_pairs_them(smoke_grid, 
     assert main(argv) == 0
     assert out.read_text() == before and capsys.readouterr().out.count("already scored") == 2
     assert json.loads(before)["runs"][0]["provenance"]["git"]
+    # the protocol's S as the largest: nothing rose past it, so no row
+    assert "seed 0" not in convergence_table_html([vampprior, standard], 1000)
+
+    # one more S: only it is scored, what was there is kept as it was
+    assert main([str(run_dirs[0]), "--samples", "3", "50", "--images", "40", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "S=3:" in printed and "S=50:" not in printed
+    grown = read_convergence(out)[0]
+    assert sorted(map(int, grown["by_samples"])) == [2, 3, 50, 1000]
+    assert grown["by_samples"]["50"] == standard["by_samples"]["50"]
+    # other images: the run is scored again on them
+    assert main([str(run_dirs[0]), "--samples", "3", "--images", "30", "--out", str(out)]) == 0
+    assert list(read_convergence(out)[0]["by_samples"]) == ["3"] and len(read_convergence(out)[0]["images"]) == 30
 
 
-def test_a_folder_that_is_not_a_run_is_refused(tmp_path):
+def test_a_folder_that_is_not_a_run_is_refused_before_any_scoring(smoke_grid, tmp_path):
+    """A wrong path anywhere in the list stops the command before the first run is scored."""
+    runs = smoke_grid[0]
+    good = runs / "smoke" / "static_mnist__standard__K20__seed0"
     with pytest.raises(ConfigError, match="not a run directory"):
-        main([str(tmp_path), "--out", str(tmp_path / "c.json")])
+        main([str(good), str(tmp_path), "--out", str(tmp_path / "c.json")])
     assert not (tmp_path / "c.json").exists()
+    with pytest.raises(ConfigError, match="at least 2"):
+        main([str(good), "--images", "1", "--out", str(tmp_path / "c.json")])

@@ -150,6 +150,25 @@ def test_kept_notebooks_lose_tf_startup_lines_progress_bars_and_paths_but_keep_w
                                             "I0000 is fine on stdout\n"]
 
 
+def test_a_print_split_by_timing_is_kept_in_one_piece():
+    """The kernel may send a print's final newline apart on a busy machine: back-to-back outputs of
+    one stream are joined (also where only dropped start-up lines stood between them); outputs
+    of different streams, or with other output between them, stay apart."""
+    from vae_lib.nbclean import portable
+
+    stdout = lambda text: {"output_type": "stream", "name": "stdout", "text": text}
+    startup = {"output_type": "stream", "name": "stderr", "text": "I0000 00:00:17.1 1 a.cc:1] x\n"}
+    warning = {"output_type": "stream", "name": "stderr", "text": "a real warning\n"}
+    image = {"output_type": "display_data", "data": {"text/plain": "<Figure>"}}
+    cells = [{"cell_type": "code", "outputs": [stdout("No runs."), stdout(["\n"])]},
+             {"cell_type": "code", "outputs": [stdout("a\n"), startup, stdout("b\n")]},
+             {"cell_type": "code", "outputs": [stdout("a\n"), warning, stdout("b\n"), image, stdout("c\n")]}]
+    out = portable({"metadata": {}, "cells": cells})["cells"]
+    assert out[0]["outputs"] == [stdout("No runs.\n")]
+    assert out[1]["outputs"] == [stdout("a\nb\n")]
+    assert [o.get("text") for o in out[2]["outputs"]] == ["a\n", "a real warning\n", "b\n", None, "c\n"]
+
+
 def _stdout(notebook) -> str:
     return "".join(_text(o.get("text", "")) for c in notebook.cells for o in c.get("outputs", [])
                    if o.get("output_type") == "stream" and o.get("name") == "stdout")

@@ -167,16 +167,16 @@ def test_early_stopping_matches_the_paper_codes_counter_on_random_curves():
         curve = list(np.round(rng.normal(size=40) - 0.05 * np.arange(40), 1))
         config = make_config("static_mnist", "standard", "smoke", warmup_epochs=warmup,
                              patience=patience, epochs=len(curve))
-        ours, best, counter, theirs = TrainState(), math.inf, 0, None
+        ours, best, best_epoch, counter, theirs = TrainState(), math.inf, 0, 0, None
         for epoch, loss in enumerate(curve, 1):
             if loss < best:
-                best, counter = loss, 0
+                best, best_epoch, counter = loss, epoch, 0
             else:
                 counter += 1
             if epoch < warmup:
                 counter = 0
             early_stopping_update(ours, epoch, loss, config)
-            assert ours.wait == counter and ours.best_loss == best
+            assert (ours.wait, ours.best_loss, ours.best_epoch) == (counter, best, best_epoch)
             if counter > patience:
                 theirs = epoch
                 break

@@ -9,8 +9,9 @@ converged each estimate is, and whether a difference between two priors holds at
     python -m vae_lib.convergence RUN_DIR [RUN_DIR ...] [--samples 500 1000 5000 20000 50000]
                                   [--images 200] [--out report/paper/is_convergence.json]
 
-The file keeps one entry per run (rerunning skips runs already in it; each run is written as soon
-as it is scored), with the per-image estimates at every S, so differences can be paired.
+The file keeps one entry per run, with the per-image estimates at every S so that differences can
+be paired; each run is written as soon as it is scored. Rerunning scores only what is missing: new
+runs, and new S of runs already there (on the same images; another --images rescores the run).
 """
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import atomic_write_json, read_json
 from .errors import ConfigError, VaeLibError
+from .io import atomic_write_json, read_json
 from .rundir import CONFIG, variant_of
 
 SAMPLE_SIZES = (500, 1000, 5000, 20000, 50000)
@@ -35,9 +36,10 @@ def image_subset(num_test: int, num_images: int = NUM_IMAGES) -> np.ndarray:
     return np.sort(pick)
 
 
-def score(model, images, sample_sizes=SAMPLE_SIZES, seed=SEED, progress=None) -> dict:
-    """Per-image log p(x) estimates and median ESS at each S, each S an evaluation of its own (from
-    the same seed, so the draws of a small S may repeat among those of a larger one)."""
+def score_at_sample_sizes(model, images, sample_sizes=SAMPLE_SIZES, seed=SEED, progress=None) -> dict:
+    """Per-image log p(x) estimates and median ESS at each S. Each S is an evaluation of its own
+    from the same seed; a pass's draws depend on S (its seed counter and shape do), so the
+    estimates at two S are neither independent nor nested."""
     from .estimators import ImportanceSampler
 
     out = {}
@@ -50,18 +52,28 @@ def score(model, images, sample_sizes=SAMPLE_SIZES, seed=SEED, progress=None) ->
     return out
 
 
-def entry(run_dir, sample_sizes=SAMPLE_SIZES, num_images=NUM_IMAGES, data_dir=None, progress=None) -> dict:
-    """Score one trained run directory: what the report needs to label and pair it."""
+def score_run(run_dir, sample_sizes=SAMPLE_SIZES, num_images=NUM_IMAGES, data_dir=None, progress=None,
+              known: dict | None = None) -> dict:
+    """Score one trained run directory: what the report needs to label and pair it. ``known``: the
+    run's entry so far, whose sample sizes are kept (only the missing ones are scored) where it
+    was scored on the same images with the same seed."""
     from .provenance import provenance
     from .records import load_run
 
     run = load_run(run_dir, data_dir)
     indices = image_subset(len(run.dataset.test), num_images)
+    by_samples = {}
+    if known and known["images"] == indices.tolist() and known["draw_seed"] == SEED:
+        by_samples = dict(known["by_samples"])
+    missing = [s for s in sample_sizes if str(s) not in by_samples]
+    if by_samples and not missing:
+        return known
+    by_samples.update(score_at_sample_sizes(run.model, run.dataset.test[indices], missing, progress=progress))
     c = run.config
     return dict(run=Path(run_dir).name, dataset=c.dataset, model=c.model, prior=c.prior,
                 components=c.components, seed=c.seed, variant=variant_of(c), images=indices.tolist(),
-                draw_seed=SEED, by_samples=score(run.model, run.dataset.test[indices], sample_sizes,
-                                                 progress=progress), provenance=provenance())
+                draw_seed=SEED, by_samples=by_samples,
+                provenance=provenance())
 
 
 def read_convergence(path) -> list[dict]:
@@ -86,7 +98,7 @@ def paired_by_samples(a: dict, b: dict) -> list[tuple[int, float, float]]:
     return out
 
 
-def label(e: dict) -> str:
+def run_label(e: dict) -> str:
     return (f"{e['prior']}{' (HVAE)' if e['model'] == 'hvae' else ''}"
             f"{' ' + e['variant'] if e['variant'] else ''}, seed {e['seed']}")
 
@@ -101,21 +113,22 @@ def _partner(e: dict, entries, baseline="standard"):
 
 
 def convergence_table_html(entries, protocol_samples: int, baseline="standard") -> str:
-    """Per run: the mean estimate at the protocol's S and at the largest S, how much it rose, and
-    (against the baseline prior of the same seed) the paired difference at both."""
+    """Per run scored at the protocol's S and above: the mean estimate at that S and at the largest,
+    how much it rose, and (against the baseline prior of the same seed) the paired difference at
+    both."""
     head = ("<table><tr><th>dataset</th><th>run</th><th>S</th><th>mean log p(x)</th><th>rise</th>"
             f"<th>&minus; {baseline} (paired)</th></tr>")
     out = []
     for e in sorted(entries, key=lambda e: (e["dataset"], e["model"], e["prior"] != baseline, e["prior"], e["seed"])):
         sizes, means = mean_by_samples(e)
-        if protocol_samples not in sizes:
+        if protocol_samples not in sizes or sizes[-1] <= protocol_samples:
             continue
         top = sizes[-1]
         partner = _partner(e, entries, baseline) if e["prior"] != baseline else None
         paired = dict((s, (d, se)) for s, d, se in paired_by_samples(e, partner)) if partner else {}
         diff = lambda s: (f"{paired[s][0]:+.2f} &plusmn; {paired[s][1]:.2f}" if s in paired else "&ndash;")
         rise = means[-1] - means[sizes.index(protocol_samples)]
-        out.append(f"<tr><td rowspan='2'>{e['dataset']}</td><td rowspan='2'>{label(e)}</td>"
+        out.append(f"<tr><td rowspan='2'>{e['dataset']}</td><td rowspan='2'>{run_label(e)}</td>"
                    f"<td>{protocol_samples}</td><td>{means[sizes.index(protocol_samples)]:.2f}</td>"
                    f"<td rowspan='2'>{rise:+.2f}</td><td>{diff(protocol_samples)}</td></tr>"
                    f"<tr><td>{top}</td><td>{means[-1]:.2f}</td><td>{diff(top)}</td></tr>")
@@ -132,22 +145,26 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default="report/paper/is_convergence.json")
     args = parser.parse_args(argv)
+    if args.images < 2 or min(args.samples) < 1:
+        raise ConfigError("--images must be at least 2 (for a standard error) and every --samples positive.")
+    for run_dir in args.run_dirs:  # all checked before hours of scoring
+        if not (Path(run_dir) / CONFIG).is_file():
+            raise ConfigError(f"{run_dir} is not a run directory (no {CONFIG}); give trained run "
+                              f"directories (VAE_RUNS_DIR/<profile>/<run>, with their checkpoint).")
     from .experiment import use_threads
 
     use_threads(args.threads)
     out = Path(args.out)
     entries = {e["run"]: e for e in read_convergence(out)}
     for run_dir in args.run_dirs:
-        name = Path(run_dir).name
-        if not (Path(run_dir) / CONFIG).is_file():
-            raise ConfigError(f"{run_dir} is not a run directory (no {CONFIG}); give trained run "
-                              f"directories (VAE_RUNS_DIR/<profile>/<run>, with their checkpoint).")
-        if name in entries and set(map(str, args.samples)) <= set(entries[name]["by_samples"]):
-            print(f"{name}: already scored")
-            continue
+        name, known = Path(run_dir).name, entries.get(Path(run_dir).name)
         report = lambda s, r: print(f"{name}: S={s}: mean {r.log_px.mean():.3f}, median ESS "
                                     f"{np.median(r.ess):.1f}", flush=True)
-        entries[name] = entry(run_dir, args.samples, args.images, args.data_dir, progress=report)
+        scored = score_run(run_dir, args.samples, args.images, args.data_dir, report, known)
+        if scored is known:
+            print(f"{name}: already scored")
+            continue
+        entries[name] = scored
         atomic_write_json(out, dict(runs=[entries[k] for k in sorted(entries)]))
     return 0
 

@@ -1,6 +1,7 @@
 """Executed notebooks made portable before they are kept: no paths of this machine, no progress-bar
 redraws, and none of the lines TensorFlow's C++ runtime prints while it starts (they carry
-timestamps and process ids, and some come before any log-level setting applies)."""
+timestamps and process ids, and some come before any log-level setting applies), and no stream
+split by timing."""
 from __future__ import annotations
 
 import re
@@ -38,14 +39,32 @@ def strip_tf_startup_lines(notebook: dict) -> dict:
     return notebook
 
 
+def merge_streams(notebook: dict) -> dict:
+    """Join back-to-back stream outputs of the same name in a cell, as notebook front-ends show
+    them: how the kernel split a print into messages depends on timing (a busy machine sends its
+    final newline apart), and the kept notebook and report must not."""
+    for cell in notebook.get("cells", []):
+        merged = []
+        for output in cell.get("outputs", []):
+            last = merged[-1] if merged else None
+            if (output.get("output_type") == "stream" and last is not None
+                    and last.get("output_type") == "stream" and last.get("name") == output.get("name")):
+                last["text"] = _text(last["text"]) + _text(output["text"])
+                continue
+            merged.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = merged
+    return notebook
+
+
 INJECTED_CELL_ID = "injected-parameters"
 
 
 def portable(notebook: dict) -> dict:
     """Papermill's note of where it read and wrote the notebook, made relative (the repository's
     ``notebooks/`` and the notebook's own name), the cell papermill injects named by its tag
-    instead of a random id (so the same records render the same report, byte for byte), and the
-    start-up lines dropped."""
+    instead of a random id (so the same records render the same report, byte for byte), the
+    start-up lines dropped and what is left of each stream in one piece."""
     papermill = notebook.get("metadata", {}).get("papermill", {})
     if papermill.get("input_path"):
         papermill["input_path"] = f"notebooks/{Path(papermill['input_path']).name}"
@@ -54,7 +73,7 @@ def portable(notebook: dict) -> dict:
     for cell in notebook.get("cells", []):
         if INJECTED_CELL_ID in cell.get("metadata", {}).get("tags", []) and "id" in cell:
             cell["id"] = INJECTED_CELL_ID
-    return strip_tf_startup_lines(notebook)
+    return merge_streams(strip_tf_startup_lines(notebook))
 
 
 def main(paths) -> None:

@@ -66,21 +66,23 @@ def ll_histogram(values_by_label: dict, ax=None, title=None, bins=50, lower_perc
     return ax
 
 
-def convergence_curves(entries, protocol_samples, label, title_suffix=""):
+def convergence_curves(entries, protocol_samples, label):
     """One panel per dataset: the mean importance-sampled log p(x) over the same test images
     against the number of samples S (log axis), one line per run; the protocol's S dotted."""
+    from .convergence import mean_by_samples
+
     datasets = sorted({e["dataset"] for e in entries})
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.4), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
-        for e in (e for e in entries if e["dataset"] == dataset):
-            sizes = sorted(int(s) for s in e["by_samples"])
-            ax.plot(sizes, [np.mean(e["by_samples"][str(s)]["log_px"]) for s in sizes], marker="o",
-                    markersize=3, label=label(e))
+        runs = [e for e in entries if e["dataset"] == dataset]
+        for e in runs:
+            ax.plot(*mean_by_samples(e), marker="o", markersize=3, label=label(e))
         ax.axvline(protocol_samples, color="grey", linestyle=":", linewidth=1)
         ax.set_xscale("log")
         ax.set_xlabel("importance samples S")
-        ax.set_ylabel(f"mean log p(x), {len(e['images'])} test images")
-        ax.set_title(dataset + title_suffix, fontsize=10)
+        counts = sorted({len(e["images"]) for e in runs})
+        ax.set_ylabel(f"mean log p(x), {'/'.join(map(str, counts))} test images")
+        ax.set_title(dataset, fontsize=10)
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -15,7 +15,7 @@ class TrainState:
     step: int = 0  # optimizer steps taken
     best_loss: float = math.inf
     best_epoch: int = 0
-    wait: int = 0  # epochs since the best validation loss (counted from the end of the warm-up)
+    wait: int = 0  # epochs without a better validation loss, counted from max(best, warm-up - 1)
     stopped_early: bool = False
     train_seconds: float = 0.0
     history: list = field(default_factory=list)
@@ -29,8 +29,8 @@ def kl_weight(epoch: int, warmup_epochs: int) -> float:
 def last_epoch(best_epoch: int, config: RunConfig) -> int:
     """The epoch at which early stopping ends a run whose best validation loss came at
     ``best_epoch``, unless a later epoch improves on it: epochs are counted from the best one, but
-    not before the warm-up's last (the paper's code resets its counter at every warm-up epoch), and
-    the run stops at the ``patience + 1``-th epoch in a row without improvement."""
+    not before epoch ``warmup_epochs - 1`` (the paper's code resets its counter after every epoch
+    before ``warmup_epochs``), and the run stops at the ``patience + 1``-th of them."""
     return max(best_epoch, config.warmup_epochs - 1) + config.patience + 1
 
 

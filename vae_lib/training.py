@@ -1,5 +1,6 @@
-"""Training: Adam on the negative ELBO with KL warm-up, early stopping on the validation loss with
-restore of the best weights, and checkpoints from which an interrupted run resumes exactly.
+"""Training: Adam on the negative ELBO, weighed by the KL warm-up and stopped early on the
+validation loss (both rules in :mod:`vae_lib.schedule`), restore of the best weights, and
+checkpoints from which an interrupted run resumes exactly.
 
 Randomness is a function of (seed, epoch, step) only: the batch order of epoch e comes from
 ``default_rng([seed, e])``, the noise of step t from the "train" stream at counter t (and, for a
@@ -37,7 +38,9 @@ def _write_advice(code: int | None, folder: Path) -> str:
         return f"its folder {folder} is gone (was the run directory moved or deleted?): put it back"
     if code in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"make {folder} writable"
-    return "free some space"
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return "free some space"
+    return "fix the cause above"
 
 
 def binarize(grey, seed, step):
