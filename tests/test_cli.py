@@ -79,6 +79,23 @@ def test_train_smoke_run(complete_run):
     assert set(RECORD_FILES) - {"experiment.ipynb"} | {CHECKPOINT} <= set(os.listdir(run_dir))
 
 
+@pytest.mark.slow
+def test_train_without_out_uses_the_run_directory_the_report_would(data_dir, tmp_path):
+    """No --out: the run goes to $VAE_RUNS_DIR/<profile>/<name>, the directory in which
+    `vampprior report` trains the same settings (so it would reuse the run), and says so."""
+    from vae_lib.runner import plan
+
+    env = dict(_env(data_dir), VAE_RUNS_DIR=str(tmp_path / "runs"))
+    result = subprocess.run([sys.executable, "-m", "vae_lib", "train", "--dataset", "static_mnist",
+                             "--prior", "standard", "--profile", "smoke", "--quiet"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    cell, = [c for c in plan("smoke", tmp_path / "runs", tmp_path / "report", datasets=["static_mnist"],
+                             priors=["standard"]) if c.purpose == "grid"]
+    assert (cell.run_dir / "metrics.json").is_file()
+    assert f"Run directory: {cell.run_dir}" in result.stderr
+
+
 BAD_ARGS = {
     "unknown dataset": (["--dataset", "mnist", "--prior", "vampprior", "--profile", "smoke"],
                         ["Unknown dataset 'mnist'"]),

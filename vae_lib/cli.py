@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .errors import VaeLibError
 
@@ -49,7 +50,9 @@ def _train_parser(sub):
                                    "Settings default to the chosen --profile; flags override them.")
     p.add_argument("--dataset", required=True, help=f"one of: {', '.join(DATASETS)}")
     p.add_argument("--prior", required=True, help=f"one of: {', '.join(PRIORS)}")
-    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (resumed if it exists)")
+    p.add_argument("--out", metavar="RUN_DIR",
+                   help="run directory, resumed if it exists (default: $VAE_RUNS_DIR, else runs, "
+                        "then <profile>/<name of the settings>: where `vampprior report` trains them)")
     p.add_argument("--profile", default="paper",
                    help="; ".join(f"{k}: {v}" for k, v in PROFILE_DESCRIPTIONS.items()) + " (default: paper)")
     for flag, kwargs in _SETTING_FLAGS:
@@ -69,28 +72,31 @@ def _train_parser(sub):
 
 
 def _train(args) -> int:
-    from .config import make_config
-    from .rundir import is_complete
+    from .config import default_runs_dir, make_config
+    from .rundir import is_complete, run_dir_name
 
     settings = {flag[2:].replace("-", "_"): None for flag, _ in _SETTING_FLAGS}
     settings.update(trainable_pseudo_inputs=None, jit_compile=None)
     config = make_config(args.dataset, args.prior, args.profile,
                          **{key: getattr(args, key) for key in settings})
+    out = args.out or str(Path(default_runs_dir()) / config.profile / run_dir_name(config))
+    if not args.out:
+        print(f"Run directory: {out}", file=sys.stderr)
     import_tensorflow_quietly()  # once the settings are valid: a wrong flag fails at once
     from .experiment import run_experiment
 
-    was_complete = is_complete(args.out)  # said after run_experiment has checked the settings
-    metrics = run_experiment(config, args.out, data_dir=args.data_dir, progress=not args.quiet,
+    was_complete = is_complete(out)  # said after run_experiment has checked the settings
+    metrics = run_experiment(config, out, data_dir=args.data_dir, progress=not args.quiet,
                              checkpoint_every_seconds=args.checkpoint_every)
     if was_complete:
-        print(f"{args.out} was already complete; nothing was recomputed. Its results:", file=sys.stderr)
+        print(f"{out} was already complete; nothing was recomputed. Its results:", file=sys.stderr)
     summary = {k: metrics[k] for k in ("dataset", "model", "prior", "components", "epochs_trained",
                                        "best_epoch", "test_ll", "test_ll_stderr", "test_ll_mc_stderr",
                                        "test_elbo", "eval_samples", "train_seconds", "eval_seconds")}
     if "test_bits_per_dim" in metrics:
         summary["test_bits_per_dim"] = metrics["test_bits_per_dim"]
     print(json.dumps(summary, indent=2))
-    print(f"Wrote {args.out}/metrics.json", file=sys.stderr)
+    print(f"Wrote {out}/metrics.json", file=sys.stderr)
     return 0
 
 
