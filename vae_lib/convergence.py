@@ -103,7 +103,7 @@ def run_label(e: dict) -> str:
             f"{' ' + e['variant'] if e['variant'] else ''}, seed {e['seed']}")
 
 
-def _partner(e: dict, entries, baseline="standard"):
+def baseline_entry(e: dict, entries, baseline="standard"):
     """The baseline prior's entry for the same dataset, model, K, seed, variant and images."""
     for o in entries:
         if (o["prior"] == baseline and o["images"] == e["images"]
@@ -124,7 +124,7 @@ def convergence_table_html(entries, protocol_samples: int, baseline="standard") 
         if protocol_samples not in sizes or sizes[-1] <= protocol_samples:
             continue
         top = sizes[-1]
-        partner = _partner(e, entries, baseline) if e["prior"] != baseline else None
+        partner = baseline_entry(e, entries, baseline) if e["prior"] != baseline else None
         paired = dict((s, (d, se)) for s, d, se in paired_by_samples(e, partner)) if partner else {}
         diff = lambda s: (f"{paired[s][0]:+.2f} &plusmn; {paired[s][1]:.2f}" if s in paired else "&ndash;")
         rise = means[-1] - means[sizes.index(protocol_samples)]
