@@ -10,8 +10,7 @@ import numpy as np
 from IPython.display import HTML, Markdown, display
 
 from vae_lib.config import K_SWEEP_SETTINGS, PROFILE_DESCRIPTIONS, PROFILES, default_report_dir, make_config
-from vae_lib.convergence import (baseline_entry, convergence_table_html, mean_by_samples, paired_by_samples,
-                                 read_convergence, run_label)
+from vae_lib.convergence import convergence_table_html, past_protocol, read_convergence, run_label
 from vae_lib.datasets import DATASETS
 from vae_lib.plots import convergence_curves, image_grid, ll_histogram
 from vae_lib.provenance import hardware_label
@@ -171,11 +170,10 @@ display(HTML("<table><tr><th>dataset</th><th>model</th><th>prior</th><th>variant
 # %%
 conv = read_convergence(report_dir / "is_convergence.json")
 S = settings["eval_samples"]
+past_s = past_protocol(conv, S)  # the runs scored at S and beyond
 rises = {}
-for e in conv:
-    sizes, means = mean_by_samples(e)
-    if S in sizes and sizes[-1] > S:
-        rises.setdefault(e["dataset"], []).append(means[-1] - means[sizes.index(S)])
+for r in past_s:
+    rises.setdefault(r.entry["dataset"], []).append(r.rise)
 if conv:
     fig = convergence_curves(conv, S, run_label)
     fig.suptitle(f"{short_budget}; the dotted line: S={S}", fontsize=8, y=-0.02)
@@ -373,12 +371,9 @@ if reference_lines:
     found.append(f"- Against {REFERENCE_SOURCE}: ours beats {beaten} of "
                  f"{len(reference_lines)} numbers: " + "; ".join(reference_lines) + ".")
 if rises:  # the convergence check: how far the estimates and the paired differences move past S
-    shifts = []  # (how far a paired difference to the standard prior moved, its s.e. at S)
-    for e in conv:
-        base = baseline_entry(e, conv) if e["prior"] != "standard" else None
-        paired = {s: (d, se) for s, d, se in paired_by_samples(e, base)} if base else {}
-        if S in paired and max(paired) > S:
-            shifts.append((abs(paired[max(paired)][0] - paired[S][0]), paired[S][1]))
+    # (how far a paired difference to the standard prior moved, its s.e. at S)
+    shifts = [(abs(r.paired_at_top[0] - r.paired_at_s[0]), r.paired_at_s[1]) for r in past_s
+              if r.paired_at_s and r.paired_at_top]
     moved = ""
     if shifts and all(m < se for m, se in shifts):
         moved = (f"; the paired differences to the standard prior moved by at most "

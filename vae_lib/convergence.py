@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -112,26 +113,52 @@ def baseline_entry(e: dict, entries, baseline="standard"):
     return None
 
 
+@dataclass
+class PastProtocol:
+    """A run scored at the protocol's S and beyond: its mean estimate at S and at the largest S,
+    and (where its baseline prior's run of the same seed was scored too) the paired difference to
+    it, (mean, s.e.), at both."""
+
+    entry: dict
+    top: int  # the largest S
+    mean_at_s: float
+    mean_at_top: float
+    paired_at_s: tuple[float, float] | None
+    paired_at_top: tuple[float, float] | None
+
+    @property
+    def rise(self) -> float:
+        return self.mean_at_top - self.mean_at_s
+
+
+def past_protocol(entries, protocol_samples: int, baseline="standard") -> list[PastProtocol]:
+    """Every run scored at the protocol's S and above, in the report's order (by dataset and
+    model, the baseline prior first)."""
+    out = []
+    for e in sorted(entries, key=lambda e: (e["dataset"], e["model"], e["prior"] != baseline, e["prior"], e["seed"])):
+        sizes, means = mean_by_samples(e)
+        if protocol_samples not in sizes or sizes[-1] <= protocol_samples:
+            continue
+        partner = baseline_entry(e, entries, baseline) if e["prior"] != baseline else None
+        paired = {s: (d, se) for s, d, se in paired_by_samples(e, partner)} if partner else {}
+        out.append(PastProtocol(e, sizes[-1], means[sizes.index(protocol_samples)], means[-1],
+                                paired.get(protocol_samples), paired.get(sizes[-1])))
+    return out
+
+
 def convergence_table_html(entries, protocol_samples: int, baseline="standard") -> str:
     """Per run scored at the protocol's S and above: the mean estimate at that S and at the largest,
     how much it rose, and (against the baseline prior of the same seed) the paired difference at
     both."""
     head = ("<table><tr><th>dataset</th><th>run</th><th>S</th><th>mean log p(x)</th><th>rise</th>"
             f"<th>&minus; {baseline} (paired)</th></tr>")
+    diff = lambda p: "&ndash;" if p is None else f"{p[0]:+.2f} &plusmn; {p[1]:.2f}"
     out = []
-    for e in sorted(entries, key=lambda e: (e["dataset"], e["model"], e["prior"] != baseline, e["prior"], e["seed"])):
-        sizes, means = mean_by_samples(e)
-        if protocol_samples not in sizes or sizes[-1] <= protocol_samples:
-            continue
-        top = sizes[-1]
-        partner = baseline_entry(e, entries, baseline) if e["prior"] != baseline else None
-        paired = dict((s, (d, se)) for s, d, se in paired_by_samples(e, partner)) if partner else {}
-        diff = lambda s: (f"{paired[s][0]:+.2f} &plusmn; {paired[s][1]:.2f}" if s in paired else "&ndash;")
-        rise = means[-1] - means[sizes.index(protocol_samples)]
-        out.append(f"<tr><td rowspan='2'>{e['dataset']}</td><td rowspan='2'>{run_label(e)}</td>"
-                   f"<td>{protocol_samples}</td><td>{means[sizes.index(protocol_samples)]:.2f}</td>"
-                   f"<td rowspan='2'>{rise:+.2f}</td><td>{diff(protocol_samples)}</td></tr>"
-                   f"<tr><td>{top}</td><td>{means[-1]:.2f}</td><td>{diff(top)}</td></tr>")
+    for r in past_protocol(entries, protocol_samples, baseline):
+        out.append(f"<tr><td rowspan='2'>{r.entry['dataset']}</td><td rowspan='2'>{run_label(r.entry)}</td>"
+                   f"<td>{protocol_samples}</td><td>{r.mean_at_s:.2f}</td>"
+                   f"<td rowspan='2'>{r.rise:+.2f}</td><td>{diff(r.paired_at_s)}</td></tr>"
+                   f"<tr><td>{r.top}</td><td>{r.mean_at_top:.2f}</td><td>{diff(r.paired_at_top)}</td></tr>")
     return head + "".join(out) + "</table>"
 
 
