@@ -165,15 +165,31 @@ def test_hvae_against_the_vae_is_paired_by_image_and_seed(records):
     assert "+1.50 &plusmn; 0.00" in table and "HVAE &minus; VAE" in table
 
 
-def test_a_difference_counts_only_beyond_two_of_its_errors():
+def test_a_difference_counts_where_its_95_percent_interval_excludes_zero():
+    from scipy import stats
     from vae_lib.results import PairedDifference, verdict
 
-    def d(mean, err):
-        return PairedDifference({0: (mean, err)}, mean, err, "paired s.e.")
+    def one_seed(mean, se):
+        return PairedDifference({0: (mean, se)}, mean, se, "paired s.e.")
 
-    assert verdict(d(2.1, 1.0), "the HVAE") == "the HVAE is better"
-    assert verdict(d(-2.1, 1.0), "mog") == "mog is worse"
-    assert verdict(d(2.0, 1.0), "mog") == verdict(d(-1.9, 1.0), "mog") == "no clear difference (within two errors)"
+    assert verdict(one_seed(1.97, 1.0), "the HVAE") == "the HVAE is better"
+    assert verdict(one_seed(-1.97, 1.0), "mog") == "mog is worse"
+    assert verdict(one_seed(1.95, 1.0), "mog") == verdict(one_seed(-1.95, 1.0), "mog") == \
+        "no clear difference (its 95% interval contains 0)"
+
+    # several seeds: the same call as a one-sample t test of the per-seed means at 5%
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(2, 6))
+        means = rng.normal(rng.normal(0, 1.5), 1.0, n)
+        d = PairedDifference({s: (m, 0.1) for s, m in enumerate(means)}, float(means.mean()),
+                             float(means.std(ddof=1)), "std over seeds")
+        p = stats.ttest_1samp(means, 0.0).pvalue
+        if abs(p - 0.05) < 1e-6:
+            continue
+        expected = ("x is better" if means.mean() > 0 else "x is worse") if p < 0.05 else \
+            "no clear difference (its 95% interval contains 0)"
+        assert verdict(d, "x") == expected
 
 
 def test_results_csv_has_one_row_per_record(records, tmp_path):

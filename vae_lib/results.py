@@ -126,14 +126,27 @@ class PairedDifference:
     err_kind: str
 
 
+def interval_halfwidth(difference: PairedDifference) -> float:
+    """Half-width of the two-sided 95% interval of a paired difference's mean: over n >= 2 seeds
+    the t interval t(0.975, n - 1) x std / sqrt(n) (with 3 seeds 2.48 std); for one seed 1.96
+    paired standard errors over the test images (seed-to-seed variation is then unmeasured)."""
+    from scipy import stats  # here, not at import: the report's other helpers do not need it
+
+    n = len(difference.per_seed)
+    if n == 1:
+        return float(stats.norm.ppf(0.975)) * difference.err
+    return float(stats.t.ppf(0.975, n - 1)) * difference.err / math.sqrt(n)
+
+
 def verdict(difference: PairedDifference, subject: str) -> str:
-    """What a paired difference says of ``subject``: better or worse where it is more than two of
-    its errors from zero, else no clear difference."""
-    if difference.mean > 2 * difference.err:
+    """What a paired difference says of ``subject``: better or worse where its 95% interval
+    excludes zero, else no clear difference."""
+    half = interval_halfwidth(difference)
+    if difference.mean > half:
         return f"{subject} is better"
-    if difference.mean < -2 * difference.err:
+    if difference.mean < -half:
         return f"{subject} is worse"
-    return "no clear difference (within two errors)"
+    return "no clear difference (its 95% interval contains 0)"
 
 
 def paired_difference(rows, baseline_rows) -> PairedDifference | None:
