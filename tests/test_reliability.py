@@ -1,5 +1,6 @@
 """Faults with real processes and real files: a training run killed with SIGKILL resumes to the
-same numbers, a second process on the same run directory is refused, and a grid with a broken
+same numbers, a second process on the same run directory is refused, a grid leaves a cell that
+another process is running to it, and a grid with a broken
 dataset records its failures, reports them, and finishes only those cells when rerun; a full disk (a real small tmpfs) is refused up front,
 and a disk that fills up during training keeps the last checkpoint. (Means and spreads over seeds
 are tested on synthetic records in test_results.py.)"""
@@ -20,6 +21,8 @@ import pytest
 
 from helpers import can_mount_tmpfs, env_with_data, history_without_timings
 from vae_lib.records import checkpoint_epoch, read_test_ll
+from vae_lib.rundir import prepare_run_dir
+from vae_lib.runner import plan
 
 pytestmark = pytest.mark.slow
 
@@ -84,6 +87,45 @@ def test_same_config_and_seed_give_identical_metrics(tmp_path, data_dir):
                               capture_output=True, text=True)
         assert done.returncode == 0, done.stderr[-2000:]
     assert np.array_equal(read_test_ll(tmp_path / "a")[0], read_test_ll(tmp_path / "b")[0])
+
+
+def test_a_cell_running_in_another_process_is_left_to_it(tmp_path, data_dir):
+    """The main job started twice: a cell whose run directory another process holds (its lock) is
+    reported busy and left alone: no failure, no record, nothing written there; the other cells
+    run. Once that process is gone, the same command runs it."""
+    runs, report = tmp_path / "runs", tmp_path / "report"
+    command = [sys.executable, "-m", "vae_lib", "report", "--profile", "smoke", "--datasets",
+               "caltech101_silhouettes", "frey_faces", "--priors", "standard", "--no-k-sweep",
+               "--runs-dir", str(runs), "--report-dir", str(report)]
+    # the run directory as a process that has started the cell holds it: prepared, and locked
+    cell, = plan("smoke", runs, report, datasets=["frey_faces"], priors=["standard"], k_sweep=False)
+    held = cell.run_dir
+    held.mkdir(parents=True)
+    prepare_run_dir(held, cell.config)
+    config = (held / "config.json").read_bytes()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(900)",
+         str(held / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        first = subprocess.run(command, env=env_with_data(data_dir), capture_output=True, text=True,
+                               timeout=900)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.stderr.count("busy in") == 1 and first.stderr.count("done in") == 1
+    assert f"another process is running in {held}" in first.stderr
+    assert sorted(p.name for p in held.iterdir()) == [".lock", "config.json"], "nothing written there"
+    assert (held / "config.json").read_bytes() == config
+    assert not (report / "smoke" / "runs" / held.name).exists(), "no record of the busy cell"
+
+    second = subprocess.run(command, env=env_with_data(data_dir), capture_output=True, text=True,
+                            timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.stderr.count("skipped in") == 1 and second.stderr.count("done in") == 1
+    assert (report / "smoke" / "runs" / held.name / "metrics.json").is_file()
 
 
 def test_grid_with_a_broken_dataset_reports_failures_and_reruns_only_them(tmp_path, data_dir,

@@ -42,7 +42,9 @@ TRANSIENT = ("Address already in use", "Another process is running in")
 
 def run_cell_task(cell, notebook, data_dir, rerun, checkpoint_every=30.0, patience_seconds=60.0):
     """What a worker runs for one cell: ``run_cell`` with TensorFlow held to the worker's threads.
-    Transient failures (:data:`TRANSIENT`) are tried again for up to ``patience_seconds``; any
+    Transient failures (:data:`TRANSIENT`) and a cell found busy (its run directory locked: the
+    kernel of a worker that just died letting go, or another job running it) are tried again for up
+    to ``patience_seconds`` (then a busy cell is left to the other process, reported 'busy'); any
     other failure raises CellFailed, so that Dask's retries apply."""
     from .io import read_json
     from .rundir import FAILURE
@@ -53,6 +55,11 @@ def run_cell_task(cell, notebook, data_dir, rerun, checkpoint_every=30.0, patien
     while True:
         status = run_cell(cell, notebook, data_dir, rerun, threads=threads,
                           checkpoint_every=checkpoint_every)
+        if status == "busy":  # a dead worker's kernel letting go, or another job's process
+            if time.monotonic() > give_up:
+                return status
+            time.sleep(2.0)
+            continue
         if status != "failed":
             return status
         message = read_json(cell.run_dir / FAILURE).get("message", "")
@@ -150,7 +157,7 @@ def run_cells(cells, notebook, data_dir=None, rerun=False, workers=2, scheduler=
             except Exception as err:  # CellFailed after its retries, or KilledWorker
                 status = "failed"
                 _note_failure(cell, err)
-            counts[status] += 1
+            counts[status] = counts.get(status, 0) + 1
             running = sum(f.status == "pending" for f in futures)
             log(f"[{i}/{len(cells)}] {cell.label}: {status} "
                 f"({counts['done'] + counts['skipped']} done, {running} waiting or running, "

@@ -129,6 +129,20 @@ def run_lock(run_dir: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def is_locked(run_dir: Path) -> bool:
+    """Whether another process holds ``run_dir``'s lock now (a probe: takes and drops it)."""
+    lock = Path(run_dir) / ".lock"
+    if not lock.is_file():
+        return False
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
 def copy_record(run_dir: Path, record_dir: Path) -> None:
     """Copy the record of the run in ``run_dir`` (everything but the checkpoint) to ``record_dir``.
     A complete run's metrics.json comes last (a record is complete exactly when it has one) and

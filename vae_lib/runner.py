@@ -10,7 +10,9 @@ Two places per cell:
                  the repository keeps, so a fresh clone re-renders the report without training.
 A cell with a record is skipped (``rerun=True`` ignores the records: the cells run again in the
 runs directory, where a complete run is reused, and their records are replaced); a failed cell keeps its executed
-notebook with the error and a ``failure.json`` in its run directory, and the others go on.
+notebook with the error and a ``failure.json`` in its run directory, and the others go on. A cell
+that another process is running (its run directory locked: the main job started twice, or a
+``vampprior train`` into it) is reported busy and left to that process.
 """
 from __future__ import annotations
 
@@ -34,7 +36,8 @@ from .nbclean import portable
 from .progress import progress_bar
 from .records import checkpoint_state
 from .registry import MODELS, PRIORS, check_prior_name
-from .rundir import FAILURE, METRICS, NOTEBOOK, copy_record, is_complete, prepare_run_dir, run_dir_name
+from .rundir import (FAILURE, METRICS, NOTEBOOK, copy_record, is_complete, is_locked, prepare_run_dir,
+                     run_dir_name)
 from .schedule import last_epoch
 
 REPO = Path(__file__).resolve().parent.parent
@@ -187,7 +190,9 @@ def _environment(values: dict):
 
 def run_cell(cell: Cell, notebook: Path, data_dir=None, rerun: bool = False,
              threads: int | None = None, checkpoint_every: float = 30.0) -> str:
-    """Execute the experiment notebook for one cell: 'done', 'skipped' or 'failed'."""
+    """Execute the experiment notebook for one cell: 'done', 'skipped', 'failed', or 'busy' when
+    another process is running in its run directory (then nothing here is touched: that process
+    keeps the record when it finishes, or the next run of the main job does)."""
     import papermill
 
     if is_complete(cell.record_dir) and not rerun:
@@ -195,6 +200,8 @@ def run_cell(cell: Cell, notebook: Path, data_dir=None, rerun: bool = False,
     if is_complete(cell.run_dir):
         copy_record(cell.run_dir, cell.record_dir)  # finished before its record was kept
         return "done"
+    if is_locked(cell.run_dir):
+        return "busy"
     prepare_run_dir(cell.run_dir, cell.config)  # checks an existing directory before any work
     failure = cell.run_dir / FAILURE
     c = cell.config
@@ -288,7 +295,8 @@ def run_report(profile="quick", runs_dir=None, report_dir=None, datasets=None, p
                seeds=None, models=None, data_dir=None, notebooks_dir=None, k_sweep=True,
                rerun=False, workers=1, scheduler=None, retries=1, threads=None, settings=None,
                checkpoint_every=30.0, log=print) -> dict:
-    """Run every cell, then build the report. Returns counts of done/skipped/failed cells.
+    """Run every cell, then build the report. Returns counts of done/skipped/failed cells (and
+    busy ones, running in another process, if any).
 
     ``workers`` > 1 or a ``scheduler`` runs the cells on Dask (:mod:`vae_lib.distributed`; each
     cell's TensorFlow then uses its worker's threads); otherwise one after the other here, with
@@ -317,9 +325,11 @@ def run_report(profile="quick", runs_dir=None, report_dir=None, datasets=None, p
                 log(f"{head} ...", end=" ", flush=True)
             with watching(cell, head, live and (rerun or not is_complete(cell.record_dir))):
                 status = run_cell(cell, experiment, data_dir, rerun, threads, checkpoint_every)
-            counts[status] += 1
+            counts[status] = counts.get(status, 0) + 1
+            note = {"failed": f" (see {cell.run_dir / FAILURE})",
+                    "busy": f" (another process is running in {cell.run_dir}; left to it)"}
             log((f"{head} ... " if live else "") + f"{status} in {time.perf_counter() - t0:.0f} s"
-                + (f" (see {cell.run_dir / FAILURE})" if status == "failed" else ""), flush=True)
+                + note.get(status, ""), flush=True)
     log(f"cells finished in {time.perf_counter() - started:.0f} s: {counts}")
     html = build_report(profile, report_dir, report_notebook)
     log(f"report: {html}")
