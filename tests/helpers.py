@@ -2,6 +2,7 @@
 pytest's default import mode)."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import shutil
@@ -37,3 +38,18 @@ def can_mount_tmpfs() -> bool:
     probe = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
                             "mount -t tmpfs -o size=1m tmpfs /mnt"], capture_output=True)
     return probe.returncode == 0
+
+
+@contextlib.contextmanager
+def another_process_holding(run_dir: Path):
+    """While inside, a separate process holds ``run_dir``'s lock (as a running cell does)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(900)",
+         str(Path(run_dir) / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()

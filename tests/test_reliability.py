@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import can_mount_tmpfs, env_with_data, history_without_timings
+from helpers import another_process_holding, can_mount_tmpfs, env_with_data, history_without_timings
 from vae_lib.records import checkpoint_epoch, read_test_ll
 from vae_lib.rundir import prepare_run_dir
 from vae_lib.runner import plan
@@ -103,17 +103,9 @@ def test_a_cell_running_in_another_process_is_left_to_it(tmp_path, data_dir):
     held.mkdir(parents=True)
     prepare_run_dir(held, cell.config)
     config = (held / "config.json").read_bytes()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
-         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(900)",
-         str(held / ".lock")], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with another_process_holding(held):
         first = subprocess.run(command, env=env_with_data(data_dir), capture_output=True, text=True,
                                timeout=900)
-    finally:
-        holder.kill()
-        holder.wait()
     assert first.returncode == 0, first.stderr[-3000:]
     assert first.stderr.count("busy in") == 1 and first.stderr.count("done in") == 1
     assert f"another process is running in {held}" in first.stderr

@@ -1,4 +1,5 @@
-"""Command line: ``vampprior train ...`` and ``vampprior report ...`` (also ``python -m vae_lib``)."""
+"""Command line: ``vampprior train ...``, ``vampprior report ...`` and ``vampprior status ...``
+(also ``python -m vae_lib``)."""
 from __future__ import annotations
 
 import argparse
@@ -100,15 +101,12 @@ def _train(args) -> int:
     return 0
 
 
-def _report_parser(sub):
+def _plan_arguments(p) -> None:
+    """The options that choose a profile's cells and where they live (report and status)."""
     from .config import PROFILE_DESCRIPTIONS
     from .datasets import DATASETS
     from .registry import MODELS, PRIORS
 
-    p = sub.add_parser("report", help=COMMANDS["report"][0],
-                       description="Execute the experiment notebook for every dataset x prior "
-                                   "(and the K sweep) with papermill, skipping complete runs, then "
-                                   "render the report notebook to HTML.")
     p.add_argument("--profile", default="quick",
                    help="; ".join(f"{k}: {v}" for k, v in PROFILE_DESCRIPTIONS.items()) + " (default: quick)")
     p.add_argument("--datasets", nargs="+", metavar="D", help=f"default: all of {' '.join(DATASETS)}")
@@ -118,6 +116,21 @@ def _report_parser(sub):
     p.add_argument("--seeds", nargs="+", type=int, metavar="N",
                    help="one run per seed; the report shows mean +- std across seeds (default: 0; "
                         "the paper profile's plan has 3 seeds for some cells)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a setting in every cell, e.g. --set epochs=50 --set weight_init=he "
+                        "(any RunConfig field; the run names say so)")
+    p.add_argument("--no-k-sweep", action="store_true", help="skip the test LL against K sweep")
+    p.add_argument("--runs-dir", help="where run directories go (default: $VAE_RUNS_DIR, else runs)")
+    p.add_argument("--report-dir", help="where reports go, one folder per profile, with the kept "
+                                        "records of its cells (default: $VAE_REPORT_DIR, else report)")
+
+
+def _report_parser(sub):
+    p = sub.add_parser("report", help=COMMANDS["report"][0],
+                       description="Execute the experiment notebook for every dataset x prior "
+                                   "(and the K sweep) with papermill, skipping complete runs, then "
+                                   "render the report notebook to HTML.")
+    _plan_arguments(p)
     p.add_argument("--rerun", action="store_true",
                    help="ignore the kept records and run every cell again (in --runs-dir)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
@@ -132,19 +145,12 @@ def _report_parser(sub):
                    help="on Dask: run a cell whose notebook failed again this many times (default 1)")
     p.add_argument("--threads", type=int, metavar="N",
                    help="TensorFlow threads per cell (default: every core; on Dask: the worker's)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override a setting in every cell, e.g. --set epochs=50 --set weight_init=he "
-                        "(any RunConfig field; the run names say so)")
     p.add_argument("--checkpoint-every", type=float, default=30.0, metavar="SECONDS",
                    help="save each cell's checkpoint when this long has passed since the last "
                         "(default: 30; 0: every epoch)")
-    p.add_argument("--no-k-sweep", action="store_true", help="skip the test LL against K sweep")
     p.add_argument("--render-only", action="store_true",
                    help="run no cell: render the report from the records kept so far (cells "
                         "without one show as not run)")
-    p.add_argument("--runs-dir", help="where run directories go (default: $VAE_RUNS_DIR, else runs)")
-    p.add_argument("--report-dir", help="where reports go, one folder per profile, with the kept "
-                                        "records of its cells (default: $VAE_REPORT_DIR, else report)")
     p.add_argument("--data-dir", help="folder with the dataset files (default: $VAE_DATA_DIR)")
     p.add_argument("--notebooks", help="folder with experiment.ipynb and report.ipynb")
     return p
@@ -156,9 +162,26 @@ def _report(args) -> int:
     return main_report(args)
 
 
+def _status_parser(sub):
+    p = sub.add_parser("status", help=COMMANDS["status"][0],
+                       description="One line per cell of a profile's plan: recorded (its test "
+                                   "log-likelihood), complete, running (its epoch), interrupted "
+                                   "(resumes), failed (why) or not started. Reads only; no "
+                                   "TensorFlow. Takes the same cell options as `report`.")
+    _plan_arguments(p)
+    return p
+
+
+def _status(args) -> int:
+    from .status import main_status
+
+    return main_status(args)
+
+
 COMMANDS = {
     "train": ("train and evaluate one model, writing a run directory", _train_parser, _train),
     "report": ("run a profile's plan of cells and render its report", _report_parser, _report),
+    "status": ("where a profile's plan stands, one line a cell (reads only)", _status_parser, _status),
 }
 
 

@@ -1,0 +1,61 @@
+"""`vampprior status` on a real grid in every state a cell can be in: recorded, complete without its
+record, running in another process, interrupted, failed and not started; read without TensorFlow
+and without changing a file."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from helpers import another_process_holding, env_with_data
+
+pytestmark = pytest.mark.slow
+
+
+def _tree(folder):
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_status_names_the_state_of_every_cell(tmp_path, broken_frey_data_dir):
+    runs, report = tmp_path / "runs", tmp_path / "report"
+    where = ["--profile", "smoke", "--runs-dir", str(runs), "--report-dir", str(report), "--no-k-sweep",
+             "--datasets", "caltech101_silhouettes", "frey_faces"]
+    grid = subprocess.run([sys.executable, "-m", "vae_lib", "report", *where, "--priors", "standard",
+                           "vampprior", "mog"], env=env_with_data(broken_frey_data_dir),
+                          capture_output=True, text=True, timeout=900)
+    assert grid.returncode == 1, grid.stderr[-3000:]  # Frey Faces' file is altered: its cells fail
+    smoke = runs / "smoke"
+    # caltech mog: complete, its record not kept; caltech vampprior: killed while it evaluated
+    shutil.rmtree(report / "smoke" / "runs" / "caltech101_silhouettes__mog__K20__seed0")
+    shutil.rmtree(report / "smoke" / "runs" / "caltech101_silhouettes__vampprior__K20__seed0")
+    (smoke / "caltech101_silhouettes__vampprior__K20__seed0" / "metrics.json").unlink()
+    # frey standard: another process holds its run directory
+    held = smoke / "frey_faces__standard__K20__seed0"
+    with another_process_holding(held):
+        before = _tree(tmp_path)
+        probe = ("import sys; from vae_lib import cli; code = cli.main(sys.argv[1:]); "
+                 "print('tensorflow loaded' if 'tensorflow' in sys.modules else 'no tensorflow'); "
+                 "sys.exit(code)")
+        status = subprocess.run([sys.executable, "-c", probe, "status", *where], capture_output=True,
+                                text=True, timeout=120)
+        assert _tree(tmp_path) == before, "status changes nothing"
+    assert status.returncode == 0, status.stderr[-3000:]
+    lines = status.stdout.splitlines()
+    assert lines[-1] == "no tensorflow"
+    state = {line.split()[0]: line.split("]", 1)[1].split()[0] for line in lines if "[grid]" in line}
+    assert state == {
+        "caltech101_silhouettes/standard": "recorded",
+        "caltech101_silhouettes/vampprior": "interrupted",
+        "caltech101_silhouettes/vampprior_data": "not",
+        "caltech101_silhouettes/mog": "complete",
+        "frey_faces/standard": "running",
+        "frey_faces/vampprior": "failed",
+        "frey_faces/vampprior_data": "not",
+        "frey_faces/mog": "failed",
+    }
+    text = status.stdout
+    assert "test LL -" in text and "resumes from its checkpoint" in text and "sha256" in text
+    assert lines[-2] == ("8 cells: 1 recorded, 1 complete, 1 running, 1 interrupted, 2 failed, "
+                         "2 not started")

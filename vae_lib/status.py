@@ -1,0 +1,78 @@
+"""``vampprior status``: where a profile's plan stands, one line a cell, without TensorFlow and
+without touching anything: recorded (with its test log-likelihood), complete but not yet recorded,
+running (in another process: its epoch and when early stopping ends it), interrupted (resumes from
+its checkpoint with the same ``vampprior report``), failed (why), or not started.
+
+For a grid left running in the background for hours (``nohup vampprior report --profile paper &``),
+on a cluster, or after a lost session: what is done, what is running, what the same command will
+do next.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from .io import read_json
+from .records import checkpoint_state
+from .rundir import FAILURE, METRICS, is_complete, is_locked
+from .runner import Cell, cell_status
+
+STATES = ("recorded", "complete", "running", "interrupted", "failed", "not started")
+
+
+def cell_state(cell: Cell) -> tuple[str, str]:
+    """(state, detail) of one cell; ``state`` is one of :data:`STATES`."""
+    if is_complete(cell.record_dir):
+        m = read_json(cell.record_dir / METRICS)
+        return "recorded", (f"test LL {m['test_ll']:.2f} +- {m['test_ll_stderr']:.2f} "
+                            f"(S={m.get('eval_samples', cell.config.eval_samples)}), "
+                            f"{m.get('epochs_trained', '?')} epochs")
+    run_dir = cell.run_dir
+    if is_complete(run_dir):
+        return "complete", "its record is kept by the next `vampprior report`"
+    if not run_dir.is_dir():
+        return "not started", ""
+    if is_locked(run_dir):
+        return "running", _progress(cell)
+    if (run_dir / FAILURE).is_file():
+        failure = read_json(run_dir / FAILURE)
+        lines = (failure.get("message") or "").strip().splitlines()
+        return "failed", f"{failure.get('error')}: {lines[-1] if lines else ''} (see {run_dir / FAILURE})"
+    if checkpoint_state(run_dir):
+        return "interrupted", _progress(cell) + "; resumes from its checkpoint"
+    return "not started", "(its run directory exists, without a checkpoint)"
+
+
+def _progress(cell: Cell) -> str:
+    try:
+        return cell_status(cell)
+    except (KeyError, TypeError, ZeroDivisionError):  # a checkpoint of another version
+        return "checkpoint of another version"
+
+
+def status_lines(cells: list[Cell]) -> list[str]:
+    """One line a cell, then the counts of each state."""
+    lines, counts = [], Counter()
+    width = max((len(c.label) for c in cells), default=0)
+    for cell in cells:
+        state, detail = cell_state(cell)
+        counts[state] += 1
+        lines.append(f"{cell.label:<{width}}  {state:<11s}  {detail}".rstrip())
+    lines.append(f"{len(cells)} cells: " + ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s]))
+    return lines
+
+
+def main_status(args) -> int:
+    from .config import check_profile, default_report_dir, default_runs_dir
+    from .runner import parse_settings, plan, records_dir
+
+    check_profile(args.profile)
+    runs_dir = Path(args.runs_dir or default_runs_dir())
+    report_dir = Path(args.report_dir or default_report_dir())
+    cells = plan(args.profile, runs_dir, report_dir, args.datasets, args.priors,
+                 tuple(args.seeds) if args.seeds else None, args.models, not args.no_k_sweep,
+                 parse_settings(args.set))
+    print(f"profile {args.profile}: runs in {runs_dir / args.profile}, records in "
+          f"{records_dir(report_dir, args.profile)}")
+    print("\n".join(status_lines(cells)))
+    return 0
