@@ -9,7 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import HTML, Markdown, display
 
-from vae_lib.config import K_SWEEP_SETTINGS, PROFILE_DESCRIPTIONS, PROFILES, default_report_dir, make_config
+from vae_lib.config import (K_SWEEP_SETTINGS, K_SWEEPS, PROFILE_DESCRIPTIONS, PROFILES, default_report_dir,
+                            make_config)
 from vae_lib.convergence import convergence_table_html, past_protocol, read_convergence, run_label
 from vae_lib.datasets import DATASETS
 from vae_lib.plots import convergence_curves, image_grid, ll_histogram
@@ -250,11 +251,11 @@ else:
 # %%
 sweep = sorted(select(rows, dataset="static_mnist", model="vae", prior="vampprior",
                       variant=sweep_variant(profile)), key=lambda r: r["components"])
+sweep_settings = {**settings, **K_SWEEP_SETTINGS[profile]}
 if sweep:
     ks = sorted({r["components"] for r in sweep})
     stats = [summarize([r for r in sweep if r["components"] == k]) for k in ks]
     per_epoch = [np.mean([r["seconds_per_epoch"] for r in sweep if r["components"] == k]) for k in ks]
-    sweep_settings = {**settings, **K_SWEEP_SETTINGS[profile]}
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     axes[0].errorbar(ks, [s.mean for s in stats], yerr=[s.err for s in stats], marker="o", capsize=3)
     axes[0].set_xscale("log")
@@ -274,7 +275,9 @@ if sweep:
     display(Markdown("Error bars: standard error over the test images (one seed). "
                      + " ".join(f"K={k}: {s.mean:.2f}, {t:.2f} s/epoch." for k, s, t in zip(ks, stats, per_epoch))))
 else:
-    print("No complete K-sweep runs: the figure is missing.")
+    display(Markdown(f"No complete K-sweep run yet, so no figure: the {profile} profile's sweep is K in "
+                     f"{', '.join(map(str, K_SWEEPS[profile]))}, {sweep_settings['epochs']} epochs each "
+                     f"(KL warm-up {sweep_settings['warmup_epochs']}), S={sweep_settings['eval_samples']}."))
 
 # %% [markdown]
 # ## Per-image test log-likelihood
