@@ -41,12 +41,13 @@ def can_mount_tmpfs() -> bool:
 
 
 @contextlib.contextmanager
-def another_process_holding(run_dir: Path):
-    """While inside, a separate process holds ``run_dir``'s lock (as a running cell does)."""
+def another_process_holding(run_dir: Path, lock: str = ".lock"):
+    """While inside, a separate process holds ``run_dir``'s ``lock`` (".lock": the process training
+    there; ".runner.lock": a main job running the cell)."""
     holder = subprocess.Popen(
         [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
          "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(900)",
-         str(Path(run_dir) / ".lock")], stdout=subprocess.PIPE, text=True)
+         str(Path(run_dir) / lock)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         yield

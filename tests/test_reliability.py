@@ -21,7 +21,7 @@ import pytest
 
 from helpers import another_process_holding, can_mount_tmpfs, env_with_data, history_without_timings
 from vae_lib.records import checkpoint_epoch, read_test_ll
-from vae_lib.rundir import prepare_run_dir
+from vae_lib.rundir import LOCK, RUNNER_LOCK, prepare_run_dir, runner_lock
 from vae_lib.runner import plan
 
 pytestmark = pytest.mark.slow
@@ -89,10 +89,12 @@ def test_same_config_and_seed_give_identical_metrics(tmp_path, data_dir):
     assert np.array_equal(read_test_ll(tmp_path / "a")[0], read_test_ll(tmp_path / "b")[0])
 
 
-def test_a_cell_running_in_another_process_is_left_to_it(tmp_path, data_dir):
-    """The main job started twice: a cell whose run directory another process holds (its lock) is
-    reported busy and left alone: no failure, no record, nothing written there; the other cells
-    run. Once that process is gone, the same command runs it."""
+@pytest.mark.parametrize("lock", [LOCK, RUNNER_LOCK])
+def test_a_cell_running_in_another_process_is_left_to_it(tmp_path, data_dir, lock):
+    """The main job started twice: a cell whose run directory another process holds (the lock of
+    the process training there, or of the main job running the cell, taken before its kernel
+    starts) is reported busy and left alone: no failure, no record, nothing written there; the
+    other cells run. Once that process is gone, the same command runs it."""
     runs, report = tmp_path / "runs", tmp_path / "report"
     command = [sys.executable, "-m", "vae_lib", "report", "--profile", "smoke", "--datasets",
                "caltech101_silhouettes", "frey_faces", "--priors", "standard", "--no-k-sweep",
@@ -103,13 +105,16 @@ def test_a_cell_running_in_another_process_is_left_to_it(tmp_path, data_dir):
     held.mkdir(parents=True)
     prepare_run_dir(held, cell.config)
     config = (held / "config.json").read_bytes()
-    with another_process_holding(held):
+    with another_process_holding(held, lock):
         first = subprocess.run(command, env=env_with_data(data_dir), capture_output=True, text=True,
                                timeout=900)
+        if lock == RUNNER_LOCK:  # a job that got past the check in the same instant backs off
+            with runner_lock(held) as ours:
+                assert not ours
     assert first.returncode == 0, first.stderr[-3000:]
     assert first.stderr.count("busy in") == 1 and first.stderr.count("done in") == 1
     assert f"another process is running in {held}" in first.stderr
-    assert sorted(p.name for p in held.iterdir()) == [".lock", "config.json"], "nothing written there"
+    assert sorted(p.name for p in held.iterdir()) == sorted([lock, "config.json"]), "nothing written there"
     assert (held / "config.json").read_bytes() == config
     assert not (report / "smoke" / "runs" / held.name).exists(), "no record of the busy cell"
 

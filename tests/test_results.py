@@ -176,6 +176,7 @@ def test_a_difference_counts_where_its_95_percent_interval_excludes_zero():
     assert verdict(one_seed(-1.97, 1.0), "mog") == "mog is worse"
     assert verdict(one_seed(1.95, 1.0), "mog") == verdict(one_seed(-1.95, 1.0), "mog") == \
         "no clear difference (its 95% interval contains 0)"
+    assert verdict(one_seed(5.0, float("nan")), "mog").startswith("no interval")  # one test image
 
     # several seeds: the same call as a one-sample t test of the per-seed means at 5%
     rng = np.random.default_rng(0)

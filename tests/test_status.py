@@ -59,3 +59,12 @@ def test_status_names_the_state_of_every_cell(tmp_path, broken_frey_data_dir):
     assert "test LL -" in text and "resumes from its checkpoint" in text and "sha256" in text
     assert lines[-2] == ("8 cells: 1 recorded, 1 complete, 1 running, 1 interrupted, 2 failed, "
                          "2 not started")
+
+    # a fresh clone has a failed cell's record but no run directory; a file where a run directory goes
+    shutil.rmtree(smoke / "frey_faces__vampprior__K20__seed0")
+    (smoke / "caltech101_silhouettes__vampprior_data__K20__seed0").write_text("not a run\n")
+    again = subprocess.run([sys.executable, "-m", "vae_lib", "status", *where], capture_output=True,
+                           text=True, timeout=120)
+    lines = {line.split()[0]: line for line in again.stdout.splitlines() if "[grid]" in line}
+    assert " failed " in lines["frey_faces/vampprior"] and "report" in lines["frey_faces/vampprior"]
+    assert "is a file, not a run directory" in lines["caltech101_silhouettes/vampprior_data"]

@@ -167,7 +167,7 @@ def _status_parser(sub):
                        description="One line per cell of a profile's plan: recorded (its test "
                                    "log-likelihood), complete, running (its epoch), interrupted "
                                    "(resumes), failed (why) or not started. Reads only; no "
-                                   "TensorFlow. Takes the same cell options as `report`.")
+                                   "TensorFlow. Chooses cells with the same options as `report`.")
     _plan_arguments(p)
     return p
 

@@ -161,7 +161,9 @@ def run_cells(cells, notebook, data_dir=None, rerun=False, workers=2, scheduler=
             running = sum(f.status == "pending" for f in futures)
             log(f"[{i}/{len(cells)}] {cell.label}: {status} "
                 f"({counts['done'] + counts['skipped']} done, {running} waiting or running, "
-                f"{counts['failed']} failed; {time.perf_counter() - started:.0f} s)", flush=True)
+                f"{counts['failed']} failed" + (f", {counts['busy']} busy in another process"
+                                                 if counts.get("busy") else "")
+                + f"; {time.perf_counter() - started:.0f} s)", flush=True)
     finally:
         client.close()
         if cluster is not None:

@@ -142,6 +142,8 @@ def verdict(difference: PairedDifference, subject: str) -> str:
     """What a paired difference says of ``subject``: better or worse where its 95% interval
     excludes zero, else no clear difference."""
     half = interval_halfwidth(difference)
+    if not math.isfinite(half):  # one test image, or one seed without a standard error
+        return "no interval (too few test images or seeds to estimate its error)"
     if difference.mean > half:
         return f"{subject} is better"
     if difference.mean < -half:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import json
 import shutil
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -112,16 +113,35 @@ def prepare_run_dir(run_dir: Path, config: RunConfig) -> None:
         atomic_write_json(saved, config.to_dict())
 
 
+# Two locks (flocks: the kernel releases them when their holder dies, however it dies). LOCK: held
+# by the process that trains and evaluates in a run directory. RUNNER_LOCK: held by a main job for
+# as long as it runs a cell's notebook there, from before the notebook's kernel starts (seconds of
+# imports) until the record is kept, so that a second job started meanwhile leaves the cell alone.
+LOCK, RUNNER_LOCK = ".lock", ".runner.lock"
+
+
+def _flock(handle, mode, patience: float = 2.0) -> bool:
+    """Take a non-blocking flock, trying again for ``patience`` seconds (a probe of
+    :func:`is_locked` holds a shared lock for an instant); False if it stays taken."""
+    give_up = time.monotonic() + patience
+    while True:
+        try:
+            fcntl.flock(handle, mode | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > give_up:
+                return False
+            time.sleep(0.05)
+
+
 @contextmanager
 def run_lock(run_dir: Path):
-    """Only one process at a time may work in a run directory (an flock: the kernel releases it
-    when its holder dies, however it dies). The new holder deletes what a killed one was writing."""
-    with open(Path(run_dir) / ".lock", "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    """Only one process at a time may work in a run directory. The new holder deletes what a
+    killed one was writing."""
+    with open(Path(run_dir) / LOCK, "a") as handle:
+        if not _flock(handle, fcntl.LOCK_EX):
             raise ConfigError(f"Another process is running in {run_dir}. Wait for it to finish, "
-                              f"or use another run directory.") from None
+                              f"or use another run directory.")
         remove_stale_temporaries(run_dir)
         try:
             yield
@@ -129,18 +149,34 @@ def run_lock(run_dir: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def is_locked(run_dir: Path) -> bool:
-    """Whether another process holds ``run_dir``'s lock now (a probe: takes and drops it)."""
-    lock = Path(run_dir) / ".lock"
-    if not lock.is_file():
-        return False
-    with open(lock, "a") as handle:
+@contextmanager
+def runner_lock(run_dir: Path):
+    """Inside, this process holds ``run_dir``'s RUNNER_LOCK if it yields True; False: another
+    main job holds it."""
+    with open(Path(run_dir) / RUNNER_LOCK, "a") as handle:
+        if not _flock(handle, fcntl.LOCK_EX):
+            yield False
+            return
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def is_locked(run_dir: Path) -> bool:
+    """Whether another process works in ``run_dir`` now (holds either lock). Reads only: a shared
+    flock taken and dropped at once; a lock file it cannot open counts as free."""
+    for name in (LOCK, RUNNER_LOCK):
+        try:
+            with open(Path(run_dir) / name) as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return True
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        except OSError:  # no lock file (never run), not a directory, not readable
+            continue
+    return False
 
 
 def copy_record(run_dir: Path, record_dir: Path) -> None:

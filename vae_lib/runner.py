@@ -37,7 +37,7 @@ from .progress import progress_bar
 from .records import checkpoint_state
 from .registry import MODELS, PRIORS, check_prior_name
 from .rundir import (FAILURE, METRICS, NOTEBOOK, copy_record, is_complete, is_locked, prepare_run_dir,
-                     run_dir_name)
+                     run_dir_name, runner_lock)
 from .schedule import last_epoch
 
 REPO = Path(__file__).resolve().parent.parent
@@ -193,8 +193,6 @@ def run_cell(cell: Cell, notebook: Path, data_dir=None, rerun: bool = False,
     """Execute the experiment notebook for one cell: 'done', 'skipped', 'failed', or 'busy' when
     another process is running in its run directory (then nothing here is touched: that process
     keeps the record when it finishes, or the next run of the main job does)."""
-    import papermill
-
     if is_complete(cell.record_dir) and not rerun:
         return "skipped"
     if is_complete(cell.run_dir):
@@ -203,6 +201,16 @@ def run_cell(cell: Cell, notebook: Path, data_dir=None, rerun: bool = False,
     if is_locked(cell.run_dir):
         return "busy"
     prepare_run_dir(cell.run_dir, cell.config)  # checks an existing directory before any work
+    with runner_lock(cell.run_dir) as ours:
+        if not ours:  # another job got to it between the check above and now
+            return "busy"
+        return _execute(cell, notebook, data_dir, rerun, threads, checkpoint_every)
+
+
+def _execute(cell, notebook, data_dir, rerun, threads, checkpoint_every) -> str:
+    """run_cell's work, with the cell's run directory ours."""
+    import papermill
+
     failure = cell.run_dir / FAILURE
     c = cell.config
     overrides = {k: v for k, v in c.to_dict().items()
@@ -331,6 +339,9 @@ def run_report(profile="quick", runs_dir=None, report_dir=None, datasets=None, p
             log((f"{head} ... " if live else "") + f"{status} in {time.perf_counter() - t0:.0f} s"
                 + note.get(status, ""), flush=True)
     log(f"cells finished in {time.perf_counter() - started:.0f} s: {counts}")
+    if counts.get("busy"):
+        log(f"{counts['busy']} cell(s) busy: another process is running them and keeps their records "
+            f"when it finishes; this report shows them as not run (or running) until then.")
     html = build_report(profile, report_dir, report_notebook)
     log(f"report: {html}")
     counts["html"] = str(html)

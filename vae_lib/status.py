@@ -22,22 +22,27 @@ STATES = ("recorded", "complete", "running", "interrupted", "failed", "not start
 
 def cell_state(cell: Cell) -> tuple[str, str]:
     """(state, detail) of one cell; ``state`` is one of :data:`STATES`."""
+    run_dir = cell.run_dir
+    if run_dir.is_dir() and is_locked(run_dir):  # first: a cell run again (--rerun) has a record
+        return "running", _progress(cell)
     if is_complete(cell.record_dir):
         m = read_json(cell.record_dir / METRICS)
-        return "recorded", (f"test LL {m['test_ll']:.2f} +- {m['test_ll_stderr']:.2f} "
-                            f"(S={m.get('eval_samples', cell.config.eval_samples)}), "
+        stderr = m.get("test_ll_stderr")
+        return "recorded", (f"test LL {m['test_ll']:.2f}" + (f" +- {stderr:.2f}" if stderr is not None else "")
+                            + f" (S={m.get('eval_samples', cell.config.eval_samples)}), "
                             f"{m.get('epochs_trained', '?')} epochs")
-    run_dir = cell.run_dir
     if is_complete(run_dir):
         return "complete", "its record is kept by the next `vampprior report`"
+    if run_dir.exists() and not run_dir.is_dir():
+        return "not started", f"({run_dir} is a file, not a run directory: move it away)"
+    for folder in (run_dir, cell.record_dir):  # a fresh clone has the failed record only
+        if (folder / FAILURE).is_file():
+            failure = read_json(folder / FAILURE)
+            lines = (failure.get("message") or "").strip().splitlines()
+            return "failed", (f"{failure.get('error')}: {lines[-1] if lines else ''} "
+                              f"(see {folder / FAILURE})")
     if not run_dir.is_dir():
         return "not started", ""
-    if is_locked(run_dir):
-        return "running", _progress(cell)
-    if (run_dir / FAILURE).is_file():
-        failure = read_json(run_dir / FAILURE)
-        lines = (failure.get("message") or "").strip().splitlines()
-        return "failed", f"{failure.get('error')}: {lines[-1] if lines else ''} (see {run_dir / FAILURE})"
     if checkpoint_state(run_dir):
         return "interrupted", _progress(cell) + "; resumes from its checkpoint"
     return "not started", "(its run directory exists, without a checkpoint)"
