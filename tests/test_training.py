@@ -141,6 +141,23 @@ def test_early_stopping_waits_patience_plus_one_epochs_after_the_best():
     assert _scripted(curve[:6] + [7.9], warmup=0, patience=3) == (None, 7, [1, 2, 3, 7])
 
 
+@pytest.mark.slow
+def test_progress_bar_ends_where_early_stopping_ends_the_run(datasets, capsys):
+    """The epoch bar's end is the epoch at which early stopping would stop the run (it moves on
+    as the run improves), not the cap: a run that stops early ends at "E/E", E below the cap."""
+    import re
+
+    config = _small_config("static_mnist", "standard", epochs=300, warmup_epochs=0, patience=1,
+                           max_train=300, learning_rate=3e-2)
+    data = subset(datasets["static_mnist"], config)
+    trainer = Trainer(model_for(config, data), config, progress=True)
+    state = trainer.fit(data.train, data.valid)
+    assert state.stopped_early and state.epoch < 300
+    shown = re.findall(r"(\d+)/(\d+) \[", capsys.readouterr().err)
+    assert shown[-1] == (str(state.epoch), str(state.epoch))
+    assert all(int(n) <= int(total) <= 300 for n, total in shown)
+
+
 def test_early_stopping_counts_nothing_during_the_warm_up():
     """A validation loss that only rises stops nothing during the warm-up: as in the paper's code the
     counter is reset at every epoch before epoch 10 (the warm-up's last), counts from there, and

@@ -25,7 +25,7 @@ from .densities import RNG_ALG
 from .errors import TrainingError, check_choice
 from .io import atomic_write_csv, atomic_write_npz
 from .progress import progress_bar
-from .schedule import TrainState, early_stopping_update, kl_weight
+from .schedule import TrainState, early_stopping_update, kl_weight, last_epoch
 from .seeds import stream_key
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_distortion", "train_rate", "kl_weight",
@@ -152,8 +152,11 @@ class Trainer:
         valid = tf.constant(valid, tf.float32)
         max_epochs = cfg.epochs_for(len(train))
         done = state.stopped_early or state.epoch >= max_epochs
-        bar = progress_bar(max_epochs, f"{cfg.dataset}/{cfg.model}/{cfg.prior}", "epoch",
-                           enabled=self.progress and not done, initial=state.epoch)
+        # The bar ends where early stopping would end the run if no later epoch improved (it moves
+        # on as the run improves), not at the cap of 2000 epochs: its ETA is then a lower bound that
+        # means something, where the cap's is tens of hours for a run that stops after a few hundred.
+        bar = progress_bar(self._projected_end(max_epochs), f"{cfg.dataset}/{cfg.model}/{cfg.prior}",
+                           "epoch", enabled=self.progress and not done, initial=state.epoch)
         last_save = time.monotonic()
         while not done:
             epoch = state.epoch + 1
@@ -178,6 +181,7 @@ class Trainer:
             if done or time.monotonic() - last_save >= self.checkpoint_every_seconds:
                 self.save_checkpoint()
                 last_save = time.monotonic()
+            bar.total = self._projected_end(max_epochs)
             bar.set_postfix(loss=f"{train_loss:.2f}", valid=f"{valid_loss:.2f}",
                             best=f"{state.best_loss:.2f}@{state.best_epoch}", refresh=False)
             bar.update(1)
@@ -185,6 +189,10 @@ class Trainer:
         if self.best_weights is not None:
             self.model.set_weights(self.best_weights)
         return state
+
+    def _projected_end(self, max_epochs: int) -> int:
+        """The epoch at which the run ends unless a later epoch improves (at most the cap)."""
+        return min(max_epochs, max(self.state.epoch, last_epoch(self.state.best_epoch, self.config)))
 
     # -- checkpoints ---------------------------------------------------------------------------
     def save_checkpoint(self):
