@@ -12,6 +12,8 @@ from vae_lib.errors import ConfigError
 from vae_lib.estimators import ImportanceSampler
 from vae_lib.records import load_run
 
+pytestmark = pytest.mark.slow  # both read the smoke grid (minutes of training, once a session)
+
 
 def test_scores_trained_runs_at_several_sample_sizes_and_pairs_them(smoke_grid, tmp_path, capsys):
     """Two trained static-MNIST runs scored at S = 2, 50, 1000 on 40 test images: the same images
