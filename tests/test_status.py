@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from helpers import another_process_holding, env_with_data
+from helpers import another_process_holding, env_with_data, run_and_see_if_tensorflow_loads
 
 pytestmark = pytest.mark.slow
 
@@ -35,15 +35,11 @@ def test_status_names_the_state_of_every_cell(tmp_path, broken_frey_data_dir):
     held = smoke / "frey_faces__standard__K20__seed0"
     with another_process_holding(held):
         before = _tree(tmp_path)
-        probe = ("import sys; from vae_lib import cli; code = cli.main(sys.argv[1:]); "
-                 "print('tensorflow loaded' if 'tensorflow' in sys.modules else 'no tensorflow'); "
-                 "sys.exit(code)")
-        status = subprocess.run([sys.executable, "-c", probe, "status", *where], capture_output=True,
-                                text=True, timeout=120)
+        printed, tensorflow_loaded = run_and_see_if_tensorflow_loads(
+            f"from vae_lib import cli\nassert cli.main({['status', *where]!r}) == 0")
         assert _tree(tmp_path) == before, "status changes nothing"
-    assert status.returncode == 0, status.stderr[-3000:]
-    lines = status.stdout.splitlines()
-    assert lines[-1] == "no tensorflow"
+    assert not tensorflow_loaded
+    lines = printed.splitlines()
     state = {line.split()[0]: line.split("]", 1)[1].split()[0] for line in lines if "[grid]" in line}
     assert state == {
         "caltech101_silhouettes/standard": "recorded",
@@ -55,9 +51,9 @@ def test_status_names_the_state_of_every_cell(tmp_path, broken_frey_data_dir):
         "frey_faces/vampprior_data": "not",
         "frey_faces/mog": "failed",
     }
-    text = status.stdout
+    text = printed
     assert "test LL -" in text and "resumes from its checkpoint" in text and "sha256" in text
-    assert lines[-2] == ("8 cells: 1 recorded, 1 complete, 1 running, 1 interrupted, 2 failed, "
+    assert lines[-1] == ("8 cells: 1 recorded, 1 complete, 1 running, 1 interrupted, 2 failed, "
                          "2 not started")
 
     # a fresh clone has a failed cell's record but no run directory; a file where a run directory goes

@@ -55,17 +55,14 @@ def run_cell_task(cell, notebook, data_dir, rerun, checkpoint_every=30.0, patien
     while True:
         status = run_cell(cell, notebook, data_dir, rerun, threads=threads,
                           checkpoint_every=checkpoint_every)
-        if status == "busy":  # a dead worker's kernel letting go, or another job's process
-            if time.monotonic() > give_up:
-                return status
-            time.sleep(2.0)
-            continue
-        if status != "failed":
-            return status
-        message = read_json(cell.run_dir / FAILURE).get("message", "")
-        if not any(t in message for t in TRANSIENT) or time.monotonic() > give_up:
+        message = read_json(cell.run_dir / FAILURE).get("message", "") if status == "failed" else ""
+        # busy: a dead worker's kernel letting go, or another job's process
+        again = status == "busy" or any(t in message for t in TRANSIENT)
+        if not again or time.monotonic() > give_up:
             break
         time.sleep(2.0)
+    if status != "failed":
+        return status
     last = message.strip().splitlines()[-1] if message.strip() else "failed"
     raise CellFailed(f"{cell.label}: {last}")
 

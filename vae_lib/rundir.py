@@ -135,25 +135,10 @@ def _flock(handle, mode, patience: float = 2.0) -> bool:
 
 
 @contextmanager
-def run_lock(run_dir: Path):
-    """Only one process at a time may work in a run directory. The new holder deletes what a
-    killed one was writing."""
-    with open(Path(run_dir) / LOCK, "a") as handle:
-        if not _flock(handle, fcntl.LOCK_EX):
-            raise ConfigError(f"Another process is running in {run_dir}. Wait for it to finish, "
-                              f"or use another run directory.")
-        remove_stale_temporaries(run_dir)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-@contextmanager
-def runner_lock(run_dir: Path):
-    """Inside, this process holds ``run_dir``'s RUNNER_LOCK if it yields True; False: another
-    main job holds it."""
-    with open(Path(run_dir) / RUNNER_LOCK, "a") as handle:
+def _holding(path: Path):
+    """Inside, this process holds the exclusive flock of ``path`` if it yields True; False: another
+    process holds it."""
+    with open(path, "a") as handle:
         if not _flock(handle, fcntl.LOCK_EX):
             yield False
             return
@@ -161,6 +146,24 @@ def runner_lock(run_dir: Path):
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def run_lock(run_dir: Path):
+    """Only one process at a time may work in a run directory. The new holder deletes what a
+    killed one was writing."""
+    with _holding(Path(run_dir) / LOCK) as ours:
+        if not ours:
+            raise ConfigError(f"Another process is running in {run_dir}. Wait for it to finish, "
+                              f"or use another run directory.")
+        remove_stale_temporaries(run_dir)
+        yield
+
+
+def runner_lock(run_dir: Path):
+    """A context: inside, this process holds ``run_dir``'s RUNNER_LOCK if it yields True; False:
+    another main job holds it."""
+    return _holding(Path(run_dir) / RUNNER_LOCK)
 
 
 def is_locked(run_dir: Path) -> bool:

@@ -247,10 +247,18 @@ def _execute(cell, notebook, data_dir, rerun, threads, checkpoint_every) -> str:
     return "done"
 
 
-def cell_status(cell: Cell) -> str:
+def cell_status(cell: Cell, unreadable: str = "running") -> str:
     """Where a running cell is, from its run directory's last checkpoint (saved every
     ``--checkpoint-every`` seconds): its epoch, its best validation loss and the epoch at which early
-    stopping ends it unless it improves, then its evaluation."""
+    stopping ends it unless it improves, then its evaluation; ``unreadable`` for a checkpoint of
+    another version."""
+    try:
+        return _checkpoint_status(cell)
+    except (KeyError, TypeError, ZeroDivisionError):
+        return unreadable
+
+
+def _checkpoint_status(cell: Cell) -> str:
     state = checkpoint_state(cell.run_dir)
     if not state or not state["epoch"]:
         return "starting"
@@ -280,11 +288,7 @@ def watching(cell: Cell, prefix: str, enabled: bool, every: float = 5.0):
 
     def poll():
         while True:
-            try:
-                status = cell_status(cell)
-            except (KeyError, TypeError, ZeroDivisionError):  # a checkpoint of another version
-                status = "running"
-            bar.set_description_str(f"{prefix}: {status}", refresh=True)
+            bar.set_description_str(f"{prefix}: {cell_status(cell)}", refresh=True)
             if stop.wait(every):
                 return
 

@@ -24,7 +24,7 @@ def cell_state(cell: Cell) -> tuple[str, str]:
     """(state, detail) of one cell; ``state`` is one of :data:`STATES`."""
     run_dir = cell.run_dir
     if run_dir.is_dir() and is_locked(run_dir):  # first: a cell run again (--rerun) has a record
-        return "running", _progress(cell)
+        return "running", cell_status(cell, unreadable="checkpoint of another version")
     if is_complete(cell.record_dir):
         m = read_json(cell.record_dir / METRICS)
         stderr = m.get("test_ll_stderr")
@@ -44,15 +44,8 @@ def cell_state(cell: Cell) -> tuple[str, str]:
     if not run_dir.is_dir():
         return "not started", ""
     if checkpoint_state(run_dir):
-        return "interrupted", _progress(cell) + "; resumes from its checkpoint"
+        return "interrupted", cell_status(cell, unreadable="checkpoint of another version") + "; resumes from its checkpoint"
     return "not started", "(its run directory exists, without a checkpoint)"
-
-
-def _progress(cell: Cell) -> str:
-    try:
-        return cell_status(cell)
-    except (KeyError, TypeError, ZeroDivisionError):  # a checkpoint of another version
-        return "checkpoint of another version"
 
 
 def status_lines(cells: list[Cell]) -> list[str]:
