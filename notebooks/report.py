@@ -17,7 +17,7 @@ from vae_lib.plots import convergence_curves, image_grid, ll_histogram
 from vae_lib.provenance import hardware_label
 from vae_lib.records import read_images
 from vae_lib.registry import MODELS, PRIORS
-from vae_lib.rundir import variant_of
+from vae_lib.rundir import failure_summary, variant_of
 from vae_lib.runner import plan
 from vae_lib.results import (PAPER_SOURCE, REFERENCE, REFERENCE_SOURCE, collect_rows, grid_components,
                              model_differences, model_paired_table_html, paired_difference,
@@ -108,7 +108,7 @@ display(Markdown(
     f"*running* = started, not finished; *failed* = see the record's `failure.json`; "
     f"*not planned* = not in the {profile} profile's plan."))
 for r in select(rows, status="failed"):
-    print(f"FAILED {r['run']}: {r.get('error')}: {(r.get('message') or '').strip().splitlines()[-1:]}")
+    print(f"FAILED {r['run']}: {failure_summary(r)}")
 
 # %% [markdown]
 # ## Paired differences to the standard prior

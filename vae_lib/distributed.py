@@ -47,7 +47,7 @@ def run_cell_task(cell, notebook, data_dir, rerun, checkpoint_every=30.0, patien
     to ``patience_seconds`` (then a busy cell is left to the other process, reported 'busy'); any
     other failure raises CellFailed, so that Dask's retries apply."""
     from .io import read_json
-    from .rundir import FAILURE
+    from .rundir import FAILURE, failure_summary
     from .runner import run_cell
 
     threads = _threads_of_this_worker()
@@ -55,7 +55,8 @@ def run_cell_task(cell, notebook, data_dir, rerun, checkpoint_every=30.0, patien
     while True:
         status = run_cell(cell, notebook, data_dir, rerun, threads=threads,
                           checkpoint_every=checkpoint_every)
-        message = read_json(cell.run_dir / FAILURE).get("message", "") if status == "failed" else ""
+        failure = read_json(cell.run_dir / FAILURE) if status == "failed" else {}
+        message = failure.get("message") or ""
         # busy: a dead worker's kernel letting go, or another job's process
         again = status == "busy" or any(t in message for t in TRANSIENT)
         if not again or time.monotonic() > give_up:
@@ -63,8 +64,7 @@ def run_cell_task(cell, notebook, data_dir, rerun, checkpoint_every=30.0, patien
         time.sleep(2.0)
     if status != "failed":
         return status
-    last = message.strip().splitlines()[-1] if message.strip() else "failed"
-    raise CellFailed(f"{cell.label}: {last}")
+    raise CellFailed(f"{cell.label}: {failure_summary(failure)}")
 
 
 def _probe(token_paths: dict, expected: dict) -> dict:

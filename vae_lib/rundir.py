@@ -30,6 +30,14 @@ CONFIG, CHECKPOINT, HISTORY, TEST_LL, IMAGES, NOTEBOOK, METRICS, FAILURE = (
     "experiment.ipynb", "metrics.json", "failure.json")
 RECORD_FILES = (CONFIG, HISTORY, TEST_LL, IMAGES, NOTEBOOK, METRICS)
 
+
+def failure_summary(failure: dict) -> str:
+    """One line for a failure.json (or a results row of a failed cell): the error's type and the
+    last line of its message, which is where an exception says what went wrong."""
+    lines = (failure.get("message") or "").strip().splitlines()
+    return f"{failure.get('error') or 'failed'}: {lines[-1] if lines else '(no message)'}"
+
+
 # Free space a run may need: the largest (paper, K=1500) checkpoint is about 40 MB, and while one
 # is replaced the old and the new copy both exist.
 MIN_FREE_BYTES = 100 * 2**20

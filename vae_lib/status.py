@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .io import read_json
 from .records import checkpoint_state
-from .rundir import FAILURE, METRICS, is_complete, is_locked
+from .rundir import FAILURE, METRICS, failure_summary, is_complete, is_locked
 from .runner import Cell, cell_status
 
 STATES = ("recorded", "complete", "running", "interrupted", "failed", "not started")
@@ -37,10 +37,7 @@ def cell_state(cell: Cell) -> tuple[str, str]:
         return "not started", f"({run_dir} is a file, not a run directory: move it away)"
     for folder in (run_dir, cell.record_dir):  # a fresh clone has the failed record only
         if (folder / FAILURE).is_file():
-            failure = read_json(folder / FAILURE)
-            lines = (failure.get("message") or "").strip().splitlines()
-            return "failed", (f"{failure.get('error')}: {lines[-1] if lines else ''} "
-                              f"(see {folder / FAILURE})")
+            return "failed", f"{failure_summary(read_json(folder / FAILURE))} (see {folder / FAILURE})"
     if not run_dir.is_dir():
         return "not started", ""
     if checkpoint_state(run_dir):
