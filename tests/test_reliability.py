@@ -1,6 +1,7 @@
 """Faults with real processes and real files: a training run killed with SIGKILL resumes to the
-same numbers, a second process on the same run directory is refused, a grid leaves a cell that
-another process is running to it, and a grid with a broken
+same numbers, a second process on the same run directory is refused (also a `vampprior train`
+into a cell a main job is running), a grid leaves a cell that another process is running to it,
+and a grid with a broken
 dataset records its failures, reports them, and finishes only those cells when rerun; a full disk (a real small tmpfs) is refused up front,
 and a disk that fills up during training keeps the last checkpoint. (Means and spreads over seeds
 are tested on synthetic records in test_results.py.)"""
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 
 from helpers import another_process_holding, can_mount_tmpfs, env_with_data, history_without_timings
+from vae_lib.config import make_config
 from vae_lib.records import checkpoint_epoch, read_test_ll
 from vae_lib.rundir import LOCK, RUNNER_LOCK, prepare_run_dir, runner_lock
 from vae_lib.runner import plan
@@ -123,6 +125,21 @@ def test_a_cell_running_in_another_process_is_left_to_it(tmp_path, data_dir, loc
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.stderr.count("skipped in") == 1 and second.stderr.count("done in") == 1
     assert (report / "smoke" / "runs" / held.name / "metrics.json").is_file()
+
+
+def test_train_into_a_cell_a_main_job_is_running_is_refused(tmp_path, data_dir):
+    """A main job holds a cell's runner lock from before its kernel starts; a `vampprior train`
+    into that run directory started meanwhile is refused at once (it used to take the run lock
+    first, and the main job then recorded a failure for a running cell), and writes nothing."""
+    held = tmp_path / "held"  # prepared by the main job, which then took the runner lock
+    prepare_run_dir(held, make_config("static_mnist", "vampprior", "smoke", max_train=3000,
+                                      eval_samples=20, epochs=EPOCHS))
+    with another_process_holding(held, RUNNER_LOCK):
+        second = subprocess.run(TRAIN + [str(EPOCHS), "--out", str(held)], env=env_with_data(data_dir),
+                                capture_output=True, text=True, timeout=300)
+    assert second.returncode == 2, second.stderr[-2000:]
+    assert f"Another process is running in {held}" in second.stderr and "Traceback" not in second.stderr
+    assert sorted(p.name for p in held.iterdir()) == sorted([RUNNER_LOCK, "config.json"])
 
 
 def test_grid_with_a_broken_dataset_reports_failures_and_reruns_only_them(tmp_path, data_dir,

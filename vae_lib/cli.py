@@ -74,7 +74,7 @@ def _train_parser(sub):
 
 def _train(args) -> int:
     from .config import default_runs_dir, make_config
-    from .rundir import is_complete, run_dir_name
+    from .rundir import claimed, is_complete, prepare_run_dir, run_dir_name
 
     settings = {flag[2:].replace("-", "_"): None for flag, _ in _SETTING_FLAGS}
     settings.update(trainable_pseudo_inputs=None, jit_compile=None)
@@ -87,8 +87,10 @@ def _train(args) -> int:
     from .experiment import run_experiment
 
     was_complete = is_complete(out)  # said after run_experiment has checked the settings
-    metrics = run_experiment(config, out, data_dir=args.data_dir, progress=not args.quiet,
-                             checkpoint_every_seconds=args.checkpoint_every)
+    prepare_run_dir(Path(out), config)
+    with claimed(Path(out)):
+        metrics = run_experiment(config, out, data_dir=args.data_dir, progress=not args.quiet,
+                                 checkpoint_every_seconds=args.checkpoint_every)
     if was_complete:
         print(f"{out} was already complete; nothing was recomputed. Its results:", file=sys.stderr)
     summary = {k: metrics[k] for k in ("dataset", "model", "prior", "components", "epochs_trained",

@@ -162,16 +162,30 @@ def run_lock(run_dir: Path):
     killed one was writing."""
     with _holding(Path(run_dir) / LOCK) as ours:
         if not ours:
-            raise ConfigError(f"Another process is running in {run_dir}. Wait for it to finish, "
-                              f"or use another run directory.")
+            raise ConfigError(_busy_message(run_dir))
         remove_stale_temporaries(run_dir)
         yield
 
 
+def _busy_message(run_dir) -> str:
+    return f"Another process is running in {run_dir}. Wait for it to finish, or use another run directory."
+
+
 def runner_lock(run_dir: Path):
     """A context: inside, this process holds ``run_dir``'s RUNNER_LOCK if it yields True; False:
-    another main job holds it."""
+    another main job (or `vampprior train`) holds it."""
     return _holding(Path(run_dir) / RUNNER_LOCK)
+
+
+@contextmanager
+def claimed(run_dir: Path):
+    """`vampprior train`'s claim on a prepared run directory, as a main job claims a cell's: the
+    RUNNER_LOCK, else a ConfigError. Without it a train started while a main job's kernel was still
+    importing could take the run lock first, and that job would record a failure for a running cell."""
+    with runner_lock(run_dir) as ours:
+        if not ours:
+            raise ConfigError(_busy_message(run_dir))
+        yield
 
 
 def is_locked(run_dir: Path) -> bool:
