@@ -1,10 +1,10 @@
 """Faults with real processes and real files: a training run killed with SIGKILL resumes to the
 same numbers, a second process on the same run directory is refused (also a `vampprior train`
 into a cell a main job is running), a grid leaves a cell that another process is running to it,
-and a grid with a broken
-dataset records its failures, reports them, and finishes only those cells when rerun; a full disk (a real small tmpfs) is refused up front,
-and a disk that fills up during training keeps the last checkpoint. (Means and spreads over seeds
-are tested on synthetic records in test_results.py.)"""
+and a grid with a broken dataset records its failures, reports them, and finishes only those cells
+when rerun; a full disk (a real small tmpfs) is refused up front, and a disk that fills up during
+training keeps the last checkpoint. (Means and spreads over seeds are tested on synthetic records
+in test_results.py.)"""
 from __future__ import annotations
 
 import csv
