@@ -234,6 +234,26 @@ def test_a_running_cells_status_names_the_epoch_at_which_early_stopping_will_end
                 assert trainer.state.stopped_early and status.startswith(f"trained {stop} epochs")
 
 
+def test_a_running_cells_status_says_when_training_ends_at_its_recent_pace(tmp_path):
+    """The time left is the epochs until early stopping would end the run times the median
+    seconds of its last 20 epochs (an earlier, slower session does not count)."""
+    from vae_lib.models import build_model
+    from vae_lib.runner import Cell, cell_status
+
+    config = make_config("static_mnist", "standard", "smoke", warmup_epochs=0, patience=50, epochs=2000)
+    model = build_model("vae", "standard", 12, "bernoulli", hidden_units=8, seed=0).build_all()
+    trainer = Trainer(model, config, tmp_path / "checkpoint.npz", progress=False)
+    for epoch in range(1, 41):  # 20 slow epochs, then 20 at 30 s (one outlier); best at epoch 40
+        trainer.state.epoch, trainer.state.step = epoch, 10 * epoch
+        early_stopping_update(trainer.state, epoch, 100.0 - epoch, config)
+        trainer.state.history.append(dict(epoch=epoch, seconds=300.0 if epoch <= 20 or epoch == 33 else 30.0))
+    trainer.save_checkpoint()
+    stop = last_epoch(40, config)  # 91: 51 epochs left at 30 s
+    status = cell_status(Cell(config, tmp_path, tmp_path / "record", "grid"))
+    assert status.endswith(f"ends at epoch {stop} unless it improves (about {(stop - 40) * 30 / 60:.0f} min more "
+                           f"at 30 s an epoch)"), status
+
+
 def test_a_checkpoint_whose_folder_is_gone_says_so(tmp_path):
     """The run directory deleted under a running trainer: the error names the missing folder and
     the epoch, and does not send the user to free disk space."""

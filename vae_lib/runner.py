@@ -250,8 +250,8 @@ def _execute(cell, notebook, data_dir, rerun, threads, checkpoint_every) -> str:
 def cell_status(cell: Cell, unreadable: str = "running") -> str:
     """Where a running cell is, from its run directory's last checkpoint (saved every
     ``--checkpoint-every`` seconds): its epoch, its best validation loss and the epoch at which early
-    stopping ends it unless it improves, then its evaluation; ``unreadable`` for a checkpoint of
-    another version."""
+    stopping ends it unless it improves (and the training time until then at its recent pace), then
+    its evaluation; ``unreadable`` for a checkpoint of another version."""
     try:
         return _checkpoint_status(cell)
     except (KeyError, TypeError, ZeroDivisionError):
@@ -270,8 +270,17 @@ def _checkpoint_status(cell: Cell) -> str:
         return (f"trained {epoch} epochs (best {best}); test log-likelihood with "
                 f"S={c.eval_samples}")
     stop_at = min(cap, last_epoch(best, c))
+    # the pace of the last epochs (this machine, now), not the run's average over earlier sessions
+    recent = [row["seconds"] for row in state.get("history", [])[-20:] if "seconds" in row]
+    pace = sorted(recent)[len(recent) // 2] if recent else None
+    eta = f" ({_duration((stop_at - epoch) * pace)} more at {pace:.0f} s an epoch)" if pace else ""
     return (f"epoch {epoch}/{cap}, best validation loss {state['best_loss']:.2f} at epoch {best}; "
-            f"ends at epoch {stop_at} unless it improves")
+            f"ends at epoch {stop_at} unless it improves{eta}")
+
+
+def _duration(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"about {minutes:.0f} min" if minutes < 120 else f"about {minutes / 60:.1f} h"
 
 
 @contextmanager
