@@ -268,12 +268,18 @@ if sweep:
     axes[1].set_xlabel("number of pseudo-inputs K")
     axes[1].set_ylabel("seconds per epoch (median)")
     axes[1].set_title(f"training time vs K ({sweep[0]['n_train']} images/epoch)")
+    threads = sorted({r["metrics"].get("threads") or 0 for r in sweep})
+    threads_text = "/".join(str(t) if t else "?" for t in threads)
     fig.suptitle(f"{sweep_settings['epochs']} epochs each, KL warm-up {sweep_settings['warmup_epochs']} "
-                 f"epochs, S={sweep_settings['eval_samples']}; {', '.join(hardware)}", fontsize=8, y=-0.02)
+                 f"epochs, S={sweep_settings['eval_samples']}; {', '.join(hardware)}, "
+                 f"{threads_text} TensorFlow thread(s) per run", fontsize=8, y=-0.02)
     fig.tight_layout()
     save(fig, "ll_and_time_vs_K")
     display(Markdown("Error bars: standard error over the test images (one seed). "
-                     + " ".join(f"K={k}: {s.mean:.2f}, {t:.2f} s/epoch." for k, s, t in zip(ks, stats, per_epoch))))
+                     + " ".join(f"K={k}: {s.mean:.2f}, {t:.2f} s/epoch." for k, s, t in zip(ks, stats, per_epoch))
+                     + f" Times are each run's own epochs with {threads_text} TensorFlow thread(s); a run "
+                       f"with fewer threads than cores may have shared the machine with another run, "
+                       f"which slows its epochs, so read the curve's shape rather than its last digit."))
 else:
     display(Markdown(f"No complete K-sweep run yet, so no figure: the {profile} profile's sweep is K in "
                      f"{', '.join(map(str, K_SWEEPS[profile]))}, {sweep_settings['epochs']} epochs each "
