@@ -17,7 +17,7 @@ from vae_lib.plots import convergence_curves, image_grid, ll_histogram
 from vae_lib.provenance import hardware_label
 from vae_lib.records import read_images
 from vae_lib.registry import MODELS, PRIORS
-from vae_lib.rundir import failure_summary, variant_of
+from vae_lib.rundir import changed_settings, failure_summary, variant_of
 from vae_lib.runner import plan
 from vae_lib.results import (PAPER_SOURCE, REFERENCE, REFERENCE_SOURCE, collect_rows, grid_components,
                              model_differences, model_paired_table_html, paired_difference,
@@ -150,12 +150,13 @@ else:
 lines = []
 for r in sorted(complete, key=lambda r: (r["dataset"], r["model"], r["prior"], r["variant"], r["components"], r["seed"])):
     m = r["metrics"]
+    changed = ", ".join(f"{k}={v}" for k, v in changed_settings(r["config"]).items()) or "&ndash;"
     lines.append(f"<tr><td>{r['dataset']}</td><td>{r['model']}</td><td>{r['prior']}</td>"
-                 f"<td>{r['variant'] or '&ndash;'}</td><td>{r['components']}</td><td>{r['seed']}</td>"
+                 f"<td>{changed}</td><td>{r['components']}</td><td>{r['seed']}</td>"
                  f"<td>{m['test_ll']:.2f}</td><td>{m['test_ll_stderr']:.2f}</td>"
                  f"<td>{m['test_ll_mc_stderr']:.3f}</td><td>{m['test_ess_median']:.1f}</td>"
                  f"<td>{m['test_elbo']:.2f}</td></tr>")
-display(HTML("<table><tr><th>dataset</th><th>model</th><th>prior</th><th>variant</th><th>K</th>"
+display(HTML("<table><tr><th>dataset</th><th>model</th><th>prior</th><th>settings changed</th><th>K</th>"
              "<th>seed</th><th>test LL</th><th>s.e. over images</th><th>Monte Carlo s.e.</th>"
              "<th>median ESS</th><th>test ELBO</th></tr>" + "".join(lines) + "</table>"))
 

@@ -52,19 +52,22 @@ _SHORT = {"epochs": "ep", "warmup_epochs": "wu", "patience": "pat", "eval_sample
           "eval_matmuls": "evalmm"}
 
 
-def variant_of(config: RunConfig) -> str:
-    """``<setting><value>`` for every setting that differs from its profile's default, joined by
-    ``__`` (empty for a run of the profile's own settings), e.g. ``initHe`` or ``ep100__wu25``.
-    The dataset, model, prior, K and seed are not part of it."""
+def changed_settings(config: RunConfig) -> dict:
+    """The settings that differ from the profile's defaults (the dataset, model, prior, K and seed
+    aside), e.g. ``{"weight_init": "he"}``."""
     defaults = RunConfig(dataset=config.dataset, prior=config.prior,
                          **PROFILES.get(config.profile, {})).to_dict()
-    parts = []
-    for key, value in config.to_dict().items():
-        if key in ("dataset", "prior", "model", "components", "seed", "profile"):
-            continue
-        if value != defaults[key]:
-            parts.append(f"{_SHORT.get(key, key)}{str(value).replace('.', 'p')}")
-    return "__".join(parts)
+    return {key: value for key, value in config.to_dict().items()
+            if key not in ("dataset", "prior", "model", "components", "seed", "profile")
+            and value != defaults[key]}
+
+
+def variant_of(config: RunConfig) -> str:
+    """``<setting><value>`` for every changed setting (:func:`changed_settings`), joined by ``__``
+    (empty for a run of the profile's own settings), e.g. ``inithe`` or ``ep100__wu25``: the part
+    of a run directory's name that tells its variant."""
+    return "__".join(f"{_SHORT.get(key, key)}{str(value).replace('.', 'p')}"
+                     for key, value in changed_settings(config).items())
 
 
 def run_dir_name(config: RunConfig) -> str:
