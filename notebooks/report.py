@@ -14,6 +14,7 @@ from vae_lib.config import (K_SWEEP_SETTINGS, K_SWEEPS, PROFILE_DESCRIPTIONS, PR
 from vae_lib.convergence import convergence_table_html, past_protocol, read_convergence, run_label
 from vae_lib.datasets import DATASETS
 from vae_lib.plots import convergence_curves, image_grid, ll_histogram
+from vae_lib.progress import duration
 from vae_lib.provenance import hardware_label
 from vae_lib.records import read_images
 from vae_lib.registry import MODELS, PRIORS
@@ -40,10 +41,6 @@ def training_seconds(metrics) -> float:
     """Epochs x the median epoch time: the training compute, unaffected by the wall-clock time a
     run spent stopped (the paper runs are paused while benchmarks run)."""
     return metrics["epochs_trained"] * metrics["seconds_per_epoch"]
-
-
-def duration(seconds) -> str:
-    return f"{seconds / 60:.0f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
 
 
 train_s = sum(training_seconds(r["metrics"]) for r in complete)

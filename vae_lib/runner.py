@@ -33,12 +33,12 @@ from .datasets import DATASETS, check_name
 from .errors import ConfigError, check_choice
 from .io import atomic_write_json, fd2_to
 from .nbclean import portable
-from .progress import progress_bar
+from .progress import duration, progress_bar
 from .records import checkpoint_state
 from .registry import MODELS, PRIORS, check_prior_name
 from .rundir import (FAILURE, METRICS, NOTEBOOK, copy_record, is_complete, is_locked, prepare_run_dir,
                      run_dir_name, runner_lock)
-from .schedule import last_epoch
+from .schedule import projected_end
 
 REPO = Path(__file__).resolve().parent.parent
 KERNEL_LOG = "kernel.log"  # in the run directory: the kernel's standard error (not in the record)
@@ -269,18 +269,13 @@ def _checkpoint_status(cell: Cell) -> str:
     if state["stopped_early"] or epoch >= cap:
         return (f"trained {epoch} epochs (best {best}); test log-likelihood with "
                 f"S={c.eval_samples}")
-    stop_at = min(cap, last_epoch(best, c))
+    stop_at = projected_end(epoch, best, cap, c)
     # the pace of the last epochs (this machine, now), not the run's average over earlier sessions
     recent = [row["seconds"] for row in state.get("history", [])[-20:] if "seconds" in row]
     pace = sorted(recent)[len(recent) // 2] if recent else None
-    eta = f" ({_duration((stop_at - epoch) * pace)} more at {pace:.0f} s an epoch)" if pace else ""
+    eta = f" (about {duration((stop_at - epoch) * pace)} more at {pace:.0f} s an epoch)" if pace else ""
     return (f"epoch {epoch}/{cap}, best validation loss {state['best_loss']:.2f} at epoch {best}; "
             f"ends at epoch {stop_at} unless it improves{eta}")
-
-
-def _duration(seconds: float) -> str:
-    minutes = seconds / 60
-    return f"about {minutes:.0f} min" if minutes < 120 else f"about {minutes / 60:.1f} h"
 
 
 @contextmanager

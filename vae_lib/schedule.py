@@ -34,6 +34,12 @@ def last_epoch(best_epoch: int, config: RunConfig) -> int:
     return max(best_epoch, config.warmup_epochs - 1) + config.patience + 1
 
 
+def projected_end(epoch: int, best_epoch: int, cap: int, config: RunConfig) -> int:
+    """The epoch at which a run now at ``epoch`` ends unless a later epoch improves on
+    ``best_epoch`` (:func:`last_epoch`), at most ``cap``."""
+    return min(cap, max(epoch, last_epoch(best_epoch, config)))
+
+
 def early_stopping_update(state: TrainState, epoch: int, valid_loss: float, config: RunConfig) -> bool:
     """Book-keeping of the paper's early stopping (utils/perform_experiment.py in its code) after
     epoch ``epoch``: only a strictly lower validation loss is better; see :func:`last_epoch`.

@@ -18,13 +18,14 @@ from .rundir import FAILURE, METRICS, failure_summary, is_complete, is_locked
 from .runner import Cell, cell_status
 
 STATES = ("recorded", "complete", "running", "interrupted", "failed", "not started")
+OTHER_VERSION = "checkpoint of another version"  # what a checkpoint this version cannot read says
 
 
 def cell_state(cell: Cell) -> tuple[str, str]:
     """(state, detail) of one cell; ``state`` is one of :data:`STATES`."""
     run_dir = cell.run_dir
     if run_dir.is_dir() and is_locked(run_dir):  # first: a cell run again (--rerun) has a record
-        return "running", cell_status(cell, unreadable="checkpoint of another version")
+        return "running", cell_status(cell, unreadable=OTHER_VERSION)
     if is_complete(cell.record_dir):
         m = read_json(cell.record_dir / METRICS)
         stderr = m.get("test_ll_stderr")
@@ -41,7 +42,7 @@ def cell_state(cell: Cell) -> tuple[str, str]:
     if not run_dir.is_dir():
         return "not started", ""
     if checkpoint_state(run_dir):
-        return "interrupted", cell_status(cell, unreadable="checkpoint of another version") + "; resumes from its checkpoint"
+        return "interrupted", cell_status(cell, unreadable=OTHER_VERSION) + "; resumes from its checkpoint"
     return "not started", "(its run directory exists, without a checkpoint)"
 
 

@@ -25,7 +25,7 @@ from .densities import RNG_ALG
 from .errors import TrainingError, check_choice
 from .io import atomic_write_csv, atomic_write_npz
 from .progress import progress_bar
-from .schedule import TrainState, early_stopping_update, kl_weight, last_epoch
+from .schedule import TrainState, early_stopping_update, kl_weight, projected_end
 from .seeds import stream_key
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_distortion", "train_rate", "kl_weight",
@@ -191,8 +191,7 @@ class Trainer:
         return state
 
     def _projected_end(self, max_epochs: int) -> int:
-        """The epoch at which the run ends unless a later epoch improves (at most the cap)."""
-        return min(max_epochs, max(self.state.epoch, last_epoch(self.state.best_epoch, self.config)))
+        return projected_end(self.state.epoch, self.state.best_epoch, max_epochs, self.config)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def save_checkpoint(self):
