@@ -18,7 +18,7 @@ from vae_lib.progress import duration
 from vae_lib.provenance import hardware_label
 from vae_lib.records import read_images
 from vae_lib.registry import MODELS, PRIORS
-from vae_lib.rundir import changed_settings, failure_summary, variant_of
+from vae_lib.rundir import changes_text, failure_summary, variant_of
 from vae_lib.runner import plan
 from vae_lib.results import (PAPER_SOURCE, REFERENCE, REFERENCE_SOURCE, collect_rows, grid_components,
                              model_differences, model_paired_table_html, paired_difference,
@@ -147,9 +147,8 @@ else:
 lines = []
 for r in sorted(complete, key=lambda r: (r["dataset"], r["model"], r["prior"], r["variant"], r["components"], r["seed"])):
     m = r["metrics"]
-    changed = ", ".join(f"{k}={v}" for k, v in changed_settings(r["config"]).items()) or "&ndash;"
     lines.append(f"<tr><td>{r['dataset']}</td><td>{r['model']}</td><td>{r['prior']}</td>"
-                 f"<td>{changed}</td><td>{r['components']}</td><td>{r['seed']}</td>"
+                 f"<td>{changes_text(r['config']) or '&ndash;'}</td><td>{r['components']}</td><td>{r['seed']}</td>"
                  f"<td>{m['test_ll']:.2f}</td><td>{m['test_ll_stderr']:.2f}</td>"
                  f"<td>{m['test_ll_mc_stderr']:.3f}</td><td>{m['test_ess_median']:.1f}</td>"
                  f"<td>{m['test_elbo']:.2f}</td></tr>")
@@ -422,12 +421,12 @@ display(Markdown("\n".join(found) if found else "No complete runs yet."))
 # records' `train_seconds` is the raw wall-clock sum).
 
 # %%
-header = ("dataset", "model", "prior", "variant", "K", "seed", "status", "epochs (best)", "S",
+header = ("dataset", "model", "prior", "settings changed", "K", "seed", "status", "epochs (best)", "S",
           "train images", "test LL", "s/epoch", "train min", "eval min", "commit")
 lines = []
 for r in rows:
     m = r.get("metrics") or {}
-    lines.append((r["dataset"], r["model"], r["prior"], r["variant"] or "&ndash;", r["components"],
+    lines.append((r["dataset"], r["model"], r["prior"], changes_text(r["config"]) or "&ndash;", r["components"],
                   r["seed"], r["status"],
                   f"{m['epochs_trained']} ({m['best_epoch']})" if m else "", r["eval_samples"],
                   m.get("n_train", ""), f"{m['test_ll']:.2f}" if m else "",

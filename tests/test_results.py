@@ -14,7 +14,7 @@ from vae_lib.results import (REFERENCE, collect_rows, paired_difference, paired_
                              summarize, table1_html, table1_markdown, write_results_csv,
                              model_differences, model_paired_table_html)
 from vae_lib.results import test_ll_of as per_image_ll  # (a name pytest does not collect)
-from vae_lib.rundir import run_dir_name
+from vae_lib.rundir import changes_text, run_dir_name
 
 
 def _record(root, dataset, prior, seed, log_px=None, failed=False, **settings):
@@ -60,6 +60,7 @@ def test_rows_come_from_the_records_with_status_variant_and_relative_paths(recor
     assert status[("frey_faces", "vampprior", 0, "")] == "failed"
     assert status[("frey_faces", "mog", 0, "")] == "incomplete"
     assert status[("frey_faces", "standard", 0, "inithe")] == "complete"
+    assert {changes_text(r["config"]) for r in rows if r["dataset"] == "frey_faces"} == {"", "weight_init=he"}
     assert len(select(rows, dataset="static_mnist")) == 7
     assert all(r["run"].startswith("runs/") for r in rows)
     assert select(rows, dataset="static_mnist", prior="vampprior")[0]["reference_ll"] == REFERENCE["static_mnist"]["vampprior"]

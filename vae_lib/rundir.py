@@ -62,6 +62,12 @@ def changed_settings(config: RunConfig) -> dict:
             and value != defaults[key]}
 
 
+def changes_text(config: RunConfig) -> str:
+    """:func:`changed_settings` for people, e.g. ``weight_init=he, trainable_pseudo_inputs=True``
+    (empty for a run of the profile's own settings)."""
+    return ", ".join(f"{key}={value}" for key, value in changed_settings(config).items())
+
+
 def variant_of(config: RunConfig) -> str:
     """``<setting><value>`` for every changed setting (:func:`changed_settings`), joined by ``__``
     (empty for a run of the profile's own settings), e.g. ``inithe`` or ``ep100__wu25``: the part
