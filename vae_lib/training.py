@@ -204,16 +204,16 @@ class Trainer:
         arrays["state"] = np.array(json.dumps(asdict(self.state)))
         try:
             atomic_write_npz(self.checkpoint_path, **arrays)
+            self._saved_epoch = self.state.epoch  # (its history is inside; history.csv is a copy)
             if self.history_path:
                 atomic_write_csv(self.history_path, self.state.history, HISTORY_COLUMNS)
         except OSError as err:
-            kept = (f"The last checkpoint written (epoch {self._saved_epoch}) is unchanged"
+            kept = (f"The last checkpoint written (epoch {self._saved_epoch}) is intact"
                     if self._saved_epoch else "No checkpoint was written before")
-            raise TrainingError(f"Could not write the checkpoint {self.checkpoint_path} after epoch "
-                                f"{self.state.epoch}: {err.strerror}. {kept}; "
+            raise TrainingError(f"Could not write the checkpoint {self.checkpoint_path} or its history "
+                                f"after epoch {self.state.epoch}: {err.strerror}. {kept}; "
                                 f"{_write_advice(err.errno, Path(self.checkpoint_path).parent)} and "
                                 f"rerun the same command to resume.") from None
-        self._saved_epoch = self.state.epoch
 
     def _load_checkpoint(self):
         with np.load(self.checkpoint_path) as ckpt:
@@ -237,9 +237,8 @@ class Trainer:
     def _check_finite(self, values, epoch, what="training loss"):
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
-            kept = (f"The last good checkpoint (epoch {self.state.epoch}) is kept in "
-                    f"{self.checkpoint_path}." if self.checkpoint_path and self.checkpoint_path.exists()
-                    else "No checkpoint was written before it.")
+            kept = (f"The last good checkpoint (epoch {self._saved_epoch}) is kept in "
+                    f"{self.checkpoint_path}." if self._saved_epoch else "No checkpoint was written before it.")
             where = f"step {bad[0] + 1} of epoch {epoch}" if len(values) > 1 else f"epoch {epoch}"
             raise TrainingError(f"The {what} became {values[bad[0]]} at {where}. {kept} "
                                 f"Try a lower learning rate or another seed.")
