@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vae_lib.convergence import (convergence_table_html, image_subset, main, mean_by_samples,
-                                 paired_by_samples, read_convergence)
+                                 paired_by_samples, read_convergence, scope_text)
 from vae_lib.errors import ConfigError
 from vae_lib.estimators import ImportanceSampler
 from vae_lib.records import load_run
@@ -55,6 +55,7 @@ def test_scores_trained_runs_at_several_sample_sizes_and_pairs_them(smoke_grid, 
     assert json.loads(before)["runs"][0]["provenance"]["git"]
     # the protocol's S as the largest: nothing rose past it, so no row
     assert "seed 0" not in convergence_table_html([vampprior, standard], 1000)
+    assert scope_text([vampprior, standard]) == "seed 0 runs, 40 test images"
 
     # one more S: only it is scored, what was there is kept as it was
     assert main([str(run_dirs[0]), "--samples", "3", "50", "--images", "40", "--out", str(out)]) == 0

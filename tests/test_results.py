@@ -10,11 +10,11 @@ import pytest
 
 from vae_lib.config import make_config
 from vae_lib.io import atomic_write_npz
-from vae_lib.results import (REFERENCE, collect_rows, paired_difference, paired_table_html, select,
+from vae_lib.results import (REFERENCE, collect_rows, paired_difference, paired_table_html, select, spread_text,
                              summarize, table1_html, table1_markdown, write_results_csv,
                              model_differences, model_paired_table_html)
 from vae_lib.results import test_ll_of as per_image_ll  # (a name pytest does not collect)
-from vae_lib.rundir import changes_text, run_dir_name
+from vae_lib.rundir import changes_text, copy_record, run_dir_name
 
 
 def _record(root, dataset, prior, seed, log_px=None, failed=False, **settings):
@@ -66,6 +66,20 @@ def test_rows_come_from_the_records_with_status_variant_and_relative_paths(recor
     assert select(rows, dataset="static_mnist", prior="vampprior")[0]["reference_ll"] == REFERENCE["static_mnist"]["vampprior"]
 
 
+def test_a_failed_rerun_keeps_the_complete_record_and_a_finished_one_replaces_it(tmp_path):
+    record = _record(tmp_path / "records", "frey_faces", "standard", 0, [-1800.0, -1802.0])
+    (record / "history.csv").write_text("epoch\n1\n")
+    before = {p.name: p.read_bytes() for p in record.iterdir()}
+    failed = _record(tmp_path / "rerun", "frey_faces", "standard", 0, failed=True)
+    (failed / "history.csv").write_text("epoch\n1\n2\n")
+    assert copy_record(failed, record) is False
+    assert {p.name: p.read_bytes() for p in record.iterdir()} == before, "no mix of two runs"
+    finished = _record(tmp_path / "rerun2", "frey_faces", "standard", 0, [-1790.0, -1792.0])
+    assert copy_record(finished, record) is True
+    [row] = collect_rows(tmp_path / "records")
+    assert row["status"] == "complete" and row["test_ll"] == -1791.0 and not (record / "failure.json").exists()
+
+
 def test_summaries_are_the_standard_error_for_one_seed_and_the_std_over_seeds_for_several(records):
     root, base = records
     rows = collect_rows(root)
@@ -95,17 +109,36 @@ def test_paired_differences_pair_images_and_seeds(records):
     assert "+2.10 &plusmn; 0.10" in table and "3 seeds" in table
 
 
-def test_table1_marks_failed_running_and_not_run_cells_and_shows_bits_per_dim(records):
+def test_table1_marks_failed_incomplete_and_not_run_cells_and_shows_bits_per_dim(records):
     root, _ = records
     rows = collect_rows(root)
     html = table1_html(rows, ["static_mnist", "frey_faces"], ["standard", "vampprior", "vampprior_data", "mog"], 500)
     frey = html[html.index("frey_faces"):]
-    assert "<em>failed</em>" in frey and "<em>running</em>" in frey and "<em>not run</em>" in frey
+    assert "<em>failed</em>" in frey and "<em>record incomplete</em>" in frey and "<em>not run</em>" in frey
     assert "bits/dim" in frey
     assert "3 seeds" in html and f"{REFERENCE['static_mnist']['vampprior']:.2f}" in html and "paper: -85.57" in html
-    markdown = table1_markdown(rows, ["static_mnist", "frey_faces"], ["standard", "vampprior"], 500)
-    assert markdown.splitlines()[0] == "| dataset | standard | vampprior |"
-    assert "(3 seeds)" in markdown and "not run / ref. -2257.76" in markdown
+    markdown = table1_markdown(rows, ["static_mnist", "frey_faces"], ["standard", "vampprior", "mog"], 500)
+    assert markdown.splitlines()[0] == "| dataset | standard | vampprior | mog |"
+    assert "(3 seeds)" in markdown and "| failed / ref. -2257.76 | record incomplete |" in markdown
+
+
+def test_table1_says_how_many_of_the_planned_seeds_are_recorded_and_which_failed(records):
+    """static MNIST MoG: 1 of the plan's 3 seeds; the standard prior: all 3; a failed seed beside
+    complete ones is named, not hidden."""
+    root, base = records
+    _record(root, "static_mnist", "mog", 1, failed=True)
+    rows = collect_rows(root)
+    planned = {("static_mnist", "vae", p): {0, 1, 2} for p in ("standard", "mog")}
+    markdown = table1_markdown(rows, ["static_mnist"], ["standard", "mog"], 500, planned=planned)
+    standard, mog = markdown.splitlines()[2].split(" | ")[1:3]
+    assert standard.endswith("(3 seeds) / ref. -93.08")
+    assert mog.startswith(f"**{base[0].mean() - 1:.2f}**") and mog.endswith("(1 of 3 seeds, 1 failed) |")
+    assert "1 of 3 seeds, 1 failed" in table1_html(rows, ["static_mnist"], ["standard", "mog"], 500, planned=planned)
+    three, one = (summarize(select(rows, dataset="static_mnist", prior=p)) for p in ("standard", "mog"))
+    assert spread_text([three]) == "the standard deviation across seeds"
+    assert spread_text([one, None]) == "the standard error over the test images (one seed)"
+    assert spread_text([three, one]) == ("the standard deviation across seeds or the standard error over "
+                                         "the test images (one seed)")
 
 
 def test_table1_has_a_row_for_another_model_where_it_ran_or_the_paper_has_a_number(records):
@@ -139,6 +172,10 @@ def test_table1_tells_cells_outside_the_plan_from_cells_not_run_yet(records):
     html = table1_html(rows, datasets, priors, 500, planned=planned)
     assert html.count("<em>not planned</em>") == 1
     assert "not planned" not in table1_markdown(rows, datasets, priors, 500)  # no plan: all planned
+    with_hvae = planned | {("fashion_mnist", "hvae", "vampprior")}
+    lines = table1_markdown(rows, datasets + ["fashion_mnist"], priors, 500, models=("vae", "hvae"),
+                            planned=with_hvae).splitlines()
+    assert "| fashion_mnist (HVAE) | not planned | not run | not planned |" in lines, "a planned row is shown"
 
 
 def test_hvae_against_the_vae_is_paired_by_image_and_seed(records):

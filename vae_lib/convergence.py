@@ -99,6 +99,14 @@ def paired_by_samples(a: dict, b: dict) -> list[tuple[int, float, float]]:
     return out
 
 
+def scope_text(entries) -> str:
+    """Which runs and how many test images ``entries`` cover, e.g. "seed 0 runs, 200 test images"."""
+    seeds = sorted({e["seed"] for e in entries})
+    sizes = sorted({len(e["images"]) for e in entries})
+    return (f"seed {'/'.join(map(str, seeds))} run{'s' if len(entries) > 1 else ''}, "
+            f"{'/'.join(map(str, sizes))} test images")
+
+
 def run_label(e: dict) -> str:
     return (f"{e['prior']}{' (HVAE)' if e['model'] == 'hvae' else ''}"
             f"{' ' + e['variant'] if e['variant'] else ''}, seed {e['seed']}")

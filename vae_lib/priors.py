@@ -157,7 +157,9 @@ def build_vampprior_data(latent_dim, *, num_components, encoder, input_dim, trai
                          trainable_pseudo_inputs=None, seed=0, **_):
     """K random training images as pseudo-inputs: fixed (the default, as the reference report
     ran it), or, with ``trainable_pseudo_inputs``, plus N(0, 0.01^2) noise and learned from there
-    (as the paper's code runs it)."""
+    (as the paper's code runs it). On a dynamically binarized dataset the training images are grey
+    levels and stay so: a grey digit is the expectation of the binary ones the encoder sees, and a
+    fixed binary draw would be one arbitrary sample of it."""
     have = 0 if train_images is None else len(train_images)
     if have < num_components:
         raise ConfigError(f"vampprior_data with K={num_components} needs at least {num_components} "

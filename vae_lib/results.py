@@ -113,6 +113,15 @@ def summarize(rows) -> Summary | None:
     return Summary(float(values.mean()), float(values.std(ddof=1)), len(rows), "std over seeds", seeds)
 
 
+def spread_text(summaries) -> str:
+    """What the error of these summaries is: the standard deviation across seeds, the standard
+    error over the test images (one seed), or either (as many seeds as each has)."""
+    kinds = {s.err_kind for s in summaries if s is not None}
+    words = [w for kind, w in (("std over seeds", "the standard deviation across seeds"),
+                               ("s.e.", "the standard error over the test images (one seed)")) if kind in kinds]
+    return " or ".join(words) or "none (no runs)"
+
+
 @dataclass
 class PairedDifference:
     """test LL of ``rows`` minus that of ``baseline`` on the same test images, paired by seed:
@@ -176,49 +185,64 @@ def fmt(value, digits=2, signed=False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
-def _status_text(rows, planned=None, **where) -> str:
-    statuses = {r["status"] for r in select(rows, status=None, **where)}
-    if not statuses and not _is_planned(planned, **where):
-        return "<em>not planned</em>"
-    return "<em>failed</em>" if "failed" in statuses else (
-        "<em>running</em>" if "incomplete" in statuses else "<em>not run</em>")
-
-
 def _is_planned(planned, dataset, model, prior, **_) -> bool:
     """Whether the profile's plan has the cell (``planned``: (dataset, model, prior) keys; None: all)."""
     return planned is None or (dataset, model, prior) in planned
 
 
-def cell_html(rows, planned=None, **where) -> str:
-    """'mean &plusmn; err' of the complete rows matching ``where`` (with the seed count), or why
-    there is none (missing, running, failed, or not in the plan)."""
-    s = summarize(select(rows, **where))
+def cell_summary(rows, planned=None, **where) -> tuple[Summary | None, str]:
+    """The summary of the complete rows matching ``where`` and what to say beside it: their seeds
+    ("3 seeds"; "1 of 3 seeds" while the plan has more, when ``planned`` maps each (dataset, model,
+    prior) to its seeds; failed ones); or, with no complete row, why: failed, record incomplete (a
+    copy cut short: the next main job completes it), not run, or not planned."""
+    found = select(rows, status=None, **where)
+    statuses = [r["status"] for r in found]
+    s = summarize([r for r in found if r["status"] == "complete"])
     if s is None:
-        return _status_text(rows, planned, **where)
-    text = f"{s.mean:.2f} &plusmn; {s.err:.2f}"
-    return text + (f"<br><small>{s.n_seeds} seeds</small>" if s.n_seeds > 1 else "")
+        if not found and not _is_planned(planned, **where):
+            return None, "not planned"
+        if "failed" in statuses:
+            return None, "failed"
+        return None, "record incomplete" if "incomplete" in statuses else "not run"
+    key = (where["dataset"], where["model"], where["prior"])
+    n_planned = len(planned.get(key, ())) if isinstance(planned, dict) else 0
+    notes = [f"{s.n_seeds} of {n_planned} seeds" if n_planned > s.n_seeds
+             else f"{s.n_seeds} seeds" if s.n_seeds > 1 else "",
+             f"{statuses.count('failed')} failed" if "failed" in statuses else ""]
+    return s, ", ".join(n for n in notes if n)
 
 
-def _table1_rows(rows, datasets, components, models):
+def cell_html(rows, planned=None, **where) -> str:
+    """'mean &plusmn; err' of the complete rows matching ``where`` (with their seeds), or why
+    there is none (:func:`cell_summary`)."""
+    s, note = cell_summary(rows, planned, **where)
+    if s is None:
+        return f"<em>{note}</em>"
+    return f"{s.mean:.2f} &plusmn; {s.err:.2f}" + (f"<br><small>{note}</small>" if note else "")
+
+
+def _table1_rows(rows, datasets, components, models, planned=None):
     """(model, dataset, selector) of Table 1's rows: every dataset for the VAE, and a row for another
-    model where it was run or where the paper reports a number for it (a result still to
-    reproduce shows as not run). The selector picks the profile's own settings (no variant)."""
+    model where it was run, where the plan has it, or where the paper reports a number for it (a
+    result still to reproduce shows as not run). The selector picks the profile's own settings (no
+    variant)."""
     for model in models:
         for dataset in datasets:
             where = dict(dataset=dataset, model=model, components=components, variant="")
             if (model == "vae" or select(rows, status=None, **where)
-                    or any(key[:2] == (dataset, model) for key in PAPER)):
+                    or any(key[:2] == (dataset, model) for key in [*PAPER, *(planned or ())])):
                 yield model, dataset, where
 
 
 def table1_html(rows, datasets, priors, components, models=("vae",), planned=None) -> str:
     """Table 1: per dataset (and model) x prior, ours (mean &plusmn; error) beside the reference
     report's number and the paper's where known; Frey Faces also in bits/dim. ``planned``: the
-    (dataset, model, prior) cells of the profile's plan; others without a record say so."""
+    (dataset, model, prior) cells of the profile's plan (a set, or a dict to each cell's seeds);
+    others without a record say so."""
     head = "".join(f"<th colspan=2>{html.escape(p)}</th>" for p in priors)
     sub = "".join("<th>ours</th><th>reference</th>" for _ in priors)
     body = []
-    for model, dataset, where in _table1_rows(rows, datasets, components, models):
+    for model, dataset, where in _table1_rows(rows, datasets, components, models, planned):
         cells = []
         for prior in priors:
             ours = cell_html(rows, planned, prior=prior, **where)
@@ -297,20 +321,16 @@ def model_paired_table_html(rows, datasets, priors, components, model="hvae", ba
 def table1_markdown(rows, datasets, priors, components, models=("vae",), planned=None) -> str:
     """Table 1 as Markdown (for the README): ours (mean &plusmn; error, seeds) / reference / paper."""
     lines = ["| dataset | " + " | ".join(priors) + " |", "|---|" + "---:|" * len(priors)]
-    for model, dataset, where in _table1_rows(rows, datasets, components, models):
+    for model, dataset, where in _table1_rows(rows, datasets, components, models, planned):
         cells = []
         for prior in priors:
-            s = summarize(select(rows, prior=prior, **where))
-            text = "" if s is None else f"**{s.mean:.2f}** ± {s.err:.2f}" + (
-                f" ({s.n_seeds} seeds)" if s.n_seeds > 1 else "")
-            if not (text or select(rows, status=None, prior=prior, **where)
-                    or _is_planned(planned, prior=prior, **where)):
-                text = "not planned"
+            s, note = cell_summary(rows, planned, prior=prior, **where)
+            text = note if s is None else f"**{s.mean:.2f}** ± {s.err:.2f}" + (f" ({note})" if note else "")
             ref = REFERENCE.get(dataset, {}).get(prior) if model == "vae" else None
             paper = PAPER.get((dataset, model, prior))
             extra = [f"ref. {ref:.2f}"] if ref is not None else []
             extra += [f"paper {paper:.2f}"] if paper is not None else []
-            cells.append(" / ".join([text or "not run"] + extra))
+            cells.append(" / ".join([text] + extra))
         label = dataset if model == "vae" else f"{dataset} (HVAE)"
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -213,13 +213,18 @@ def is_locked(run_dir: Path) -> bool:
     return False
 
 
-def copy_record(run_dir: Path, record_dir: Path) -> None:
+def copy_record(run_dir: Path, record_dir: Path) -> bool:
     """Copy the record of the run in ``run_dir`` (everything but the checkpoint) to ``record_dir``.
     A complete run's metrics.json comes last (a record is complete exactly when it has one) and
-    replaces an earlier failure; a failed run's record keeps its failure.json and notebook."""
+    replaces an earlier failure; a failed run's record keeps its failure.json and notebook. A run
+    that did not complete never touches a complete record (a failed ``--rerun`` would otherwise
+    leave the old metrics beside the new history and hide its failure): False then, and the
+    failure stays in ``run_dir``."""
     run_dir, record_dir = Path(run_dir), Path(record_dir)
-    record_dir.mkdir(parents=True, exist_ok=True)
     complete = is_complete(run_dir)
+    if not complete and is_complete(record_dir):
+        return False
+    record_dir.mkdir(parents=True, exist_ok=True)
     for name in RECORD_FILES + (FAILURE,):
         if name != METRICS and (run_dir / name).is_file() and not (complete and name == FAILURE):
             if name == NOTEBOOK:
@@ -229,6 +234,7 @@ def copy_record(run_dir: Path, record_dir: Path) -> None:
     if complete:
         (record_dir / FAILURE).unlink(missing_ok=True)
         shutil.copyfile(run_dir / METRICS, record_dir / METRICS)
+    return True
 
 
 def _copy_portable_notebook(source: Path, target: Path) -> None:

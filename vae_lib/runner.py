@@ -238,8 +238,8 @@ def _execute(cell, notebook, data_dir, rerun, threads, checkpoint_every) -> str:
                                         notebook=str(cell.run_dir / NOTEBOOK),
                                         kernel_log=str(cell.run_dir / KERNEL_LOG),
                                         time=time.strftime("%Y-%m-%dT%H:%M:%S")))
-        copy_record(cell.run_dir, cell.record_dir)  # the report marks the cell failed
-        return "failed"
+        copy_record(cell.run_dir, cell.record_dir)  # the report marks the cell failed (a complete
+        return "failed"                               # record of an earlier run is kept as it is)
     failure.unlink(missing_ok=True)
     if rerun and is_complete(cell.record_dir):
         (cell.record_dir / METRICS).unlink()
@@ -342,14 +342,16 @@ def run_report(profile="quick", runs_dir=None, report_dir=None, datasets=None, p
             with watching(cell, head, live and (rerun or not is_complete(cell.record_dir))):
                 status = run_cell(cell, experiment, data_dir, rerun, threads, checkpoint_every)
             counts[status] = counts.get(status, 0) + 1
-            note = {"failed": f" (see {cell.run_dir / FAILURE})",
+            kept = "; its earlier record is kept" if is_complete(cell.record_dir) else ""
+            note = {"failed": f" (see {cell.run_dir / FAILURE}{kept})",
                     "busy": f" (another process is running in {cell.run_dir}; left to it)"}
             log((f"{head} ... " if live else "") + f"{status} in {time.perf_counter() - t0:.0f} s"
                 + note.get(status, ""), flush=True)
     log(f"cells finished in {time.perf_counter() - started:.0f} s: {counts}")
     if counts.get("busy"):
-        log(f"{counts['busy']} cell(s) busy: another process is running them and keeps their records "
-            f"when it finishes; this report shows them as not run (or running) until then.")
+        log(f"{counts['busy']} cell(s) busy: another process is running them; a main job keeps a "
+            f"cell's record when it finishes (after a `vampprior train`, the next `vampprior report` "
+            f"does). Until then this report shows them as not run.")
     html = build_report(profile, report_dir, report_notebook)
     log(f"report: {html}")
     counts["html"] = str(html)
