@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from vae_lib.config import make_config
-from vae_lib.errors import TrainingError
+from vae_lib.errors import ConfigError, TrainingError
 from vae_lib.estimators import elbo
 from vae_lib.experiment import model_for, run_experiment, subset
 from vae_lib.records import load_run, read_test_ll
@@ -416,3 +416,22 @@ def test_dynamic_mnist_trains_and_resumes_exactly(datasets, tmp_path):
     Trainer(resumed, config, ckpt, progress=False, binarize=True).fit(data.train, data.valid)
     for a, b in zip(resumed.weights, straight.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_grey_pixels_under_a_bernoulli_likelihood_are_refused_before_training(datasets):
+    """Dynamic MNIST's grey training digits without binarize=True, or grey validation digits, would
+    train a Bernoulli model on non-binary pixels without any error: refused, nothing trained; and
+    binarize=True is refused for the 8-bit likelihood of Frey Faces."""
+    config = _small_config("dynamic_mnist", "standard", epochs=1, max_train=200, max_valid=100)
+    data = subset(datasets["dynamic_mnist"], config)
+    model = model_for(config, data)
+    before = [w.numpy() for w in model.weights]
+    with pytest.raises(ConfigError, match="training images have grey levels.*binarize=True"):
+        Trainer(model, config, progress=False).fit(data.train, data.valid)
+    with pytest.raises(ConfigError, match="validation images have grey levels"):
+        Trainer(model, config, progress=False, binarize=True).fit(data.train, data.train[:100])
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, model.weights))
+    frey = _small_config("frey_faces", "standard", epochs=1, max_train=200, max_valid=100)
+    frey_data = subset(datasets["frey_faces"], frey)
+    with pytest.raises(ConfigError, match="binarize=True is for a Bernoulli likelihood"):
+        Trainer(model_for(frey, frey_data), frey, progress=False, binarize=True).fit(frey_data.train, frey_data.valid)

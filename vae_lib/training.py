@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from .config import OPTIMIZERS, RunConfig
 from .densities import RNG_ALG
-from .errors import TrainingError, check_choice
+from .errors import ConfigError, TrainingError, check_choice
 from .io import atomic_write_csv, atomic_write_npz
 from .progress import progress_bar
 from .schedule import TrainState, early_stopping_update, kl_weight, projected_end
@@ -148,6 +148,7 @@ class Trainer:
 
     def fit(self, train: np.ndarray, valid: np.ndarray) -> TrainState:
         cfg, state = self.config, self.state
+        self._check_pixels(train, valid)
         data = tf.constant(train, tf.float32)
         valid = tf.constant(valid, tf.float32)
         max_epochs = cfg.epochs_for(len(train))
@@ -233,6 +234,26 @@ class Trainer:
                 self.best_weights = [ckpt[f"best_{i}"] for i in range(len(model_vars))]
         self.state = TrainState(**state)
         self._saved_epoch = self.state.epoch
+
+    def _check_pixels(self, train, valid):
+        """Bernoulli pixels must be bits by the time the model sees them: a grey training set is
+        binarized at every step (``binarize``), and validation images must already be bits. Grey
+        levels under a Bernoulli likelihood would train and score something that is not a
+        log-likelihood of binary images, without any error."""
+        bernoulli = self.model.likelihood == "bernoulli"
+        if self.binarize and not bernoulli:
+            raise ConfigError(f"binarize=True is for a Bernoulli likelihood; this model's is "
+                              f"{self.model.likelihood}.")
+        if not bernoulli:
+            return
+        for name, images, fix in (("training", train, "pass binarize=True (the dataset's "
+                                   "dynamic_binarization says so; run_experiment does) or binarize them"),
+                                  ("validation", valid, "binarize them once with a fixed seed")):
+            if name == "training" and self.binarize:
+                continue
+            if np.any((images > 0) & (images < 1)):
+                raise ConfigError(f"The {name} images have grey levels, but the model's likelihood is "
+                                  f"Bernoulli (binary pixels): {fix}.")
 
     def _check_finite(self, values, epoch, what="training loss"):
         bad = np.flatnonzero(~np.isfinite(values))
