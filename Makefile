@@ -7,7 +7,7 @@ install:
 	$(PYTHON) -m pip install -e ".[dev]"
 
 report:  ## the main job: run the grid and render report/
-	vampprior report --profile $(PROFILE)
+	$(PYTHON) -m vae_lib report --profile $(PROFILE)
 
 test:
 	$(PYTHON) -m pytest
@@ -25,10 +25,10 @@ bench-bf16:  ## does bfloat16 mixed precision pay for training here? (not part o
 	$(PYTHON) benchmarks/bf16_probe.py
 
 sync:  ## re-pair the notebooks after editing their .py sources
-	jupytext --sync notebooks/*.py
+	$(PYTHON) -m jupytext --sync notebooks/*.py
 
 notebooks:  ## execute the experiment notebook (smoke) and theory (quick) in place, as committed
-	jupytext --sync notebooks/*.py
-	jupyter nbconvert --to notebook --execute --inplace notebooks/experiment.ipynb
-	papermill notebooks/theory.ipynb notebooks/theory.ipynb -p profile quick
+	$(PYTHON) -m jupytext --sync notebooks/*.py
+	$(PYTHON) -m jupyter nbconvert --to notebook --execute --inplace notebooks/experiment.ipynb
+	$(PYTHON) -m papermill notebooks/theory.ipynb notebooks/theory.ipynb -p profile quick
 	$(PYTHON) -m vae_lib.nbclean notebooks/experiment.ipynb notebooks/theory.ipynb

@@ -224,3 +224,34 @@ def test_interrupted_driver_keeps_finished_cells_and_the_rest_resume(tmp_path, d
     assert len(list(records.glob("*/metrics.json"))) == 4
     for name, data in finished.items():
         assert (records / name / "metrics.json").read_bytes() == data
+
+
+def test_a_worker_with_several_threads_runs_one_cell_at_a_time_or_is_refused():
+    """A cell's TensorFlow takes all its worker's threads: single-threaded workers need nothing,
+    wider ones must declare the resource cell=1 (cells then ask for it), and a cluster with a wider
+    worker without it is refused before anything is submitted (real in-process clusters)."""
+    from distributed import Client, LocalCluster
+
+    from vae_lib.distributed import one_cell_per_worker
+    from vae_lib.errors import ConfigError
+
+    def options(**cluster):
+        with LocalCluster(n_workers=1, processes=False, dashboard_address=":0", **cluster) as c, Client(c) as client:
+            return one_cell_per_worker(client)
+
+    assert options(threads_per_worker=1) == {}
+    assert options(threads_per_worker=2, resources={"cell": 1}) == {"resources": {"cell": 1}}
+    with pytest.raises(ConfigError, match=r"--resources cell=1.*\(2 threads\)"):
+        options(threads_per_worker=2)
+
+
+def test_workers_without_dask_installed_get_a_clear_error(tmp_path, data_dir):
+    """--workers 2 where distributed cannot be imported: exit 2 with what to install, no traceback."""
+    code = ("import sys; sys.modules['distributed'] = None\n"  # as if it were not installed
+            "from vae_lib.cli import main\n"
+            f"sys.exit(main(['report', '--profile', 'smoke', '--datasets', 'frey_faces', '--no-k-sweep', "
+            f"'--workers', '2', '--runs-dir', {str(tmp_path / 'runs')!r}, '--report-dir', {str(tmp_path / 'report')!r}]))")
+    done = subprocess.run([sys.executable, "-c", code], env=env_with_data(data_dir), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "pip install -e '.[dask]'" in done.stderr and "Traceback" not in done.stderr

@@ -19,8 +19,8 @@ _SETTING_FLAGS = [
     ("--min-steps", dict(type=int, help="train at least this many optimizer steps")),
     ("--eval-samples", dict(type=int, help="S: importance samples per test image")),
     ("--eval-matmuls", dict(help="float32 (default) or bfloat16: the input type of importance "
-                                 "sampling's matmuls (float32 accumulation; faster, ~0.001 nats; "
-                                 "binary images only)")),
+                                 "sampling's matmuls (float32 accumulation; faster, within 0.01 "
+                                 "nats; binary images only)")),
     ("--seed", dict(type=int)),
     ("--batch-size", dict(type=int)),
     ("--learning-rate", dict(type=float)),
@@ -116,8 +116,10 @@ def _plan_arguments(p) -> None:
     p.add_argument("--models", nargs="+", metavar="M", help=f"of: {' '.join(MODELS)} (default: vae; "
                    "the paper profile's plan has both)")
     p.add_argument("--seeds", nargs="+", type=int, metavar="N",
-                   help="one run per seed; the report shows mean +- std across seeds (default: 0; "
-                        "the paper profile's plan has 3 seeds for some cells)")
+                   help="one run per seed; the report shows mean +- std across seeds (default: 0). "
+                        "The paper profile follows its plan (3 seeds for some cells, HVAE and "
+                        "variant cells) unless --seeds is given; with it, any profile runs the plain "
+                        "grid: every dataset x prior x --models with those seeds, and the K sweep")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a setting in every cell, e.g. --set epochs=50 --set weight_init=he "
                         "(any RunConfig field; the run names say so)")
@@ -129,9 +131,12 @@ def _plan_arguments(p) -> None:
 
 def _report_parser(sub):
     p = sub.add_parser("report", help=COMMANDS["report"][0],
-                       description="Execute the experiment notebook for every dataset x prior "
-                                   "(and the K sweep) with papermill, skipping complete runs, then "
-                                   "render the report notebook to HTML.")
+                       description="Execute the experiment notebook with papermill for every cell "
+                                   "of the profile's plan (datasets x priors x models x seeds, and "
+                                   "the K sweep), skipping cells that already have a record, then "
+                                   "render the report notebook to HTML (the paper profile's, in "
+                                   "this checkout's report/paper, also puts its Table 1 into the "
+                                   "README).")
     _plan_arguments(p)
     p.add_argument("--rerun", action="store_true",
                    help="ignore the kept records and run every cell again (in --runs-dir)")

@@ -114,10 +114,34 @@ def check_workers(client, folders: dict) -> None:
                             "at the same path, and install the same checkout everywhere.")
 
 
+def one_cell_per_worker(client) -> dict:
+    """Submit options that keep a worker to one cell at a time. A cell's TensorFlow takes all its
+    worker's threads, so a worker with T threads running T cells at once would run T x T threads.
+    Single-threaded workers need nothing; workers with more threads must declare the resource
+    ``cell=1`` (``dask worker --nthreads 8 --resources cell=1``), which every cell then asks for;
+    a cluster with wider workers that do not is refused (ConfigError)."""
+    workers = client.scheduler_info()["workers"]
+    if all(w["nthreads"] == 1 for w in workers.values()):
+        return {}
+    lacking = sorted(f"{address} ({w['nthreads']} thread{'s' if w['nthreads'] > 1 else ''})"
+                     for address, w in workers.items() if (w.get("resources") or {}).get("cell", 0) < 1)
+    if lacking:
+        raise ConfigError("A cell runs TensorFlow on all its worker's threads, so a worker with more "
+                          "than one thread must run one cell at a time: start every worker with "
+                          "`--resources cell=1` (e.g. `dask worker --nthreads 8 --resources cell=1`), "
+                          "or with `--nthreads 1`. Without the resource: " + ", ".join(lacking) + ".")
+    return {"resources": {"cell": 1}}
+
+
 def connect(workers: int, scheduler: str | None):
     """A Client: to the scheduler given (address, or scheduler file), else to a new LocalCluster of
     ``workers`` single-threaded processes. Returns (client, cluster or None)."""
-    from distributed import Client, LocalCluster
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ConfigError("--workers and --scheduler run cells on Dask, which is not installed: "
+                          "pip install -e '.[dask]' (or leave both out to run the cells one after "
+                          "another).") from None
 
     if scheduler:
         if scheduler.endswith(".json") or Path(scheduler).is_file():
@@ -135,16 +159,18 @@ def run_cells(cells, notebook, data_dir=None, rerun=False, workers=2, scheduler=
               runs_dir=None, report_dir=None, checkpoint_every=30.0, log=print) -> dict:
     """Run ``cells`` on Dask; counts of done/skipped/failed. Cells are independent: their order
     of completion does not matter, the records and the report do not depend on it."""
+    client, cluster = connect(workers, scheduler)  # first: it says so if Dask is not installed
     from distributed import as_completed
 
-    client, cluster = connect(workers, scheduler)
     counts = {"done": 0, "skipped": 0, "failed": 0}
     try:
         if client.dashboard_link:
             log(f"Dask dashboard: {client.dashboard_link}")
         check_workers(client, {"runs": runs_dir, "report": report_dir})
+        options = one_cell_per_worker(client)
         futures = {client.submit(run_cell_task, cell, notebook, data_dir, rerun, checkpoint_every,
-                                 key=f"cell-{cell.run_dir.name}", pure=False, retries=retries): cell
+                                 key=f"cell-{cell.run_dir.name}", pure=False, retries=retries,
+                                 **options): cell
                    for cell in cells}
         started = time.perf_counter()
         for i, future in enumerate(as_completed(futures), 1):

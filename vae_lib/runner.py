@@ -317,8 +317,10 @@ def run_report(profile="quick", runs_dir=None, report_dir=None, datasets=None, p
     ``workers`` > 1 or a ``scheduler`` runs the cells on Dask (:mod:`vae_lib.distributed`; each
     cell's TensorFlow then uses its worker's threads); otherwise one after the other here, with
     TensorFlow on ``threads`` threads (None: every core)."""
-    runs_dir = Path(runs_dir or default_runs_dir())
-    report_dir = Path(report_dir or default_report_dir())
+    # absolute, as Dask workers started in another folder must see them (and the data) too
+    runs_dir = Path(runs_dir or default_runs_dir()).resolve()
+    report_dir = Path(report_dir or default_report_dir()).resolve()
+    data_dir = Path(data_dir).resolve() if data_dir else None
     experiment = notebook_path("experiment", notebooks_dir)
     report_notebook = notebook_path("report", notebooks_dir)
     cells = plan(profile, runs_dir, report_dir, datasets, priors, seeds, models, k_sweep, settings)
