@@ -23,6 +23,10 @@ if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:  # quiet C++ logs; set before Tenso
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 if importlib.util.find_spec("vae_lib") is None:  # e.g. a fresh Colab runtime: install the package
     REPOSITORY = os.environ.get("VAE_LIB_REPOSITORY", "https://github.com/<OWNER>/<REPO>")
+    if "<OWNER>" in REPOSITORY:
+        raise RuntimeError("vae_lib is not installed. Set VAE_LIB_REPOSITORY to this repository's "
+                           "URL (os.environ['VAE_LIB_REPOSITORY'] = 'https://github.com/...') and "
+                           "run this cell again, or pip install the package first (README, Colab).")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"vae_lib @ git+{REPOSITORY}"], check=True)
 
 # %% tags=["parameters"]
@@ -113,7 +117,8 @@ plt.show()
 
 # %%
 if "pseudo_inputs" in images:
-    image_grid(images["pseudo_inputs"][:50], shape, title=f"{prior}: 50 of its {config.components} pseudo-inputs")
+    shown = images["pseudo_inputs"][:50]
+    image_grid(shown, shape, title=f"{prior}: {len(shown)} of its {config.components} pseudo-inputs")
     plt.show()
 else:
     print(f"The {prior} prior has no pseudo-inputs.")

@@ -33,6 +33,10 @@ if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:  # quiet C++ logs; set before Tenso
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 if importlib.util.find_spec("vae_lib") is None:  # e.g. a fresh Colab runtime: install the package
     REPOSITORY = os.environ.get("VAE_LIB_REPOSITORY", "https://github.com/<OWNER>/<REPO>")
+    if "<OWNER>" in REPOSITORY:
+        raise RuntimeError("vae_lib is not installed. Set VAE_LIB_REPOSITORY to this repository's "
+                           "URL (os.environ['VAE_LIB_REPOSITORY'] = 'https://github.com/...') and "
+                           "run this cell again, or pip install the package first (README, Colab).")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"vae_lib @ git+{REPOSITORY}"], check=True)
 
 import time
@@ -40,7 +44,7 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
-import vae_lib  # noqa: F401  (imports TensorFlow without its start-up log lines)
+import vae_lib  # noqa: F401  (keeps TensorFlow's C++ start-up lines out, if the cell above did not)
 import tensorflow as tf
 from vae_lib import densities, estimators
 from vae_lib.config import PROFILES, make_config
@@ -247,6 +251,11 @@ plt.show()
 # | `mog` | $\frac1K\sum_k \mathcal N(z;\,m_k,\,\mathrm{diag}\,s_k^2)$ | $K$ means and variances, **not** tied to the encoder |
 # | `vampprior` | $\frac1K\sum_k q_\phi(z\mid u_k)$ | $K$ pseudo-inputs $u_k$ (images) |
 # | `vampprior_data` | same, with $u_k$ = $K$ random training images, kept fixed | none |
+#
+# The fixed `vampprior_data` is the reference report's variant. The paper's code instead starts
+# the pseudo-inputs at $K$ training images plus a little noise and goes on learning them
+# (`vampprior train --prior vampprior_data --trainable-pseudo-inputs`); the paper report shows
+# both.
 #
 # The mixture of Gaussians (MoG) is the obvious non-coupled approximation of $q(z)$. In the
 # paper it beats the standard prior but not the VampPrior. One reason: its components can
@@ -505,16 +514,16 @@ plt.show()
 #
 # Frey Faces are 8-bit grey images, so $p(x\mid z)$ must give a probability to each of the 256
 # grey levels of each pixel, not a Bernoulli probability. The paper (after PixelCNN++ and IAF)
-# uses a **discretized logistic**: with the decoder's mean $\mu$ and log-scale $\log s$ for a
-# pixel, and $x = k/255$,
+# uses a **discretized logistic**. In `vae_lib`, with the decoder's mean $\mu$ and log-scale
+# $\log s$ for a pixel, and $x = k/255$,
 #
 # $$ P(x) = \sigma\Big(\frac{x + h - \mu}{s}\Big) - \sigma\Big(\frac{x - h - \mu}{s}\Big),
 # \qquad h = \frac{1}{2\cdot 255}, $$
 #
-# the logistic mass of the bin around $x$. In `vae_lib` (`densities.log_discretized_logistic`) the
-# first and last bins reach out to $-\infty$ and $+\infty$, so the 256 probabilities sum to one
-# for every $(\mu, s)$. The paper's code uses bins of width $1/256$ with no open ends: the mass
-# beyond the edges is lost. Below, the 256 probabilities for a few decoder outputs, their sum
+# the logistic mass of the bin around $x$ (`densities.log_discretized_logistic`); the first and
+# last bins reach out to $-\infty$ and $+\infty$, so the 256 probabilities sum to one for every
+# $(\mu, s)$. The paper's code puts grey level $k$ in the bin $[k/256, (k+1)/256]$, with no open
+# ends: the mass beyond the edges is lost. Below, the 256 probabilities for a few decoder outputs, their sum
 # (both ways), and how much the closed edges lose.
 
 # %% tags=["nbval-check-output"]
@@ -526,7 +535,7 @@ for mu, log_s in cases:
     x = tf.constant(levels[:, None], tf.float32)
     log_p = densities.log_discretized_logistic(x, tf.fill([256, 1], mu), tf.fill([256, 1], log_s)).numpy()
     sigmoid = lambda t: 1 / (1 + np.exp(-t))  # noqa: E731 (the paper code's bins, in numpy)
-    lower = np.floor(levels * 256) / 256
+    lower = np.arange(256) / 256  # grey level k's bin in the paper's code: [k/256, (k+1)/256]
     closed = sigmoid((lower + 1 / 256 - mu) / np.exp(log_s)) - sigmoid((lower - mu) / np.exp(log_s))
     print(f"{mu:5.2f} {log_s:6.1f} | {np.exp(log_p).sum():13.4f} {closed.sum():18.4f}")
     ax.plot(levels * 255, np.exp(log_p), label=f"mean {mu}, log-scale {log_s}")
