@@ -53,8 +53,9 @@ def test_status_names_the_state_of_every_cell(tmp_path, broken_frey_data_dir):
     }
     text = printed
     assert "test LL -" in text and "resumes from its checkpoint" in text and "sha256" in text
-    assert lines[-1] == ("8 cells: 1 recorded, 1 complete, 1 running, 1 interrupted, 2 failed, "
+    assert lines[-2] == ("8 cells: 1 recorded, 1 complete, 1 running, 1 interrupted, 2 failed, "
                          "2 not started")
+    assert lines[-1].startswith("7 cell(s) left, none with recorded cells"), "one seed: nothing to go by"
 
     # a fresh clone has a failed cell's record but no run directory; a file where a run directory goes
     shutil.rmtree(smoke / "frey_faces__vampprior__K20__seed0")
@@ -64,3 +65,31 @@ def test_status_names_the_state_of_every_cell(tmp_path, broken_frey_data_dir):
     lines = {line.split()[0]: line for line in again.stdout.splitlines() if "[grid]" in line}
     assert " failed " in lines["frey_faces/vampprior"] and "report" in lines["frey_faces/vampprior"]
     assert "is a file, not a run directory" in lines["caltech101_silhouettes/vampprior_data"]
+
+
+def test_compute_left_is_estimated_from_recorded_cells_of_the_same_kind(tmp_path):
+    """Frey Faces, smoke plan, seeds 0 and 1: the standard prior's seed 0 is recorded (1000 epochs x
+    6 s + 1200 s of evaluation: 2 h), its seed 1 has trained 3600 s so far (checkpoint): 1 h left;
+    the VampPrior has no record to go by (synthetic records and checkpoint, no TensorFlow)."""
+    import json
+
+    import numpy as np
+
+    from vae_lib.rundir import CHECKPOINT, METRICS
+    from vae_lib.runner import plan
+    from vae_lib.status import compute_left
+
+    cells = {(c.config.prior, c.config.seed): c for c in plan(
+        "smoke", tmp_path / "runs", tmp_path / "report", ["frey_faces"], ["standard", "vampprior"],
+        seeds=(0, 1), k_sweep=False)}
+    recorded = cells["standard", 0].record_dir
+    recorded.mkdir(parents=True)
+    (recorded / METRICS).write_text(json.dumps(dict(epochs_trained=1000, seconds_per_epoch=6.0,
+                                                    eval_seconds=1200.0)))
+    running = cells["standard", 1].run_dir
+    running.mkdir(parents=True)
+    np.savez(running / CHECKPOINT, state=np.array(json.dumps(dict(epoch=600, train_seconds=3600.0))))
+    assert compute_left(list(cells.values())) == (
+        "about 1.0 h of run time left for 1 cell(s) (at the pace of recorded cells of the same "
+        "dataset, model, prior, K and purpose); 2 more cell(s) with no such record to go by")
+    assert compute_left([cells["standard", 0]]) == "nothing left to run"

@@ -1,7 +1,8 @@
 """``vampprior status``: where a profile's plan stands, one line a cell, without TensorFlow and
 without touching anything: recorded (with its test log-likelihood), complete but not yet recorded,
 running (in another process: its epoch and when early stopping ends it), interrupted (resumes from
-its checkpoint with the same ``vampprior report``), failed (why), or not started.
+its checkpoint with the same ``vampprior report``), failed (why), or not started; and about how
+much run time the cells without a record still need.
 
 For a grid left running in the background for hours (``nohup vampprior report --profile paper &``),
 on a cluster, or after a lost session: what is done, what is running, what the same command will
@@ -58,6 +59,48 @@ def status_lines(cells: list[Cell]) -> list[str]:
     return lines
 
 
+def _kind(cell: Cell) -> tuple:
+    """Cells expected to cost alike: same dataset, model, prior, K and purpose (any seed)."""
+    c = cell.config
+    return c.dataset, c.model, c.prior, c.components, cell.purpose
+
+
+def compute_left(cells: list[Cell]) -> str:
+    """How much run time the cells without a record still need, at the pace of the recorded cells
+    of their kind (:func:`_kind`): the median of those records' training (epochs x median epoch
+    time) plus evaluation, less what a cell has trained so far (its checkpoint). Cells whose kind
+    has no record yet are counted apart."""
+    from statistics import median
+
+    seconds = {}
+    for cell in cells:
+        if is_complete(cell.record_dir):
+            m = read_json(cell.record_dir / METRICS)
+            if {"epochs_trained", "seconds_per_epoch", "eval_seconds"} <= set(m):
+                seconds.setdefault(_kind(cell), []).append(
+                    (m["epochs_trained"] * m["seconds_per_epoch"], m["eval_seconds"]))
+    left, counted, unknown = 0.0, 0, 0
+    for cell in cells:
+        if is_complete(cell.record_dir):
+            continue
+        if _kind(cell) not in seconds:
+            unknown += 1
+            continue
+        train = median(t for t, _ in seconds[_kind(cell)])
+        evaluate = median(e for _, e in seconds[_kind(cell)])
+        state = checkpoint_state(cell.run_dir) if cell.run_dir.is_dir() else None
+        done = (state or {}).get("train_seconds", 0.0)
+        left += max(train - done, 0.0) + evaluate
+        counted += 1
+    if not counted and not unknown:
+        return "nothing left to run"
+    kind = "recorded cells of the same dataset, model, prior, K and purpose"
+    if not counted:
+        return f"{unknown} cell(s) left, none with {kind} to estimate its time by"
+    return (f"about {left / 3600:.1f} h of run time left for {counted} cell(s) (at the pace of {kind})"
+            + (f"; {unknown} more cell(s) with no such record to go by" if unknown else ""))
+
+
 def main_status(args) -> int:
     from .config import check_profile, default_report_dir, default_runs_dir
     from .runner import parse_settings, plan, records_dir
@@ -71,4 +114,5 @@ def main_status(args) -> int:
     print(f"profile {args.profile}: runs in {runs_dir / args.profile}, records in "
           f"{records_dir(report_dir, args.profile)}")
     print("\n".join(status_lines(cells)))
+    print(compute_left(cells))
     return 0
