@@ -88,7 +88,9 @@ class MixtureOfGaussians(GaussianMixture):
 
     Initialised to match N(0, I) in its first two moments, so that it starts where the standard
     prior is and is a fair baseline: means ~ N(0, 1/2), variances 1/2 (total variance 1 per
-    dimension). Means ~ N(0, 1) with unit variances would start twice as wide as N(0, I)."""
+    dimension). Means ~ N(0, 1) with unit variances would start twice as wide as N(0, I).
+    The log-variances are free, not clamped like the encoder's to [-6, 2]: a clamp would change
+    the trained MoG runs of the paper report, whose log-variances ended in [-4.4, 2.5]."""
 
     def __init__(self, latent_dim, num_components, **kwargs):
         super().__init__(latent_dim, **kwargs)
