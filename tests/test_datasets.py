@@ -370,6 +370,29 @@ def _closed_port():
         return s.getsockname()[1]
 
 
+def test_download_moves_on_to_the_next_url_and_refuses_a_local_path_as_mirror(data_dir, serve, tmp_path,
+                                                                              download_env, monkeypatch):
+    """Several mirrors: one that refuses connections and one with a corrupted copy are passed over
+    for one that serves the file; a file:// "mirror" is refused with what to do instead."""
+    bad_root = tmp_path / "bad_mirror"
+    target = _copy_layout(data_dir, bad_root, FILES["frey_faces"]["all"].relpath)
+    target.write_bytes(b"\0" * target.stat().st_size)
+    bases = [f"http://127.0.0.1:{_closed_port()}", serve(bad_root), serve(data_dir)]
+    monkeypatch.setenv("VAE_DATA_MIRROR", " ".join(bases))
+    assert len(load_dataset("frey_faces").train) == 1565
+    monkeypatch.setenv("VAE_DATA_MIRROR", f"file://{data_dir}")
+    monkeypatch.setenv("VAE_CACHE_DIR", str(tmp_path / "empty_cache"))
+    with pytest.raises(DataError, match="not an http.* VAE_DATA_DIR"):
+        load_dataset("frey_faces")
+
+
+def test_dynamic_mnist_has_mirrors_of_the_same_files():
+    """LeCun's host refuses many scripted downloads: each file has further URLs of the same name."""
+    for source in FILES["dynamic_mnist"].values():
+        assert source.url.startswith("http://yann.lecun.com/") and len(source.mirrors) == 2
+        assert all(m.endswith("/" + source.name) and m.startswith("https://") for m in source.mirrors)
+
+
 def test_download_from_unreachable_mirror(download_env, monkeypatch):
     """Connection refused on loopback: DataError that names the URL it tried."""
     base = f"http://127.0.0.1:{_closed_port()}"

@@ -37,6 +37,7 @@ class SourceFile:
     url: str
     sha256: str
     size: int
+    mirrors: tuple[str, ...] = ()  # other URLs of the same bytes (the sha256 is checked all the same)
 
     @property
     def name(self) -> str:
@@ -71,6 +72,9 @@ class Dataset:
 _MNIST_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
 _FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 _LECUN_URL = "http://yann.lecun.com/exdb/mnist/"
+# LeCun's host often refuses scripted downloads; torchvision's and TensorFlow's copies of the same files
+_MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/",
+                  "https://storage.googleapis.com/cvdf-datasets/mnist/")
 FILES: dict[str, dict[str, SourceFile]] = {
     "static_mnist": {
         split: SourceFile(f"static_mnist/binarized_mnist_{split}.amat",
@@ -82,7 +86,8 @@ FILES: dict[str, dict[str, SourceFile]] = {
         ]
     },
     "dynamic_mnist": {
-        key: SourceFile(f"dynamic_mnist/{fname}", f"{_LECUN_URL}{fname}", sha, size)
+        key: SourceFile(f"dynamic_mnist/{fname}", f"{_LECUN_URL}{fname}", sha, size,
+                        tuple(f"{mirror}{fname}" for mirror in _MNIST_MIRRORS))
         for key, fname, sha, size in [
             ("train", "train-images-idx3-ubyte.gz",
              "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", 9_912_422),
@@ -147,8 +152,8 @@ def fetch(source: SourceFile, data_dir: str | os.PathLike | None = None) -> Path
     """Return a verified local path for ``source``.
 
     With a data directory (argument or ``$VAE_DATA_DIR``) the file must be there; otherwise it is
-    downloaded into :func:`cache_dir` from its canonical URL, or from ``$VAE_DATA_MIRROR`` (a base
-    URL laid out like the data directory) when that is set.
+    downloaded into :func:`cache_dir` from its canonical URL (then its mirrors), or from the base
+    URLs in ``$VAE_DATA_MIRROR`` (laid out like the data directory) when that is set.
     """
     data_dir = data_dir or os.environ.get("VAE_DATA_DIR")
     if data_dir:
@@ -164,26 +169,40 @@ def fetch(source: SourceFile, data_dir: str | os.PathLike | None = None) -> Path
     return _download(source)
 
 
+def _urls(source: SourceFile) -> list[str]:
+    """Where to download ``source`` from, in order: the base URLs in ``$VAE_DATA_MIRROR``
+    (space-separated, each laid out like the data directory) when it is set, else the canonical URL
+    and then the file's mirrors."""
+    bases = os.environ.get("VAE_DATA_MIRROR", "").split()
+    for base in bases:
+        if base.split("://")[0] not in ("http", "https", "ftp"):
+            raise DataError(f"VAE_DATA_MIRROR holds {base!r}, which is not an http(s) or ftp base URL. "
+                            f"For files on this machine, set VAE_DATA_DIR to their folder instead.")
+    return [f"{base.rstrip('/')}/{source.relpath}" for base in bases] or [source.url, *source.mirrors]
+
+
 def _download(source: SourceFile) -> Path:
     import pooch
 
-    mirror = os.environ.get("VAE_DATA_MIRROR")
-    url = f"{mirror.rstrip('/')}/{source.relpath}" if mirror else source.url
     folder = cache_dir() / Path(source.relpath).parent
-    try:
-        # pooch checks the sha256 of a cached file and of every download, and downloads again
-        # when a cached copy does not match.
-        path = Path(pooch.retrieve(url, known_hash=f"sha256:{source.sha256}", fname=source.name,
-                                   path=folder, progressbar=_progressbar()))
-    except ValueError as err:  # pooch's checksum mismatch
-        raise DataError(f"The download of {url} does not have the pinned sha256 {source.sha256} "
-                        f"({err}). Try again later, or fetch the file by hand into a folder "
-                        f"and set VAE_DATA_DIR.") from None
-    except Exception as err:  # network errors come from requests; keep the message, drop the trace
-        raise DataError(f"Could not download {url} into {folder}: {type(err).__name__}: {err}. "
-                        f"Offline? Copy the file to <folder>/{source.relpath} and set "
-                        f"VAE_DATA_DIR=<folder>.") from None
-    return path
+    failures = []
+    for url in _urls(source):
+        # a timeout, so that a host that does not answer moves on to the next URL
+        downloader = (pooch.HTTPDownloader(progressbar=_progressbar(), timeout=60)
+                      if url.startswith("http") else None)
+        try:
+            # pooch checks the sha256 of a cached file and of every download (it keeps no file that
+            # fails), and downloads again when a cached copy does not match.
+            return Path(pooch.retrieve(url, known_hash=f"sha256:{source.sha256}", fname=source.name,
+                                       path=folder, downloader=downloader,
+                                       progressbar=_progressbar()))
+        except ValueError as err:  # pooch's checksum mismatch
+            failures.append(f"{url} does not have the pinned sha256 {source.sha256} ({err})")
+        except Exception as err:  # network errors come from requests; keep the message, drop the trace
+            failures.append(f"{url}: {type(err).__name__}: {err}")
+    raise DataError(f"Could not download {source.name} into {folder}: " + "; ".join(failures)
+                    + f". Try again later, or (offline) copy the file to <folder>/{source.relpath} "
+                      f"and set VAE_DATA_DIR=<folder>.")
 
 
 def _progressbar() -> bool:
