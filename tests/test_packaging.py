@@ -55,3 +55,40 @@ def test_command_line_help_lists_both_commands_without_loading_tensorflow():
         "except SystemExit as done:\n    assert done.code == 0")
     assert "train" in printed and "report" in printed
     assert not loaded
+
+
+def test_provenance_says_modified_for_code_changes_only_and_nothing_outside_a_checkout(tmp_path):
+    """A real git checkout holding a copy of provenance.py: a changed record or report (what the
+    jobs write) leaves "modified" False, a changed module makes it True; without pyproject.toml
+    beside it (an installed copy) commit and modified are None."""
+    import importlib.util
+    import shutil
+    import subprocess
+
+    import vae_lib
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    def state():
+        spec = importlib.util.spec_from_file_location("provenance_copy", tmp_path / "vae_lib" / "provenance.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.git_state()
+
+    (tmp_path / "vae_lib").mkdir()
+    shutil.copy(Path(vae_lib.__file__).parent / "provenance.py", tmp_path / "vae_lib")
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "results.csv").write_text("a\n")
+    (tmp_path / "pyproject.toml").write_text("[project]\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "c")
+    assert state()["modified"] is False and len(state()["commit"]) == 40
+    (tmp_path / "report" / "results.csv").write_text("b\n")
+    assert state()["modified"] is False, "a job's own output is not a code change"
+    with open(tmp_path / "vae_lib" / "provenance.py", "a") as f:
+        f.write("# changed\n")
+    assert state()["modified"] is True
+    (tmp_path / "pyproject.toml").unlink()
+    assert state() == {"commit": None, "modified": None}

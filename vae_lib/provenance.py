@@ -16,14 +16,23 @@ def _version(package: str) -> str | None:
         return None
 
 
+# What makes the numbers: "modified" looks at these only, not at the records and reports that the
+# jobs themselves write into the checkout.
+CODE_PATHS = ("vae_lib", "notebooks", "pyproject.toml")
+
+
 def git_state() -> dict:
-    """The commit of the checkout vae_lib is imported from, and whether its tree was modified."""
+    """The commit of the checkout vae_lib is imported from, and whether its code (CODE_PATHS) differs
+    from that commit; None for both when vae_lib is not imported from a checkout (an installed
+    copy in site-packages, even one inside a checkout's virtual environment)."""
     root = Path(__file__).resolve().parent.parent
+    if not (root / "pyproject.toml").is_file():
+        return {"commit": None, "modified": None}
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
+                               cwd=root, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
         return {"commit": commit, "modified": bool(dirty)}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "modified": None}
