@@ -67,6 +67,15 @@ def test_scores_trained_runs_at_several_sample_sizes_and_pairs_them(smoke_grid, 
     # other images: the run is scored again on them
     assert main([str(run_dirs[0]), "--samples", "3", "--images", "30", "--out", str(out)]) == 0
     assert list(read_convergence(out)[0]["by_samples"]) == ["3"] and len(read_convergence(out)[0]["images"]) == 30
+    # the same name, another trained model (its best epoch differs): scored afresh
+    saved = json.loads(out.read_text())
+    saved["runs"][0]["trained"]["best_epoch"] = -1
+    out.write_text(json.dumps(saved))
+    capsys.readouterr()
+    assert main([str(run_dirs[0]), "--samples", "3", "--images", "30", "--out", str(out)]) == 0
+    assert "already scored" not in capsys.readouterr().out and read_convergence(out)[0]["trained"]["best_epoch"] > 0
+    with pytest.raises(ConfigError, match="does not exist"):
+        main([str(run_dirs[0]), "--out", str(tmp_path / "missing" / "is_convergence.json")])
 
 
 def test_a_folder_that_is_not_a_run_is_refused_before_any_scoring(smoke_grid, tmp_path):

@@ -57,14 +57,17 @@ def score_run(run_dir, sample_sizes=SAMPLE_SIZES, num_images=NUM_IMAGES, data_di
               known: dict | None = None) -> dict:
     """Score one trained run directory: what the report needs to label and pair it. ``known``: the
     run's entry so far, whose sample sizes are kept (only the missing ones are scored) where it
-    was scored on the same images with the same seed."""
+    was scored on the same images with the same seed, from the same trained model (its best epoch
+    and validation loss: a run retrained under the same name is scored afresh)."""
     from .provenance import provenance
     from .records import load_run
 
     run = load_run(run_dir, data_dir)
     indices = image_subset(len(run.dataset.test), num_images)
+    trained = {k: (run.metrics or {}).get(k) for k in ("best_epoch", "best_valid_loss")}
     by_samples = {}
-    if known and known["images"] == indices.tolist() and known["draw_seed"] == SEED:
+    if (known and known["images"] == indices.tolist() and known["draw_seed"] == SEED
+            and known.get("trained", trained) == trained):  # (entries older than "trained": kept)
         by_samples = dict(known["by_samples"])
     missing = [s for s in sample_sizes if str(s) not in by_samples]
     if by_samples and not missing:
@@ -73,7 +76,7 @@ def score_run(run_dir, sample_sizes=SAMPLE_SIZES, num_images=NUM_IMAGES, data_di
     c = run.config
     return dict(run=Path(run_dir).name, dataset=c.dataset, model=c.model, prior=c.prior,
                 components=c.components, seed=c.seed, variant=variant_of(c), images=indices.tolist(),
-                draw_seed=SEED, by_samples=by_samples,
+                draw_seed=SEED, trained=trained, by_samples=by_samples,
                 provenance=provenance())
 
 
@@ -190,6 +193,10 @@ def main(argv=None) -> int:
 
     use_threads(args.threads)
     out = Path(args.out)
+    if not out.parent.is_dir():  # before hours of scoring, not after
+        raise ConfigError(f"--out's folder {out.parent.resolve()} does not exist: run from the "
+                          f"repository's root (the default is report/paper/is_convergence.json) or "
+                          f"give --out a path in an existing folder.")
     entries = {e["run"]: e for e in read_convergence(out)}
     for run_dir in args.run_dirs:
         name, known = Path(run_dir).name, entries.get(Path(run_dir).name)

@@ -81,7 +81,7 @@ def convergence_curves(entries, protocol_samples, label):
         ax.set_xscale("log")
         ax.set_xlabel("importance samples S")
         counts = sorted({len(e["images"]) for e in runs})
-        ax.set_ylabel(f"mean log p(x), {'/'.join(map(str, counts))} test images")
+        ax.set_ylabel(f"mean log p(x) (nats), {'/'.join(map(str, counts))} test images")
         ax.set_title(dataset, fontsize=10)
         ax.legend(fontsize=7)
     fig.tight_layout()
