@@ -69,7 +69,9 @@ def use_threads(threads: int | None) -> int:
             raise ConfigError(f"TensorFlow already runs with {current or 'its default number of'} "
                               f"threads in this process; {threads} can only be set before its first "
                               f"operation (restart the kernel).") from None
-    return tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+    # TensorFlow's default is the cores this process may run on (its affinity), not every core
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return tf.config.threading.get_intra_op_parallelism_threads() or usable
 
 
 def run_experiment(config: RunConfig, run_dir, data_dir=None, progress: bool = True,
