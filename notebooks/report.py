@@ -149,17 +149,22 @@ else:
 # then also underestimates log p(x)).
 
 # %%
+TINY_ESS = 10  # below this median ESS the delta-method error says little (see the convergence check)
 lines = []
 for r in sorted(complete, key=lambda r: (r["dataset"], r["model"], r["prior"], r["variant"], r["components"], r["seed"])):
     m = r["metrics"]
+    dagger = "&dagger;" if m["test_ess_median"] < TINY_ESS else ""
     lines.append(f"<tr><td>{r['dataset']}</td><td>{r['model']}</td><td>{r['prior']}</td>"
                  f"<td>{changes_text(r['config']) or '&ndash;'}</td><td>{r['components']}</td><td>{r['seed']}</td>"
                  f"<td>{m['test_ll']:.2f}</td><td>{m['test_ll_stderr']:.2f}</td>"
-                 f"<td>{m['test_ll_mc_stderr']:.3f}</td><td>{m['test_ess_median']:.1f}</td>"
+                 f"<td>{m['test_ll_mc_stderr']:.3f}{dagger}</td><td>{m['test_ess_median']:.1f}</td>"
                  f"<td>{m['test_elbo']:.2f}</td></tr>")
 display(HTML("<table><tr><th>dataset</th><th>model</th><th>prior</th><th>settings changed</th><th>K</th>"
              "<th>seed</th><th>test LL</th><th>s.e. over images</th><th>Monte Carlo s.e.</th>"
              "<th>median ESS</th><th>test ELBO</th></tr>" + "".join(lines) + "</table>"))
+if any(r["metrics"]["test_ess_median"] < TINY_ESS for r in complete):
+    display(Markdown(f"&dagger; median ESS below {TINY_ESS}: the Monte Carlo s.e. there is a floor, "
+                     f"not an error bar (the estimate can still rise by more; see the next section)."))
 
 # %% [markdown]
 # ### Has the estimate converged at the protocol's S?
@@ -426,7 +431,8 @@ display(Markdown("\n".join(found) if found else "No complete runs yet."))
 # ## Compute
 # Training and evaluation time of every run, on the hardware it ran on. Training time is the number
 # of epochs times the median epoch time, which does not count time a run spent stopped (the
-# records' `train_seconds` is the raw wall-clock sum).
+# records' `train_seconds` is the raw wall-clock sum). Evaluation time is wall-clock: it includes
+# time the run shared the machine with another or was paused, so equal cells can differ.
 
 # %%
 header = ("dataset", "model", "prior", "settings changed", "K", "seed", "status", "epochs (best)", "S",
