@@ -264,6 +264,7 @@ sweep = sorted(select(rows, dataset="static_mnist", model="vae", prior="vampprio
 sweep_settings = {**settings, **K_SWEEP_SETTINGS[profile]}
 if sweep:
     ks = sorted({r["components"] for r in sweep})
+    to_run = [k for k in K_SWEEPS[profile] if k not in ks]
     stats = [summarize([r for r in sweep if r["components"] == k]) for k in ks]
     per_epoch = [np.mean([r["seconds_per_epoch"] for r in sweep if r["components"] == k]) for k in ks]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -289,7 +290,8 @@ if sweep:
                      + " ".join(f"K={k}: {s.mean:.2f}, {t:.2f} s/epoch." for k, s, t in zip(ks, stats, per_epoch))
                      + f" Times are each run's own epochs with {threads_text} TensorFlow thread(s); a run "
                        f"with fewer threads than cores may have shared the machine with another run, "
-                       f"which slows its epochs, so read the curve's shape rather than its last digit."))
+                       f"which slows its epochs, so read the curve's shape rather than its last digit."
+                     + (f" Still to run: K = {', '.join(map(str, to_run))}." if to_run else "")))
 else:
     display(Markdown(f"No complete K-sweep run yet, so no figure: the {profile} profile's sweep is K in "
                      f"{', '.join(map(str, K_SWEEPS[profile]))}, {sweep_settings['epochs']} epochs each "
