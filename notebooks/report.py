@@ -16,7 +16,7 @@ from vae_lib.datasets import DATASETS
 from vae_lib.plots import convergence_curves, image_grid, ll_histogram
 from vae_lib.progress import duration
 from vae_lib.provenance import hardware_label
-from vae_lib.records import read_images
+from vae_lib.records import read_images, training_seconds
 from vae_lib.registry import MODELS, PRIORS
 from vae_lib.rundir import changes_text, failure_summary, variant_of
 from vae_lib.runner import plan
@@ -35,12 +35,6 @@ K = grid_components(profile)
 settings = PROFILES[profile]
 hardware = sorted({hardware_label(r["metrics"]["provenance"]["hardware"]) for r in complete})
 commits = sorted({(r["git_commit"] or "unknown")[:10] for r in complete})
-
-
-def training_seconds(metrics) -> float:
-    """Epochs x the median epoch time: the training compute, unaffected by the wall-clock time a
-    run spent stopped (the paper runs are paused while benchmarks run)."""
-    return metrics["epochs_trained"] * metrics["seconds_per_epoch"]
 
 
 train_s = sum(training_seconds(r["metrics"]) for r in complete)

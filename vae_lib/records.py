@@ -20,6 +20,12 @@ if TYPE_CHECKING:  # the model code (TensorFlow) loads only when a model is rebu
     from .models import LatentVariableModel
 
 
+def training_seconds(metrics: dict) -> float:
+    """Epochs x the median epoch time: a run's training compute, unaffected by the wall-clock time
+    it spent stopped (metrics' ``train_seconds`` is the raw sum; paper runs pause for benchmarks)."""
+    return metrics["epochs_trained"] * metrics["seconds_per_epoch"]
+
+
 @dataclass
 class FinishedRun:
     """A run directory (or a run's record) read back."""

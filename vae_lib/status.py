@@ -14,7 +14,8 @@ from collections import Counter
 from pathlib import Path
 
 from .io import read_json
-from .records import checkpoint_state
+from .progress import duration
+from .records import checkpoint_state, training_seconds
 from .rundir import FAILURE, METRICS, failure_summary, is_complete, is_locked
 from .runner import Cell, cell_status
 
@@ -67,37 +68,34 @@ def _kind(cell: Cell) -> tuple:
 
 def compute_left(cells: list[Cell]) -> str:
     """How much run time the cells without a record still need, at the pace of the recorded cells
-    of their kind (:func:`_kind`): the median of those records' training (epochs x median epoch
-    time) plus evaluation, less what a cell has trained so far (its checkpoint). Cells whose kind
-    has no record yet are counted apart."""
+    of their kind (:func:`_kind`): the median of those records' training
+    (:func:`~vae_lib.records.training_seconds`) plus evaluation, less what a cell has trained so far
+    (its checkpoint). Cells whose kind has no record yet are counted apart."""
     from statistics import median
 
-    seconds = {}
+    recorded, todo = {}, []
     for cell in cells:
-        if is_complete(cell.record_dir):
-            m = read_json(cell.record_dir / METRICS)
-            if {"epochs_trained", "seconds_per_epoch", "eval_seconds"} <= set(m):
-                seconds.setdefault(_kind(cell), []).append(
-                    (m["epochs_trained"] * m["seconds_per_epoch"], m["eval_seconds"]))
-    left, counted, unknown = 0.0, 0, 0
-    for cell in cells:
-        if is_complete(cell.record_dir):
+        if not is_complete(cell.record_dir):
+            todo.append(cell)
             continue
-        if _kind(cell) not in seconds:
-            unknown += 1
-            continue
-        train = median(t for t, _ in seconds[_kind(cell)])
-        evaluate = median(e for _, e in seconds[_kind(cell)])
-        state = checkpoint_state(cell.run_dir) if cell.run_dir.is_dir() else None
-        done = (state or {}).get("train_seconds", 0.0)
-        left += max(train - done, 0.0) + evaluate
-        counted += 1
-    if not counted and not unknown:
+        m = read_json(cell.record_dir / METRICS)
+        if {"epochs_trained", "seconds_per_epoch", "eval_seconds"} <= set(m):
+            recorded.setdefault(_kind(cell), []).append((training_seconds(m), m["eval_seconds"]))
+    pace = {kind: (median(t for t, _ in runs), median(e for _, e in runs)) for kind, runs in recorded.items()}
+    left, counted = 0.0, 0
+    for cell in todo:
+        if _kind(cell) in pace:
+            train, evaluate = pace[_kind(cell)]
+            state = checkpoint_state(cell.run_dir) if cell.run_dir.is_dir() else None
+            left += max(train - (state or {}).get("train_seconds", 0.0), 0.0) + evaluate
+            counted += 1
+    unknown = len(todo) - counted
+    if not todo:
         return "nothing left to run"
     kind = "recorded cells of the same dataset, model, prior, K and purpose"
     if not counted:
         return f"{unknown} cell(s) left, none with {kind} to estimate its time by"
-    return (f"about {left / 3600:.1f} h of run time left for {counted} cell(s) (at the pace of {kind})"
+    return (f"about {duration(left)} of run time left for {counted} cell(s) (at the pace of {kind})"
             + (f"; {unknown} more cell(s) with no such record to go by" if unknown else ""))
 
 

@@ -246,11 +246,11 @@ class Trainer:
                               f"{self.model.likelihood}.")
         if not bernoulli:
             return
-        for name, images, fix in (("training", train, "pass binarize=True (the dataset's "
-                                   "dynamic_binarization says so; run_experiment does) or binarize them"),
-                                  ("validation", valid, "binarize them once with a fixed seed")):
-            if name == "training" and self.binarize:
-                continue
+        checks = [("validation", valid, "binarize them once with a fixed seed")]
+        if not self.binarize:  # (binarized at every step otherwise)
+            checks.insert(0, ("training", train, "pass binarize=True (the dataset's "
+                              "dynamic_binarization says so; run_experiment does) or binarize them"))
+        for name, images, fix in checks:
             if np.any((images > 0) & (images < 1)):
                 raise ConfigError(f"The {name} images have grey levels, but the model's likelihood is "
                                   f"Bernoulli (binary pixels): {fix}.")
