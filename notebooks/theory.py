@@ -48,7 +48,7 @@ import vae_lib  # noqa: F401  (keeps TensorFlow's C++ start-up lines out, if the
 import tensorflow as tf
 from vae_lib import densities, estimators
 from vae_lib.config import PROFILES, make_config
-from vae_lib.datasets import load_dataset
+from vae_lib.datasets import load_dataset, static_mnist_test_digits
 from vae_lib.experiment import pick
 from vae_lib.models import build_vae
 from vae_lib.plots import image_grid
@@ -290,11 +290,10 @@ data = load_dataset("static_mnist", data_dir)
 train, valid = pick(data.train, settings.get("max_train")), pick(data.valid, settings.get("max_valid"))
 
 # The static-MNIST test file has no labels, but its 10,000 images are the MNIST test set *sorted
-# by digit*, with the standard class counts (checked by eye at every boundary). That gives the
-# digit of each test image, used here only to colour the plots. Because of this ordering, every
-# subset here is a random one (drawn with the seed), never the front of the file.
-TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-test_digit = np.repeat(np.arange(10), TEST_COUNTS)
+# by digit* (`vae_lib.datasets` says how this is known). That gives the digit of each test image,
+# used here only to colour the plots. Because of this ordering, every subset here is a random one
+# (drawn with the seed), never the front of the file.
+test_digit = static_mnist_test_digits()
 rng = np.random.default_rng(seed)
 plot_idx = rng.permutation(len(data.test))[:B["n_plot"]]  # random order: any prefix is random too
 ll_idx = plot_idx[:B["n_ll"]]

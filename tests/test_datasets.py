@@ -134,6 +134,25 @@ def test_static_mnist_matches_loadtxt_and_splits_are_disjoint(data_dir, datasets
     assert not (rows[0] & rows[1]) and not (rows[0] & rows[2]) and not (rows[1] & rows[2])
 
 
+def test_static_mnist_test_file_is_mnist_test_set_sorted_by_digit(data_dir, datasets):
+    """Reference: the original MNIST test images and labels. Each static-MNIST test image is most
+    likely (as a Bernoulli draw of grey levels) under a different grey MNIST test image whose
+    label is the digit its position implies; the label counts are the ones the library states."""
+    from vae_lib.datasets import STATIC_MNIST_TEST_DIGIT_COUNTS, static_mnist_test_digits
+
+    labels = np.frombuffer(gzip.decompress(
+        (data_dir / "dynamic_mnist/t10k-labels-idx1-ubyte.gz").read_bytes()), np.uint8, offset=8)
+    assert tuple(np.bincount(labels)) == STATIC_MNIST_TEST_DIGIT_COUNTS
+    grey = np.clip(_idx_images(data_dir / "dynamic_mnist/t10k-images-idx3-ubyte.gz") / 255.0,
+                   1e-3, 1 - 1e-3).astype(np.float32)
+    bits = datasets["static_mnist"].test
+    match = np.concatenate([np.argmax(b @ np.log(grey).T + (1 - b) @ np.log1p(-grey).T, axis=1)
+                            for b in np.array_split(bits, 10)])
+    digits = static_mnist_test_digits()
+    np.testing.assert_array_equal(labels[match], digits)
+    assert len(np.unique(match)) > 9900  # MNIST's test set has a few near-duplicate digits
+
+
 def _read_idx(path):
     raw = gzip.decompress(Path(path).read_bytes())
     assert int.from_bytes(raw[:4], "big") == 0x803

@@ -30,6 +30,17 @@ FASHION_BINARIZE_SEED = 20180410  # one Bernoulli(pixel/255) draw per pixel, tra
 FREY_SPLIT_SEED = 20180411  # 1565 / 200 / 200; the paper's code shuffled without a seed
 DYNAMIC_MNIST_BINARIZE_SEED = 20180413  # validation and test bits, the same for every user
 
+# The static-MNIST test file has no labels, but it is the MNIST test set sorted by digit:
+# each of its images is a Bernoulli draw of the grey MNIST test image whose label its position
+# implies. These are MNIST's test class counts (tests/test_datasets.py checks both facts against
+# the original MNIST files).
+STATIC_MNIST_TEST_DIGIT_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
+
+
+def static_mnist_test_digits() -> np.ndarray:
+    """The digit of each static-MNIST test image, in file order."""
+    return np.repeat(np.arange(10), STATIC_MNIST_TEST_DIGIT_COUNTS)
+
 
 @dataclass(frozen=True)
 class SourceFile:
