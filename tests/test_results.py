@@ -64,6 +64,21 @@ def test_rows_come_from_the_records_with_status_variant_and_relative_paths(recor
     assert len(select(rows, dataset="static_mnist")) == 7
     assert all(r["run"].startswith("runs/") for r in rows)
     assert select(rows, dataset="static_mnist", prior="vampprior")[0]["reference_ll"] == REFERENCE["static_mnist"]["vampprior"]
+    assert select(rows, dataset="static_mnist", prior="vampprior")[0]["paper_ll"] == -85.57
+
+
+def test_reference_numbers_go_only_to_the_profiles_own_cells(tmp_path):
+    """The reference's and the paper's numbers are for K=500 at the profile's settings: a K-sweep
+    run (another K, 100 epochs) or a variant (another initialisation) does not carry them."""
+    root = tmp_path / "runs"
+    _record(root, "static_mnist", "vampprior", 0, [-86.0, -87.0], components=50, epochs=100, warmup_epochs=25)
+    _record(root, "frey_faces", "standard", 0, [-1800.0, -1801.0], weight_init="he")
+    _record(root, "frey_faces", "standard", 0, [-1790.0, -1791.0])
+    by_run = {(r["dataset"], r["components"], r["variant"]): r for r in collect_rows(root)}
+    assert by_run[("static_mnist", 50, "ep100__wu25")]["reference_ll"] is None
+    assert by_run[("static_mnist", 50, "ep100__wu25")]["paper_ll"] is None
+    assert by_run[("frey_faces", 500, "inithe")]["reference_ll"] is None
+    assert by_run[("frey_faces", 500, "")]["reference_ll"] == REFERENCE["frey_faces"]["standard"]
 
 
 def test_a_failed_rerun_keeps_the_complete_record_and_a_finished_one_replaces_it(tmp_path):

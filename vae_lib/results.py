@@ -18,7 +18,9 @@ from .config import K_SWEEP_SETTINGS, PROFILES, RunConfig
 from .io import atomic_write_csv, read_json
 from .rundir import CONFIG, FAILURE, METRICS, read_config, variant_of
 
-REFERENCE_SOURCE = "the reference report (a reproduction of Tomczak & Welling 2018): 1000 epochs, S=500"
+REFERENCE_SAMPLES = 500  # the importance samples behind the reference report's numbers
+REFERENCE_SOURCE = ("the reference report (a reproduction of Tomczak & Welling 2018): 1000 epochs, "
+                    f"S={REFERENCE_SAMPLES}")
 REFERENCE = {  # dataset -> prior -> test LL (nats), one-level VAE
     "static_mnist": {"standard": -93.08, "vampprior": -88.72, "vampprior_data": -90.85},
     "fashion_mnist": {"standard": -235.32, "vampprior": -231.94, "vampprior_data": -232.79},
@@ -46,14 +48,18 @@ def collect_rows(records, relative_to=None) -> list[dict]:
     for path in sorted(Path(records).glob(f"*/{CONFIG}")):
         run_dir = path.parent
         config = read_config(run_dir)
+        # the reference's and the paper's numbers belong to the profile's own grid cells only
+        # (not the K sweep's nor a variant's)
+        own_cell = (not variant_of(config)
+                    and config.components == PROFILES.get(config.profile, {}).get("components"))
         row = dict(dataset=config.dataset, model=config.model, prior=config.prior,
                    components=config.components, seed=config.seed, variant=variant_of(config),
                    profile=config.profile, epochs=config.epochs, eval_samples=config.eval_samples,
                    status="incomplete", config=config, run_dir=run_dir,
                    run=str(run_dir.relative_to(relative_to) if relative_to else run_dir),
                    reference_ll=(REFERENCE.get(config.dataset, {}).get(config.prior)
-                                 if config.model == "vae" else None),
-                   paper_ll=PAPER.get((config.dataset, config.model, config.prior)))
+                                 if config.model == "vae" and own_cell else None),
+                   paper_ll=PAPER.get((config.dataset, config.model, config.prior)) if own_cell else None)
         if (run_dir / METRICS).is_file():
             metrics = read_json(run_dir / METRICS)
             row.update({k: metrics[k] for k in CSV_COLUMNS if k in metrics})
