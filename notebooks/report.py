@@ -43,6 +43,7 @@ commits = sorted({(r["git_commit"] or "unknown")[:10] for r in complete})
 train_s = sum(training_seconds(r["metrics"]) for r in complete)
 eval_s = sum(r["metrics"]["eval_seconds"] for r in complete)
 datasets = list(DATASETS)
+PRIOR_COLORS = {p: f"C{i}" for i, p in enumerate(PRIORS)}  # one colour a prior in every figure
 # the models this profile's plan runs, and any other that has records
 plan_cells = plan(profile, runs_dir=".", report_dir=".")
 planned = {}  # Table 1's cells in the plan (the profile's own settings) -> their seeds
@@ -189,7 +190,7 @@ rises = {}
 for r in past_s:
     rises.setdefault(r.entry["dataset"], []).append(r.rise)
 if conv:
-    fig = convergence_curves(conv, S, run_label)
+    fig = convergence_curves(conv, S, run_label, color=lambda e: PRIOR_COLORS.get(e["prior"]))
     fig.suptitle(f"{short_budget}; the dotted line: S={S}", fontsize=8, y=-0.02)
     save(fig, "is_convergence")
 if rises:
@@ -330,7 +331,8 @@ if present:
     fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.6), squeeze=False)
     for ax, dataset in zip(axes[0], present):
         runs = grid_runs(dataset)
-        ll_histogram({p: test_ll_of(runs[p]) for p in PRIORS if p in runs}, ax=ax, title=dataset)
+        ll_histogram({p: test_ll_of(runs[p]) for p in PRIORS if p in runs}, ax=ax, title=dataset,
+                     colors=PRIOR_COLORS)
     fig.suptitle(short_budget, fontsize=8, y=-0.06)
     fig.tight_layout()
     save(fig, "test_ll_histograms")

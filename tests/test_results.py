@@ -268,3 +268,19 @@ def test_readme_table_is_spliced_between_its_markers(tmp_path):
     assert readme.read_text() == f"# title\n{start}\n| a |\n|---|\n{end}\nrest\n"
     readme.write_text("no markers\n")
     assert not update_readme_table(table, readme)
+
+
+def test_histogram_says_per_prior_how_many_images_it_leaves_out_and_keeps_colours():
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.colors import to_rgba
+
+    from vae_lib.plots import ll_histogram
+
+    values = {"standard": np.arange(100.0), "vampprior": np.arange(100.0) + 50}
+    ax = ll_histogram(values, lower_percentile=10, colors={"standard": "C3", "vampprior": "C0"})
+    lo = np.percentile(np.concatenate(list(values.values())), 10)
+    label = ax.get_xlabel()
+    assert f"standard {int(np.sum(values['standard'] < lo))}/100" in label
+    assert "vampprior 0/100" in label
+    assert [to_rgba(p.get_edgecolor()) for p in ax.patches] == [to_rgba("C3"), to_rgba("C0")]

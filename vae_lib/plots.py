@@ -41,10 +41,14 @@ def learning_curves(history, ax=None, title=None):
     return ax
 
 
-def ll_histogram(values_by_label: dict, ax=None, title=None, bins=50, lower_percentile=1.0):
-    """Overlaid histograms of per-image test log-likelihoods, one per label. The axis starts at the
+def ll_histogram(values_by_label: dict, ax=None, title=None, bins=50, lower_percentile=1.0, colors=None):
+    """Overlaid histograms of per-image test log-likelihoods, one per label (``colors``: label ->
+    colour, so that a label keeps its colour across panels). The axis starts at the
     ``lower_percentile`` of all values (the long tail of unlikely images would squeeze the rest
-    into a few bins); how many images lie below it is said on the axis, not piled into a bin."""
+    into a few bins); how many images of each label lie below it is said on the axis, not piled
+    into a bin."""
+    from matplotlib.ticker import MaxNLocator
+
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
     finite = [np.asarray(v) for v in values_by_label.values() if v is not None and len(v)]
@@ -53,22 +57,27 @@ def ll_histogram(values_by_label: dict, ax=None, title=None, bins=50, lower_perc
     everything = np.concatenate(finite)
     lo, hi = np.percentile(everything, [lower_percentile, 100])
     edges = np.linspace(lo, hi, bins + 1)
+    below = []
     for label, values in values_by_label.items():
         if values is not None and len(values):
-            ax.hist(values, bins=edges, histtype="step", linewidth=1.5, label=label)
-    below = int(np.sum(everything < lo))
-    ax.set_xlabel(f"test log-likelihood per image (nats)\n{below} of {everything.size} values "
-                  f"below {lo:.0f} not shown", fontsize=8)
+            ax.hist(values, bins=edges, histtype="step", linewidth=1.5, label=label,
+                    color=(colors or {}).get(label))
+            below.append(f"{label} {int(np.sum(np.asarray(values) < lo))}/{len(values)}")
+    pairs = [", ".join(below[i:i + 2]) for i in range(0, len(below), 2)]  # two a line: panels are narrow
+    ax.set_xlabel(f"test log-likelihood per image (nats)\nimages below {lo:.0f}, not shown: "
+                  + "\n".join(pairs), fontsize=7)
     ax.set_ylabel("images")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
     return ax
 
 
-def convergence_curves(entries, protocol_samples, label):
+def convergence_curves(entries, protocol_samples, label, color=None):
     """One panel per dataset: the mean importance-sampled log p(x) over the same test images
-    against the number of samples S (log axis), one line per run; the protocol's S dotted."""
+    against the number of samples S (log axis), one line per run (``color``: entry -> colour, so
+    that a prior keeps its colour across panels); the protocol's S dotted."""
     from .convergence import mean_by_samples
 
     datasets = sorted({e["dataset"] for e in entries})
@@ -76,7 +85,8 @@ def convergence_curves(entries, protocol_samples, label):
     for ax, dataset in zip(axes[0], datasets):
         runs = [e for e in entries if e["dataset"] == dataset]
         for e in runs:
-            ax.plot(*mean_by_samples(e), marker="o", markersize=3, label=label(e))
+            ax.plot(*mean_by_samples(e), marker="o", markersize=3, label=label(e),
+                    color=color(e) if color else None, linestyle="--" if e["model"] == "hvae" else "-")
         ax.axvline(protocol_samples, color="grey", linestyle=":", linewidth=1)
         ax.set_xscale("log")
         ax.set_xlabel("importance samples S")
