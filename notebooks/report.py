@@ -520,12 +520,16 @@ for model in models:
             runs = grid_cell(dataset, prior, model)
             if not runs or not all(r["metrics"]["best_epoch"] < warmup for r in runs):
                 continue
+            histories = [read_history(r["run_dir"]) for r in runs]
+            if not all(histories):
+                continue
             best = sorted(r["metrics"]["best_epoch"] for r in runs)
-            last = [read_history(r["run_dir"])[-1] for r in runs]
+            last = [h[-1] for h in histories]
             fit = (f"at the last epoch training loss {np.mean([h['train_loss'] for h in last]):.1f} and "
                    f"validation loss {np.mean([h['valid_loss'] for h in last]):.1f} nats (means over seeds")
-            if prior != "standard" and base:
-                last_base = [read_history(r["run_dir"])[-1] for r in base]
+            base_histories = [read_history(r["run_dir"]) for r in base]
+            if prior != "standard" and base and all(base_histories):
+                last_base = [h[-1] for h in base_histories]
                 fit += (f"; the standard prior's: {np.mean([h['train_loss'] for h in last_base]):.1f} and "
                         f"{np.mean([h['valid_loss'] for h in last_base]):.1f}")
             fit += ")"
