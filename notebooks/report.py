@@ -20,13 +20,12 @@ from vae_lib.provenance import hardware_label
 from vae_lib.records import read_history, read_images, training_seconds
 from vae_lib.registry import MODELS, PRIORS
 from vae_lib.rundir import changes_text, failure_summary, variant_of
+from vae_lib.results import (PAPER, PAPER_SOURCE, REFERENCE, REFERENCE_SAMPLES, REFERENCE_SOURCE, collect_rows,
+                             grid_components, interval_halfwidth, model_differences, model_paired_table_html,
+                             paired_difference, paired_table_html, select, summarize, sweep_variant, table1_html,
+                             spread_text, table1_markdown, test_ll_of, verdict, write_results_csv)
 from vae_lib.runner import plan
 from vae_lib.schedule import kl_weight
-from vae_lib.results import (PAPER, PAPER_SOURCE, REFERENCE, REFERENCE_SAMPLES, REFERENCE_SOURCE, collect_rows,
-                             grid_components,
-                             model_differences, model_paired_table_html, paired_difference,
-                             paired_table_html, select, summarize, sweep_variant, table1_html,
-                             spread_text, table1_markdown, test_ll_of, verdict, write_results_csv)
 
 report_dir = Path(report_dir or Path(default_report_dir()) / profile)
 figures = report_dir / "figures"
@@ -477,7 +476,7 @@ for dataset, by_prior in REFERENCE.items():
             continue
         ref_gap = by_prior[prior] - by_prior["standard"]
         gaps.append(f"{dataset}/{prior} {ref_gap:+.2f} vs {d.mean:+.2f}")
-        if (ref_gap > 0) != (d.mean > 0) and verdict(d, prior) != "no clear difference (its 95% interval contains 0)":
+        if (ref_gap > 0) != (d.mean > 0) and abs(d.mean) > interval_halfwidth(d):  # a clear reversal
             reversed_.append((dataset, prior, ref_gap, d))
 if gaps:
     lines.append("- Gain over the standard prior, the reference's (its two numbers) vs ours (paired): "
