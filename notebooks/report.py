@@ -339,9 +339,15 @@ if present:
 # %% [markdown]
 # ## Pseudo-inputs
 # The VampPrior's learned pseudo-inputs and the VampPrior-data's training images (fixed), the
-# first 40 of K on each dataset.
+# first 40 of K on each dataset, as the kept (best validation) epoch left them. Learned
+# pseudo-inputs start as near-uniform noise (near black on the MNIST datasets, mid-grey elsewhere,
+# as in the paper's code); one still nearly uniform is one that training has barely moved, typically
+# a component that no training image's code falls near, whose gradient is then negligible: the
+# prior then uses fewer than K components.
 
 # %%
+FLAT = 0.05  # a pseudo-input whose pixels spread less than this (s.d., in [0, 1]) is nearly uniform
+notes, flat_counts = [], {}  # dataset -> (nearly uniform, shown) of the VampPrior's pseudo-inputs
 for dataset in present:
     runs = grid_runs(dataset)
     with_pseudo = [p for p in PRIORS if PRIORS[p].has_pseudo_inputs and p in runs]
@@ -350,10 +356,19 @@ for dataset in present:
     fig, axes = plt.subplots(1, len(with_pseudo), figsize=(5.5 * len(with_pseudo), 3.2), squeeze=False)
     for ax, prior in zip(axes[0], with_pseudo):
         imgs = read_images(runs[prior]["run_dir"])
-        image_grid(imgs["pseudo_inputs"][:40], tuple(imgs["image_shape"]), ncols=10, ax=ax,
+        shown = imgs["pseudo_inputs"][:40]
+        image_grid(shown, tuple(imgs["image_shape"]), ncols=10, ax=ax,
                    title=f"{dataset} / {prior}: pseudo-inputs")
+        if prior == "vampprior":
+            flat = int(np.sum(shown.reshape(len(shown), -1).std(axis=1) < FLAT))  # read_images: [0, 1]
+            flat_counts[dataset] = (flat, len(shown))
+            notes.append(f"{dataset}: best epoch {runs[prior]['metrics']['best_epoch']}, {flat} of "
+                         f"{len(shown)} shown still nearly uniform")
     fig.suptitle(short_budget, fontsize=8, y=0.12)
     save(fig, f"pseudo_inputs_{dataset}")
+if notes:
+    display(Markdown(f"VampPrior, the first seed's run of each dataset (nearly uniform: pixel s.d. below "
+                     f"{FLAT}): " + "; ".join(notes) + "."))
 
 # %% [markdown]
 # ## Reconstructions and samples
@@ -538,6 +553,11 @@ for model in models:
                          f"it overfits the {runs[0]['metrics']['n_train']} training "
                          f"images early, and the weights kept (the best validation epoch's, as the "
                          f"protocol says) were trained with the KL term down-weighted.")
+for dataset, (flat, shown) in flat_counts.items():
+    if flat >= shown / 2:
+        lines.append(f"- {dataset}, vampprior: {flat} of the {shown} pseudo-inputs shown are still nearly "
+                     f"uniform at the kept epoch (section *Pseudo-inputs*): the prior uses few of its "
+                     f"{K} components there.")
 sections.append(("How the runs trained", lines))
 
 lines = [f"- {dataset}: learned &minus; fixed pseudo-inputs = {difference_text(d, 'learning them')}."
