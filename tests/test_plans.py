@@ -3,6 +3,8 @@ paper's protocol, each once, in an order that fills every section of the report 
 seeds; a filtered plan keeps that order. Nothing is run."""
 from __future__ import annotations
 
+import pytest
+
 from helpers import run_and_see_if_tensorflow_loads
 from vae_lib.config import K_SWEEPS, PROFILES
 from vae_lib.datasets import DATASETS
@@ -60,6 +62,23 @@ def test_a_filtered_plan_keeps_the_order_and_one_folder_per_cell(tmp_path):
                                           if c.config.dataset == "frey_faces" and c.config.model == "vae"]
     assert len({c.run_dir for c in full}) == len(full)
     assert all(c.record_dir.parent == tmp_path / "report" / "paper" / "runs" for c in full)
+
+
+def test_purposes_pick_parts_of_a_plan_and_an_unknown_one_is_refused(tmp_path):
+    """--purposes k_sweep is the K sweep alone (K = 1 to 1500 in the paper plan, in its order);
+    two purposes are their union; a name the plans do not use is a clear error."""
+    from vae_lib.errors import ConfigError
+    from vae_lib.runner import PURPOSES
+
+    full = plan("paper", tmp_path, tmp_path)
+    assert {c.purpose for c in full} == set(PURPOSES)
+    sweep = plan("paper", tmp_path, tmp_path, purposes=["k_sweep"])
+    assert [c.config.components for c in sweep] == K_SWEEPS["paper"]
+    both = plan("paper", tmp_path, tmp_path, purposes=["init", "learned_data"])
+    assert [c.run_dir for c in both] == [c.run_dir for c in full if c.purpose in ("init", "learned_data")]
+    assert {c.purpose for c in plan("quick", tmp_path, tmp_path, models=["vae", "hvae"], purposes=["hvae"])} == {"hvae"}
+    with pytest.raises(ConfigError, match="Unknown purpose 'sweep'.*k_sweep"):
+        plan("paper", tmp_path, tmp_path, purposes=["sweep"])
 
 
 def test_the_driver_and_dask_workers_handle_cells_without_tensorflow(tmp_path):

@@ -108,6 +108,7 @@ def _plan_arguments(p) -> None:
     from .config import PROFILE_DESCRIPTIONS
     from .datasets import DATASETS
     from .registry import MODELS, PRIORS
+    from .runner import PURPOSES
 
     p.add_argument("--profile", default="quick",
                    help="; ".join(f"{k}: {v}" for k, v in PROFILE_DESCRIPTIONS.items()) + " (default: quick)")
@@ -123,6 +124,9 @@ def _plan_arguments(p) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a setting in every cell, e.g. --set epochs=50 --set weight_init=he "
                         "(any RunConfig field; the run names say so)")
+    p.add_argument("--purposes", nargs="+", metavar="P",
+                   help="only the plan's cells of these purposes (shown in brackets by `status`): "
+                        + "; ".join(f"{k}: {v}" for k, v in PURPOSES.items()))
     p.add_argument("--no-k-sweep", action="store_true", help="skip the test LL against K sweep")
     p.add_argument("--runs-dir", help="where run directories go (default: $VAE_RUNS_DIR, else runs)")
     p.add_argument("--report-dir", help="where reports go, one folder per profile, with the kept "

@@ -48,12 +48,22 @@ PAPERMILL_OPTIONS = dict(kernel_name="python3", progress_bar=False,
                          extra_arguments=["--IPKernelApp.log_level=ERROR"], cwd=str(REPO))
 
 
+# What a cell is in its plan for (the status lines show it in brackets; --purposes filters by it).
+PURPOSES = {
+    "grid": "Table 1's cells: dataset x prior at the profile's settings",
+    "hvae": "the hierarchical VAE's cells",
+    "init": "the paper code's initialisation (weight_init=he), against ours",
+    "learned_data": "VampPrior-data with learned pseudo-inputs, as the paper's code",
+    "k_sweep": "test LL and training time against K",
+}
+
+
 @dataclass(frozen=True)
 class Cell:
     config: RunConfig
     run_dir: Path
     record_dir: Path
-    purpose: str  # "grid", "k_sweep", "init" (paper-code initialisation), "learned_data" ...
+    purpose: str  # one of PURPOSES
 
     @property
     def label(self) -> str:
@@ -130,10 +140,10 @@ def grid_plan(profile, datasets=DATASETS, priors=tuple(PRIORS), seeds=(0,), mode
 
 
 def plan(profile: str, runs_dir, report_dir, datasets=None, priors=None, seeds=None, models=None,
-         k_sweep: bool = True, settings: dict | None = None) -> list[Cell]:
+         k_sweep: bool = True, settings: dict | None = None, purposes=None) -> list[Cell]:
     """The cells of ``profile``, without duplicates. The paper profile follows :func:`paper_plan`
-    unless ``seeds`` is given; ``datasets``, ``priors`` and ``models`` filter any plan, and
-    ``settings`` (RunConfig fields) override every cell's."""
+    unless ``seeds`` is given; ``datasets``, ``priors``, ``models`` and ``purposes`` (of
+    :data:`PURPOSES`) filter any plan, and ``settings`` (RunConfig fields) override every cell's."""
     check_profile(profile)
     known = set(RunConfig.__dataclass_fields__) - {"dataset", "prior", "profile"}
     unknown = sorted(set(settings or {}) - known)
@@ -145,6 +155,8 @@ def plan(profile: str, runs_dir, report_dir, datasets=None, priors=None, seeds=N
         check_prior_name(name)
     for name in models or ():
         check_choice("model", name, MODELS)
+    for name in purposes or ():
+        check_choice("purpose", name, PURPOSES)
     if profile == "paper" and seeds is None:
         pairs = paper_plan()
     else:
@@ -155,6 +167,7 @@ def plan(profile: str, runs_dir, report_dir, datasets=None, priors=None, seeds=N
         config = config.replace(**(settings or {}))
         if ((datasets and config.dataset not in datasets) or (priors and config.prior not in priors)
                 or (models and config.model not in models) or (not k_sweep and purpose == "k_sweep")
+                or (purposes and purpose not in purposes)
                 or config in seen):
             continue
         seen.add(config)
@@ -310,7 +323,7 @@ def watching(cell: Cell, prefix: str, enabled: bool, every: float = 5.0):
 def run_report(profile="quick", runs_dir=None, report_dir=None, datasets=None, priors=None,
                seeds=None, models=None, data_dir=None, notebooks_dir=None, k_sweep=True,
                rerun=False, workers=1, scheduler=None, retries=1, threads=None, settings=None,
-               checkpoint_every=30.0, log=print) -> dict:
+               checkpoint_every=30.0, log=print, purposes=None) -> dict:
     """Run every cell, then build the report. Returns counts of done/skipped/failed cells (and
     busy ones, running in another process, if any).
 
@@ -323,7 +336,7 @@ def run_report(profile="quick", runs_dir=None, report_dir=None, datasets=None, p
     data_dir = Path(data_dir).resolve() if data_dir else None
     experiment = notebook_path("experiment", notebooks_dir)
     report_notebook = notebook_path("report", notebooks_dir)
-    cells = plan(profile, runs_dir, report_dir, datasets, priors, seeds, models, k_sweep, settings)
+    cells = plan(profile, runs_dir, report_dir, datasets, priors, seeds, models, k_sweep, settings, purposes)
     counts = {"done": 0, "skipped": 0, "failed": 0}
     started = time.perf_counter()
     log(f"profile {profile}: {len(cells)} cells; runs in {runs_dir / profile}, records in "
@@ -439,5 +452,6 @@ def main_report(args) -> int:
                         tuple(args.seeds) if args.seeds else None, args.models, args.data_dir,
                         args.notebooks, not args.no_k_sweep, args.rerun, args.workers,
                         args.scheduler, args.retries, args.threads, parse_settings(args.set),
-                        args.checkpoint_every, log=lambda *a, **k: print(*a, **k, file=sys.stderr))
+                        args.checkpoint_every, log=lambda *a, **k: print(*a, **k, file=sys.stderr),
+                        purposes=args.purposes)
     return 1 if counts["failed"] else 0

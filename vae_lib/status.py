@@ -108,7 +108,7 @@ def main_status(args) -> int:
     report_dir = Path(args.report_dir or default_report_dir())
     cells = plan(args.profile, runs_dir, report_dir, args.datasets, args.priors,
                  tuple(args.seeds) if args.seeds else None, args.models, not args.no_k_sweep,
-                 parse_settings(args.set))
+                 parse_settings(args.set), args.purposes)
     print(f"profile {args.profile}: runs in {runs_dir / args.profile}, records in "
           f"{records_dir(report_dir, args.profile)}")
     print("\n".join(status_lines(cells)))
