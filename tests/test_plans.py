@@ -79,6 +79,8 @@ def test_purposes_pick_parts_of_a_plan_and_an_unknown_one_is_refused(tmp_path):
     assert {c.purpose for c in plan("quick", tmp_path, tmp_path, models=["vae", "hvae"], purposes=["hvae"])} == {"hvae"}
     with pytest.raises(ConfigError, match="Unknown purpose 'sweep'.*k_sweep"):
         plan("paper", tmp_path, tmp_path, purposes=["sweep"])
+    with pytest.raises(ConfigError, match="No cell of the paper profile's plan matches"):
+        plan("paper", tmp_path, tmp_path, seeds=(0,), purposes=["init"])  # the plain grid has none
 
 
 def test_the_driver_and_dask_workers_handle_cells_without_tensorflow(tmp_path):

@@ -68,15 +68,18 @@ def test_rows_come_from_the_records_with_status_variant_and_relative_paths(recor
 
 
 def test_reference_numbers_go_only_to_the_profiles_own_cells(tmp_path):
-    """The reference's and the paper's numbers are for K=500 at the profile's settings: a K-sweep
-    run (another K, 100 epochs) or a variant (another initialisation) does not carry them."""
+    """The reference's and the paper's numbers go to the profile's own grid cells (its K, its
+    settings): not to a K-sweep run (another K, 100 epochs), a run with another K alone, or a
+    variant (another initialisation)."""
     root = tmp_path / "runs"
     _record(root, "static_mnist", "vampprior", 0, [-86.0, -87.0], components=50, epochs=100, warmup_epochs=25)
+    _record(root, "static_mnist", "vampprior", 0, [-86.0, -87.0], components=100)
     _record(root, "frey_faces", "standard", 0, [-1800.0, -1801.0], weight_init="he")
     _record(root, "frey_faces", "standard", 0, [-1790.0, -1791.0])
     by_run = {(r["dataset"], r["components"], r["variant"]): r for r in collect_rows(root)}
     assert by_run[("static_mnist", 50, "ep100__wu25")]["reference_ll"] is None
     assert by_run[("static_mnist", 50, "ep100__wu25")]["paper_ll"] is None
+    assert by_run[("static_mnist", 100, "")]["reference_ll"] is None and by_run[("static_mnist", 100, "")]["paper_ll"] is None
     assert by_run[("frey_faces", 500, "inithe")]["reference_ll"] is None
     assert by_run[("frey_faces", 500, "")]["reference_ll"] == REFERENCE["frey_faces"]["standard"]
 

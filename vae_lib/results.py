@@ -48,8 +48,9 @@ def collect_rows(records, relative_to=None) -> list[dict]:
     for path in sorted(Path(records).glob(f"*/{CONFIG}")):
         run_dir = path.parent
         config = read_config(run_dir)
-        # the reference's and the paper's numbers belong to the profile's own grid cells only
-        # (not the K sweep's nor a variant's)
+        # the reference's and the paper's numbers go to the profile's own grid cells only (its K
+        # and settings; not the K sweep's nor a variant's). A reduced profile's report says that
+        # its budget is not the paper's.
         own_cell = (not variant_of(config)
                     and config.components == PROFILES.get(config.profile, {}).get("components"))
         row = dict(dataset=config.dataset, model=config.model, prior=config.prior,

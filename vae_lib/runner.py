@@ -174,6 +174,10 @@ def plan(profile: str, runs_dir, report_dir, datasets=None, priors=None, seeds=N
         name = run_dir_name(config)
         cells.append(Cell(config, Path(runs_dir) / profile / name,
                           records_dir(report_dir, profile) / name, purpose))
+    if not cells:
+        raise ConfigError(f"No cell of the {profile} profile's plan matches these filters "
+                          f"(`vampprior status --profile {profile}` lists its cells with their purposes; "
+                          f"--seeds runs the plain grid, which has no init or learned_data cells).")
     return cells
 
 
