@@ -2,7 +2,7 @@
 PROFILE ?= quick
 PYTHON ?= python
 
-.PHONY: install report test bench bench-peers bench-bf16 sync notebooks
+.PHONY: install report test bench bench-k bench-peers bench-bf16 sync notebooks
 install:
 	$(PYTHON) -m pip install -e ".[dev]"
 
@@ -16,6 +16,9 @@ bench:  ## speed benchmark (not part of the tests)
 	$(PYTHON) benchmarks/bench.py
 
 PEER_VENV ?= .peer-venv
+bench-k:  ## seconds per epoch for every K of the paper's K sweep, one run (the report's time-vs-K panel)
+	$(PYTHON) benchmarks/bench.py --only k_sweep --epochs 2
+
 bench-peers:  ## pythae's VampPrior VAE beside ours, same run (pythae in its own virtual environment)
 	test -x $(PEER_VENV)/bin/python || (python3 -m venv $(PEER_VENV) \
 	  && $(PEER_VENV)/bin/pip install -q torch==2.13.0 && $(PEER_VENV)/bin/pip install -q pythae==0.1.2)

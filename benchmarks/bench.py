@@ -3,6 +3,11 @@ also as a share of this machine's peak, measured in the same run: the best float
 throughput TensorFlow reaches here, at 4096^3 and at the model's own shapes, with and without XLA.
 
     python benchmarks/bench.py [--epochs 5] [--eval-images 10000] [--out benchmarks/results.json]
+    python benchmarks/bench.py --only k_sweep [--epochs 2]   # -> benchmarks/k_sweep_timing.json
+
+The K-sweep timing (every K of the paper profile's sweep, one run, one machine) is what the
+report's "training time vs K" panel draws: the sweep's own runs are made over days, on machines
+whose CPUs differ, beside other runs, so their epoch times compare only roughly.
 
 FLOPs are counted analytically from the dense layers (2 * rows * fan_in * fan_out per matmul;
 forward, plus the backward weight and input gradients where they are needed) and the mixture
@@ -24,7 +29,7 @@ import vae_lib  # noqa: F401  (sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads
 import numpy as np
 import tensorflow as tf
 
-from vae_lib.config import make_config
+from vae_lib.config import K_SWEEP_SETTINGS, K_SWEEPS, make_config
 from vae_lib.datasets import load_dataset
 from vae_lib.estimators import ImportanceSampler
 from vae_lib.experiment import model_for
@@ -171,8 +176,11 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=5, help="timed epochs per configuration")
     parser.add_argument("--eval-images", type=int, default=10_000)
     parser.add_argument("--data-dir")
-    parser.add_argument("--only", choices=["train", "eval"], help="run one half only")
+    parser.add_argument("--only", choices=["train", "eval", "k_sweep"],
+                        help="run one half only, or time the K sweep's training epochs (written to "
+                             "--k-sweep-out)")
     parser.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
+    parser.add_argument("--k-sweep-out", default=str(Path(__file__).with_name("k_sweep_timing.json")))
     args = parser.parse_args(argv)
 
     dataset = load_dataset("static_mnist", args.data_dir)
@@ -183,6 +191,8 @@ def main(argv=None):
     for row in peak["table"]:
         print(f"  matmul {row['shape']:>16s} XLA {'on ' if row['xla'] else 'off'} {row['gflops']:6.0f} GFLOP/s")
     rows = []
+    if args.only == "k_sweep":
+        return k_sweep_timing(dataset, peak, args)
 
     def record(kind, label, result):
         result.update(kind=kind, label=label)
@@ -231,6 +241,25 @@ def main(argv=None):
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     Path(args.out).with_suffix(".md").write_text(markdown_table(result))
     print(f"wrote {args.out} and its table {Path(args.out).with_suffix('.md')}")
+
+
+def k_sweep_timing(dataset, peak, args) -> int:
+    """Seconds per training epoch of the paper profile's K sweep (VampPrior, static MNIST), every K
+    in this one run, with TensorFlow's default threads."""
+    rows = []
+    for k in K_SWEEPS["paper"]:
+        cfg = make_config("static_mnist", "vampprior", "paper", components=k, **K_SWEEP_SETTINGS["paper"])
+        row = dict(components=k, **bench_training(cfg, dataset, args.epochs))
+        rows.append(row)
+        print(f"K={k:5d}: {row['seconds_per_epoch']:6.2f} s/epoch (median of {args.epochs}; fastest "
+              f"{row['fastest_seconds']:.2f})", flush=True)
+    result = dict(peak_gflops=peak["peak_gflops"], peak_from=peak["peak_from"], cpu_flags=cpu_flags(),
+                  threads=tf.config.threading.get_intra_op_parallelism_threads() or hardware()["cpu_count"],
+                  epochs_timed=args.epochs, images_per_epoch=len(dataset.train), rows=rows,
+                  provenance=provenance(), command=" ".join(sys.argv))
+    Path(args.k_sweep_out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.k_sweep_out}")
+    return 0
 
 
 def markdown_table(result) -> str:

@@ -14,6 +14,7 @@ from vae_lib.config import (K_SWEEP_SETTINGS, K_SWEEPS, PROFILE_DESCRIPTIONS, PR
 from vae_lib.convergence import (convergence_table_html, mean_by_samples, past_protocol, read_convergence,
                                  run_label, scope_text)
 from vae_lib.datasets import DATASETS
+from vae_lib.io import read_json
 from vae_lib.plots import convergence_curves, image_grid, ll_histogram
 from vae_lib.progress import duration
 from vae_lib.provenance import hardware_label
@@ -24,7 +25,7 @@ from vae_lib.results import (PAPER, PAPER_SOURCE, REFERENCE, REFERENCE_SAMPLES, 
                              grid_components, interval_halfwidth, model_differences, model_paired_table_html,
                              paired_difference, paired_table_html, select, summarize, sweep_variant, table1_html,
                              spread_text, table1_markdown, test_ll_of, verdict, write_results_csv)
-from vae_lib.runner import plan
+from vae_lib.runner import REPO, plan
 from vae_lib.schedule import kl_weight
 
 report_dir = Path(report_dir or Path(default_report_dir()) / profile)
@@ -273,30 +274,49 @@ else:
 sweep = sorted(select(rows, dataset="static_mnist", model="vae", prior="vampprior",
                       variant=sweep_variant(profile)), key=lambda r: r["components"])
 sweep_settings = {**settings, **K_SWEEP_SETTINGS[profile]}
+K_TIMING = REPO / "benchmarks" / "k_sweep_timing.json"  # benchmarks/bench.py --only k_sweep
 if sweep:
     ks = sorted({r["components"] for r in sweep})
     to_run = [k for k in K_SWEEPS[profile] if k not in ks]
     stats = [summarize([r for r in sweep if r["components"] == k]) for k in ks]
     per_epoch = [np.mean([r["seconds_per_epoch"] for r in sweep if r["components"] == k]) for k in ks]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharex=True)  # one K axis for both panels
     axes[0].errorbar(ks, [s.mean for s in stats], yerr=[s.err for s in stats], marker="o", capsize=3)
     axes[0].set_xscale("log")
     axes[0].set_xlabel("number of pseudo-inputs K")
     axes[0].set_ylabel("test log-likelihood (nats)")
     axes[0].set_title("static MNIST, VampPrior: test LL vs K")
-    axes[1].plot(ks, per_epoch, marker="o")
+    threads = sorted({r["metrics"].get("threads") or 0 for r in sweep})
+    threads_text = "/".join(str(t) if t else "?" for t in threads)
+    # The sweep's runs are made over days, on machines whose CPUs differ and beside other runs; a
+    # benchmark that times every K in one run (benchmarks/bench.py --only k_sweep) compares them.
+    bench = read_json(K_TIMING) if profile == "paper" and K_TIMING.is_file() else None
+    if bench:
+        b_hw = hardware_label(bench["provenance"]["hardware"])
+        axes[1].plot([r["components"] for r in bench["rows"]], [r["seconds_per_epoch"] for r in bench["rows"]],
+                     marker="s", label=f"one benchmark run: {bench['threads']} threads, {b_hw}, "
+                                       f"{bench['provenance']['created'][:10]}")
+    axes[1].plot(ks, per_epoch, marker="o", linestyle="none" if bench else "-",
+                 label=f"each sweep run's own epochs ({threads_text} thread(s))")
+    if bench:
+        axes[1].legend(fontsize=7)
     axes[1].set_xscale("log")  # both panels: K on the same log axis
     axes[1].set_ylim(bottom=0)
     axes[1].set_xlabel("number of pseudo-inputs K")
     axes[1].set_ylabel("seconds per epoch (median)")
     axes[1].set_title(f"training time vs K ({sweep[0]['n_train']} images/epoch)")
-    threads = sorted({r["metrics"].get("threads") or 0 for r in sweep})
-    threads_text = "/".join(str(t) if t else "?" for t in threads)
     fig.suptitle(f"{sweep_settings['epochs']} epochs each, KL warm-up {sweep_settings['warmup_epochs']} "
                  f"epochs, S={sweep_settings['eval_samples']}; {', '.join(hardware)}, "
                  f"{threads_text} TensorFlow thread(s) per run", fontsize=8, y=-0.02)
     fig.tight_layout()
     save(fig, "ll_and_time_vs_K")
+    # how much epoch times of one cell's settings (seeds apart) vary between records: machines and loads
+    by_settings = {}
+    for r in complete:
+        if r["seconds_per_epoch"] > 2:  # epochs of a second or less are noise
+            by_settings.setdefault((r["dataset"], r["model"], r["prior"], r["components"], r["variant"],
+                                    r["metrics"].get("threads")), []).append(r["seconds_per_epoch"])
+    spread = max([max(t) / min(t) for t in by_settings.values() if len(t) > 1], default=1.0)
     capped = [r for r in sweep if not r["metrics"]["stopped_early"]]
     best = sorted(r["metrics"]["best_epoch"] for r in capped)
     capped_text = (f" {len(capped)} of {len(sweep)} runs trained to the {sweep_settings['epochs']}-epoch cap "
@@ -305,9 +325,14 @@ if sweep:
                    + ", not converged models." if capped else "")
     display(Markdown(f"Error bars: {spread_text(stats)}. "
                      + " ".join(f"K={k}: {s.mean:.2f}, {t:.2f} s/epoch." for k, s, t in zip(ks, stats, per_epoch))
-                     + f" Times are each run's own epochs with {threads_text} TensorFlow thread(s); a run "
-                       f"with fewer threads than cores may have shared the machine with another run, "
-                       f"which slows its epochs, so read the curve's shape rather than its last digit."
+                     + f" Times are each run's own epochs with {threads_text} TensorFlow thread(s). They "
+                       f"depend on the machine and on what else ran on it (in these records the same "
+                       f"settings' epochs took up to {spread:.1f} times as long in one run as in another), "
+                       f"so they compare only roughly"
+                     + (f"; the benchmark line times every K in one run on one machine (median of "
+                        f"{bench['epochs_timed']} epochs each, peak matmul {bench['peak_gflops']:.0f} "
+                        f"GFLOP/s, code {bench['provenance']['git']['commit'][:10]}): read the cost of K "
+                        f"from it." if bench else ".")
                      + capped_text
                      + (f" Still to run: K = {', '.join(map(str, to_run))}." if to_run else "")))
 else:
