@@ -576,25 +576,34 @@ sections.append((f"Against {REFERENCE_SOURCE}", lines))
 
 lines = []  # how the runs trained: cells whose best epoch came inside the KL warm-up
 warmup = settings["warmup_epochs"]
+
+
+def last_epoch_losses(runs):
+    """(training loss, validation loss) of the runs' last epochs, means over the runs; None when a
+    run has no history."""
+    last = [read_history(r["run_dir"])[-1:] for r in runs]
+    if not runs or not all(last):
+        return None
+    return tuple(float(np.mean([h[0][key] for h in last])) for key in ("train_loss", "valid_loss"))
+
+
 for model in models:
     for dataset in datasets:
-        base = grid_cell(dataset, "standard", model)
+        base = None  # the standard prior's last-epoch losses, read once a dataset
         for prior in PRIORS:
             runs = grid_cell(dataset, prior, model)
             if not runs or not all(r["metrics"]["best_epoch"] < warmup for r in runs):
                 continue
-            histories = [read_history(r["run_dir"]) for r in runs]
-            if not all(histories):
+            losses = last_epoch_losses(runs)
+            if losses is None:
                 continue
             best = sorted(r["metrics"]["best_epoch"] for r in runs)
-            last = [h[-1] for h in histories]
-            fit = (f"at the last epoch training loss {np.mean([h['train_loss'] for h in last]):.1f} and "
-                   f"validation loss {np.mean([h['valid_loss'] for h in last]):.1f} nats (means over seeds")
-            base_histories = [read_history(r["run_dir"]) for r in base]
-            if prior != "standard" and base and all(base_histories):
-                last_base = [h[-1] for h in base_histories]
-                fit += (f"; the standard prior's: {np.mean([h['train_loss'] for h in last_base]):.1f} and "
-                        f"{np.mean([h['valid_loss'] for h in last_base]):.1f}")
+            fit = (f"at the last epoch training loss {losses[0]:.1f} and validation loss {losses[1]:.1f} "
+                   f"nats (means over seeds")
+            if prior != "standard":
+                base = base or last_epoch_losses(grid_cell(dataset, "standard", model))
+                if base is not None:
+                    fit += f"; the standard prior's: {base[0]:.1f} and {base[1]:.1f}"
             fit += ")"
             lines.append(f"- {dataset} ({model.upper()}), {prior}: every seed's best validation loss came "
                          f"during the KL warm-up (epochs {', '.join(map(str, best))} of {warmup}, KL weight "
