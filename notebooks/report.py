@@ -346,7 +346,7 @@ else:
 
 # %%
 def grid_runs(dataset, model="vae"):
-    done = select(rows, dataset=dataset, model=model, components=K, variant="")
+    done = select(rows, dataset=dataset, model=model, own_cell=True)
     first = min((r["seed"] for r in done), default=None)
     return {r["prior"]: r for r in done if r["seed"] == first}
 
@@ -439,7 +439,7 @@ def difference_text(d, subject):
 
 
 def grid_cell(dataset, prior, model="vae"):
-    return select(rows, dataset=dataset, model=model, prior=prior, components=K, variant="")
+    return select(rows, dataset=dataset, model=model, prior=prior, own_cell=True)
 
 
 sections = []  # (heading, bullet lines)

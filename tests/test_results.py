@@ -82,6 +82,7 @@ def test_reference_numbers_go_only_to_the_profiles_own_cells(tmp_path):
     assert by_run[("static_mnist", 100, "")]["reference_ll"] is None and by_run[("static_mnist", 100, "")]["paper_ll"] is None
     assert by_run[("frey_faces", 500, "inithe")]["reference_ll"] is None
     assert by_run[("frey_faces", 500, "")]["reference_ll"] == REFERENCE["frey_faces"]["standard"]
+    assert [key for key, r in by_run.items() if r["own_cell"]] == [("frey_faces", 500, "")]
 
 
 def test_a_failed_rerun_keeps_the_complete_record_and_a_finished_one_replaces_it(tmp_path):

@@ -48,13 +48,14 @@ def collect_rows(records, relative_to=None) -> list[dict]:
     for path in sorted(Path(records).glob(f"*/{CONFIG}")):
         run_dir = path.parent
         config = read_config(run_dir)
-        # the reference's and the paper's numbers go to the profile's own grid cells only (its K
-        # and settings; not the K sweep's nor a variant's). A reduced profile's report says that
-        # its budget is not the paper's.
+        # own_cell: one of the profile's own grid cells (its K and settings; not the K sweep's nor
+        # a variant's), Table 1's. The reference's and the paper's numbers go to these only; a
+        # reduced profile's report says that its budget is not the paper's.
         own_cell = (not variant_of(config)
                     and config.components == PROFILES.get(config.profile, {}).get("components"))
         row = dict(dataset=config.dataset, model=config.model, prior=config.prior,
                    components=config.components, seed=config.seed, variant=variant_of(config),
+                   own_cell=own_cell,
                    profile=config.profile, epochs=config.epochs, eval_samples=config.eval_samples,
                    status="incomplete", config=config, run_dir=run_dir,
                    run=str(run_dir.relative_to(relative_to) if relative_to else run_dir),
