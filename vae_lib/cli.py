@@ -140,7 +140,9 @@ def _report_parser(sub):
                                    "the K sweep), skipping cells that already have a record, then "
                                    "render the report notebook to HTML (the paper profile's, in "
                                    "this checkout's report/paper, also puts its Table 1 into the "
-                                   "README).")
+                                   "README). Exit status: 0 when every cell has its record, 1 "
+                                   "when a cell failed, 3 when cells were left to another process "
+                                   "that is running them (the report shows them as not run).")
     _plan_arguments(p)
     p.add_argument("--rerun", action="store_true",
                    help="ignore the kept records and run every cell again (in --runs-dir)")

@@ -441,6 +441,9 @@ def parse_settings(items) -> dict:
     return out
 
 
+EXIT_BUSY = 3  # the report was rendered, but cells another process runs show as not run yet
+
+
 def main_report(args) -> int:
     if args.workers < 1 or args.retries < 0:
         raise ConfigError("--workers must be at least 1 and --retries at least 0.")
@@ -458,4 +461,6 @@ def main_report(args) -> int:
                         args.scheduler, args.retries, args.threads, parse_settings(args.set),
                         args.checkpoint_every, log=lambda *a, **k: print(*a, **k, file=sys.stderr),
                         purposes=args.purposes)
-    return 1 if counts["failed"] else 0
+    if counts["failed"]:
+        return 1
+    return EXIT_BUSY if counts.get("busy") else 0
