@@ -106,6 +106,8 @@ BAD_ARGS = {
     "unknown model": ([*SMOKE, "--model", "hvae3"], ["Unknown model 'hvae3'", "vae, hvae"]),
     "unknown weight init": ([*SMOKE, "--weight-init", "xavier"], ["Unknown weight init 'xavier'"]),
     "unknown optimizer": ([*SMOKE, "--optimizer", "sgd"], ["Unknown optimizer 'sgd'", "adamnormgrad"]),
+    "KL estimator on the HVAE": ([*SMOKE, "--model", "hvae", "--kl-estimator", "monte_carlo"],
+                                 ["HVAE's rate is always", "--kl-estimator has no effect"]),
     "zero components": ([*SMOKE, "--components", "0"], ["components", "0"]),
     "zero eval samples": ([*SMOKE, "--eval-samples", "0"], ["eval_samples", "0"]),
     "negative epochs": ([*SMOKE, "--epochs", "-1"], ["epochs", "-1"]),
@@ -161,6 +163,23 @@ def test_output_under_a_regular_file_is_refused(tmp_path, capsys):
     assert cli.main(["train", *SMOKE, "--out", str(blocker / "run"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("vampprior: error:") and str(blocker / "run") in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("blocked", ["--report-dir", "--runs-dir"])
+def test_report_into_a_folder_it_cannot_write_is_refused_before_any_cell(blocked, tmp_path, capsys):
+    """The main job checks its runs and report folders before it trains anything (a record is kept
+    when a cell ends, hours later): exit 2, one message naming the folder and the option."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    folders = {"--report-dir": tmp_path / "report", "--runs-dir": tmp_path / "runs", blocked: blocker / "x"}
+    args = ["report", "--profile", "smoke", "--datasets", "frey_faces", "--priors", "standard", "--no-k-sweep"]
+    for option, folder in folders.items():
+        args += [option, str(folder)]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vampprior: error:") and str(blocker / "x") in err and blocked in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("config.json")), "nothing run"
 
 
 @pytest.mark.slow

@@ -32,8 +32,8 @@ _SETTING_FLAGS = [
     ("--num-layers", dict(type=int, help="hidden layers of each MLP")),
     ("--activation", dict(help="gated (the paper's) or relu")),
     ("--weight-init", dict(help="glorot (default) or he (the paper's code)")),
-    ("--kl-estimator", dict(help="closed_form (where the prior has one; default) or monte_carlo "
-                                 "(the paper's code)")),
+    ("--kl-estimator", dict(help="the VAE's rate: closed_form (where the prior has one; default) or "
+                                 "monte_carlo (the paper's code); the HVAE's is always Monte Carlo")),
     ("--optimizer", dict(help="adam (default) or adamnormgrad (the paper's code)")),
     ("--max-train", dict(type=int, help="use only N training images (a fixed-seed random subset)")),
     ("--max-valid", dict(type=int, help="use only N validation images (likewise)")),
@@ -142,7 +142,8 @@ def _report_parser(sub):
                                    "this checkout's report/paper, also puts its Table 1 into the "
                                    "README). Exit status: 0 when every cell has its record, 1 "
                                    "when a cell failed, 3 when cells were left to another process "
-                                   "that is running them (the report shows them as not run).")
+                                   "that is running them (the report shows them as not run); "
+                                   "with --render-only, 0 once rendered.")
     _plan_arguments(p)
     p.add_argument("--rerun", action="store_true",
                    help="ignore the kept records and run every cell again (in --runs-dir)")

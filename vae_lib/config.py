@@ -51,8 +51,9 @@ class RunConfig:
     num_layers: int = 2
     activation: str = "gated"  # "gated" (the paper's) or "relu"
     weight_init: str = "glorot"  # "glorot" (ours) or "he" (the paper's code); see networks.py
-    kl_estimator: str = "closed_form"  # closed form where the prior has one, else Monte Carlo;
-    # "monte_carlo": the single-sample estimate for every prior, as the paper's code does
+    kl_estimator: str = "closed_form"  # the one-level VAE's: closed form where the prior has one,
+    # else Monte Carlo; "monte_carlo": the single-sample estimate for every prior, as the paper's
+    # code does. The HVAE's rate is always that single-sample estimate (as in the paper's code).
     optimizer: str = "adam"  # "adam" or "adamnormgrad" (the paper's code: normalised gradients)
     trainable_pseudo_inputs: bool | None = None  # None: learned for vampprior, fixed for vampprior_data
     min_steps: int | None = None  # train at least this many optimizer steps (more epochs on small sets)
@@ -70,6 +71,9 @@ class RunConfig:
         check_choice("weight init", self.weight_init, WEIGHT_INITS)
         check_choice("KL estimator", self.kl_estimator, KL_ESTIMATORS)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        if self.model == "hvae" and self.kl_estimator != "closed_form":
+            raise ConfigError("The HVAE's rate is always the single-sample Monte Carlo estimate (as in "
+                              "the paper's code), so --kl-estimator has no effect on it; leave it out.")
         check_eval_matmuls(self.eval_matmuls, likelihood_of(self.dataset))
         positive = dict(components=self.components, batch_size=self.batch_size,
                         eval_samples=self.eval_samples, latent_dim=self.latent_dim,

@@ -28,9 +28,10 @@ _MATMUL_INPUTS = [tf.float32]  # the dtype Linear layers round their matmul inpu
 def matmul_inputs(dtype):
     """Inside, every Linear layer traced rounds its matmul inputs (activations and weights) to
     ``dtype`` and accumulates in float32 (tf.matmul's output_type): bfloat16 here runs the
-    importance sampler's matmuls about 1.8x faster on CPUs with AVX512-BF16, at a mean cost of about
-    0.001 nats on a trained model's test log-likelihood of binary images (README, Speed; not for
-    the 8-bit likelihood: config.BFLOAT16_EVAL_LIKELIHOODS). Biases and everything after the
+    importance sampler about 1.4x faster on CPUs with AVX512-BF16, moving a trained model's mean
+    test log-likelihood of binary images by at most about 0.01 nats (README, Speed;
+    benchmarks/bf16_eval_check.json; not for the 8-bit likelihood:
+    config.BFLOAT16_EVAL_LIKELIHOODS). Biases and everything after the
     matmul stay float32."""
     _MATMUL_INPUTS.append(tf.as_dtype(dtype))
     try:

@@ -98,17 +98,23 @@ def read_config(run_dir) -> RunConfig:
                           f"(or it was damaged). Choose another directory.") from None
 
 
-def prepare_run_dir(run_dir: Path, config: RunConfig) -> None:
-    """Create ``run_dir`` or check that it holds a run of this very config."""
-    run_dir = Path(run_dir)
+def check_writable(folder: Path, what: str, option: str) -> None:
+    """Create ``folder`` if needed and write a file into it, or refuse (ConfigError) before any work
+    is done; ``what`` names the folder and ``option`` the way to choose another."""
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as err:
-        raise ConfigError(f"Cannot write to the run directory {run_dir}: {err.strerror}. "
-                          f"Choose another --out.") from None
+        raise ConfigError(f"Cannot write to the {what} {folder}: {err.strerror}. "
+                          f"Choose another {option}.") from None
+
+
+def prepare_run_dir(run_dir: Path, config: RunConfig) -> None:
+    """Create ``run_dir`` or check that it holds a run of this very config."""
+    run_dir = Path(run_dir)
+    check_writable(run_dir, "run directory", "--out")
     free = shutil.disk_usage(run_dir).free
     if free < MIN_FREE_BYTES:
         raise ConfigError(f"Only {free / 2**20:.1f} MB free on the disk of {run_dir}; a run needs "

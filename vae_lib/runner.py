@@ -36,8 +36,8 @@ from .nbclean import portable
 from .progress import duration, progress_bar
 from .records import checkpoint_state
 from .registry import MODELS, PRIORS, check_prior_name
-from .rundir import (FAILURE, METRICS, NOTEBOOK, copy_record, is_complete, is_locked, prepare_run_dir,
-                     run_dir_name, runner_lock)
+from .rundir import (FAILURE, METRICS, NOTEBOOK, check_writable, copy_record, is_complete, is_locked,
+                     prepare_run_dir, run_dir_name, runner_lock)
 from .schedule import projected_end
 
 REPO = Path(__file__).resolve().parent.parent
@@ -341,6 +341,9 @@ def run_report(profile="quick", runs_dir=None, report_dir=None, datasets=None, p
     experiment = notebook_path("experiment", notebooks_dir)
     report_notebook = notebook_path("report", notebooks_dir)
     cells = plan(profile, runs_dir, report_dir, datasets, priors, seeds, models, k_sweep, settings, purposes)
+    # refused now rather than after hours of training: a record is kept when its cell ends
+    check_writable(runs_dir / profile, "runs folder", "--runs-dir")
+    check_writable(records_dir(report_dir, profile), "report folder", "--report-dir")
     counts = {"done": 0, "skipped": 0, "failed": 0}
     started = time.perf_counter()
     log(f"profile {profile}: {len(cells)} cells; runs in {runs_dir / profile}, records in "
