@@ -35,8 +35,8 @@ def test_paper_plan_has_each_cell_once_at_the_papers_protocol():
     assert {("dynamic_mnist", "standard"), ("dynamic_mnist", "vampprior")} <= grid
     for dataset in ("static_mnist", "fashion_mnist", "caltech101_silhouettes", "frey_faces"):
         for prior in ("standard", "vampprior"):  # the headline comparison has 3 seeds
-            assert {s for m, d, p, s, _, init, *_ in keys
-                    if (m, d, p, init) == ("vae", dataset, prior, "glorot")} == {0, 1, 2}
+            assert {s for m, d, p, s, _, init, learned, _, opt, kl in keys
+                    if (m, d, p, init, opt, kl) == ("vae", dataset, prior, "glorot", "adam", "closed_form")} == {0, 1, 2}
     # the paper code's departures, each alone against ours, with the seeds of the cells they pair with
     code = {(c.model, c.dataset, c.prior, c.seed, c.weight_init, c.optimizer, c.kl_estimator)
             for c, purpose in pairs if purpose == "paper_code"}
@@ -88,6 +88,18 @@ def test_purposes_pick_parts_of_a_plan_and_an_unknown_one_is_refused(tmp_path):
         plan("paper", tmp_path, tmp_path, purposes=["sweep"])
     with pytest.raises(ConfigError, match="No cell of the paper profile's plan matches"):
         plan("paper", tmp_path, tmp_path, seeds=(0,), purposes=["init"])  # the plain grid has none
+
+
+def test_a_setting_the_hvae_refuses_applies_once_its_cells_are_filtered_out(tmp_path):
+    """--set kl_estimator=monte_carlo: the HVAE refuses it (its rate is Monte Carlo already), so a
+    plan with HVAE cells says which cell and how to leave it out; filtered to the VAE it applies."""
+    from vae_lib.errors import ConfigError
+
+    monte_carlo = {"kl_estimator": "monte_carlo"}
+    with pytest.raises(ConfigError, match=r"does not apply to the HVAE cell .*--models vae"):
+        plan("paper", tmp_path, tmp_path, settings=monte_carlo)
+    cells = plan("paper", tmp_path, tmp_path, models=["vae"], settings=monte_carlo)
+    assert cells and all(c.config.kl_estimator == "monte_carlo" and c.config.model == "vae" for c in cells)
 
 
 def test_the_driver_and_dask_workers_handle_cells_without_tensorflow(tmp_path):

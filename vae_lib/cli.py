@@ -32,8 +32,9 @@ _SETTING_FLAGS = [
     ("--num-layers", dict(type=int, help="hidden layers of each MLP")),
     ("--activation", dict(help="gated (the paper's) or relu")),
     ("--weight-init", dict(help="glorot (default) or he (the paper's code)")),
-    ("--kl-estimator", dict(help="the VAE's rate: closed_form (where the prior has one; default) or "
-                                 "monte_carlo (the paper's code); the HVAE's is always Monte Carlo")),
+    ("--kl-estimator", dict(help="the VAE's rate: closed_form (where the prior has one, i.e. the "
+                                 "standard prior; default) or monte_carlo (the paper's code); the "
+                                 "HVAE's is always Monte Carlo, and the option is refused with it")),
     ("--optimizer", dict(help="adam (default) or adamnormgrad (the paper's code)")),
     ("--max-train", dict(type=int, help="use only N training images (a fixed-seed random subset)")),
     ("--max-valid", dict(type=int, help="use only N validation images (likewise)")),
@@ -143,7 +144,8 @@ def _report_parser(sub):
                                    "README). Exit status: 0 when every cell has its record, 1 "
                                    "when a cell failed, 3 when cells were left to another process "
                                    "that is running them (the report shows them as not run); "
-                                   "with --render-only, 0 once rendered.")
+                                   "with --render-only, 0 once rendered; 2 for bad arguments "
+                                   "or settings, before any work.")
     _plan_arguments(p)
     p.add_argument("--rerun", action="store_true",
                    help="ignore the kept records and run every cell again (in --runs-dir)")

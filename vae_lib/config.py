@@ -106,7 +106,8 @@ class RunConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "RunConfig":
         """Settings from a config.json; a setting it lacks (written before the setting existed)
-        takes its default, so older run directories stay valid."""
+        takes its default, so older run directories stay valid (all but an HVAE's written with
+        kl_estimator=monte_carlo before that was refused; none such was kept)."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

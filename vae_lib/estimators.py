@@ -47,7 +47,7 @@ class ImportanceSampler:
         log p(x) ~ logsumexp_s [log p(x, z_s) - log q(z_s|x)] - log S,
 
     which is also the IWAE bound L_S (a lower bound in expectation, tight as S grows).
-    Work is done in passes of about ``rows_per_pass`` (image, sample) pairs, so S=5000 fits in
+    Work is done in passes of at most ``rows_per_pass`` (image, sample) pairs, so S=5000 fits in
     memory; the prior's parameters are computed once per call (the VampPrior's pseudo-inputs are
     encoded once per evaluation, with the model as it is then) and each pass is one compiled call.
     """

@@ -90,7 +90,9 @@ def paper_plan() -> list[tuple[RunConfig, str]]:
     each of the report's results (seed 0 of the grid, then the HVAE and dynamic MNIST headlines,
     FashionMNIST), then the cheap datasets' other seeds and comparisons, the headline's other
     seeds, the K sweep and the remaining HVAE cells. Interrupted and resumed, the runs thus fill
-    every section of the report before they refine any."""
+    every section of the report before they refine any; the one exception is the last part, the
+    paper code's optimizer and KL estimator (added after the rest had run), which extends the
+    small-datasets section."""
     out = []
 
     def add(dataset, prior, seed, purpose="grid", **settings):
@@ -175,11 +177,17 @@ def plan(profile: str, runs_dir, report_dir, datasets=None, priors=None, seeds=N
                           models or ("vae",), k_sweep)
     cells, seen = [], set()
     for config, purpose in pairs:
-        config = config.replace(**(settings or {}))
         if ((datasets and config.dataset not in datasets) or (priors and config.prior not in priors)
                 or (models and config.model not in models) or (not k_sweep and purpose == "k_sweep")
-                or (purposes and purpose not in purposes)
-                or config in seen):
+                or (purposes and purpose not in purposes)):
+            continue
+        try:
+            config = config.replace(**(settings or {}))
+        except ConfigError as err:
+            raise ConfigError(f"--set {' '.join(f'{k}={v}' for k, v in settings.items())} does not apply "
+                              f"to the {config.model.upper()} cell {run_dir_name(config)}: {err} Leave "
+                              f"such cells out with the filters (e.g. --models vae).") from None
+        if config in seen:
             continue
         seen.add(config)
         name = run_dir_name(config)
@@ -188,7 +196,7 @@ def plan(profile: str, runs_dir, report_dir, datasets=None, priors=None, seeds=N
     if not cells:
         raise ConfigError(f"No cell of the {profile} profile's plan matches these filters "
                           f"(`vampprior status --profile {profile}` lists its cells with their purposes; "
-                          f"--seeds runs the plain grid, which has no init or learned_data cells).")
+                          f"--seeds runs the plain grid, which has no init, learned_data or paper_code cells).")
     return cells
 
 
