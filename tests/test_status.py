@@ -76,7 +76,7 @@ def test_compute_left_is_estimated_from_recorded_cells_of_the_same_kind(tmp_path
     import numpy as np
 
     from vae_lib.rundir import CHECKPOINT, METRICS
-    from vae_lib.runner import plan
+    from vae_lib.runner import Cell, plan
     from vae_lib.status import compute_left
 
     cells = {(c.config.prior, c.config.seed): c for c in plan(
@@ -89,7 +89,17 @@ def test_compute_left_is_estimated_from_recorded_cells_of_the_same_kind(tmp_path
     running = cells["standard", 1].run_dir
     running.mkdir(parents=True)
     np.savez(running / CHECKPOINT, state=np.array(json.dumps(dict(epoch=600, train_seconds=3600.0))))
+    kind = ("recorded cells of the same dataset, model, prior, K and purpose, or else of the same "
+            "epoch budget")
     assert compute_left(list(cells.values())) == (
-        "about 1.0 h of run time left for 1 cell(s) (at the pace of recorded cells of the same "
-        "dataset, model, prior, K and purpose); 2 more cell(s) with no such record to go by")
+        f"about 1.0 h of run time left for 1 cell(s) (at the pace of {kind}); 2 more cell(s) with "
+        f"no such record to go by")
     assert compute_left([cells["standard", 0]]) == "nothing left to run"
+    # a cell of another purpose and the same epoch budget (the paper code's optimizer) goes by the
+    # recorded one: 2 h; one with another budget (100 epochs) has nothing to go by
+    base = cells["standard", 0]
+    other_optimizer = Cell(base.config.replace(optimizer="adamnormgrad"), tmp_path / "a", tmp_path / "b", "paper_code")
+    other_budget = Cell(base.config.replace(epochs=100), tmp_path / "c", tmp_path / "d", "k_sweep")
+    assert compute_left([base, other_optimizer, other_budget]) == (
+        f"about 2.0 h of run time left for 1 cell(s) (at the pace of {kind}); 1 more cell(s) with "
+        f"no such record to go by")

@@ -36,7 +36,7 @@ from .nbclean import portable
 from .progress import duration, progress_bar
 from .records import checkpoint_state
 from .registry import MODELS, PRIORS, check_prior_name
-from .rundir import (FAILURE, METRICS, NOTEBOOK, check_writable, copy_record, is_complete, is_locked,
+from .rundir import (FAILURE, METRICS, NOTEBOOK, changes_text, check_writable, copy_record, is_complete, is_locked,
                      prepare_run_dir, run_dir_name, runner_lock)
 from .schedule import projected_end
 
@@ -71,7 +71,9 @@ class Cell:
     def label(self) -> str:
         c = self.config
         model = "" if c.model == "vae" else f"{c.model}/"
-        return f"{c.dataset}/{model}{c.prior} K={c.components} seed={c.seed} [{self.purpose}]"
+        changes = changes_text(c)  # what tells two cells of one purpose apart, e.g. the optimizer
+        return (f"{c.dataset}/{model}{c.prior} K={c.components} seed={c.seed}"
+                + (f" ({changes})" if changes else "") + f" [{self.purpose}]")
 
 
 def records_dir(report_dir, profile: str) -> Path:

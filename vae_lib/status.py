@@ -66,6 +66,13 @@ def _kind(cell: Cell) -> tuple:
     return c.dataset, c.model, c.prior, c.components, cell.purpose
 
 
+def _budget(cell: Cell) -> tuple:
+    """Cells expected to cost about alike where no cell of their kind is recorded: the same dataset,
+    model, prior, K and epoch budget, whatever the purpose (another optimizer, say)."""
+    c = cell.config
+    return c.dataset, c.model, c.prior, c.components, c.epochs, c.warmup_epochs, c.patience
+
+
 def compute_left(cells: list[Cell]) -> str:
     """How much run time the cells without a record still need, at the pace of the recorded cells
     of their kind (:func:`_kind`): the median of those records' training
@@ -80,19 +87,22 @@ def compute_left(cells: list[Cell]) -> str:
             continue
         m = read_json(cell.record_dir / METRICS)
         if {"epochs_trained", "seconds_per_epoch", "eval_seconds"} <= set(m):
-            recorded.setdefault(_kind(cell), []).append((training_seconds(m), m["eval_seconds"]))
+            for key in (_kind(cell), _budget(cell)):
+                recorded.setdefault(key, []).append((training_seconds(m), m["eval_seconds"]))
     pace = {kind: (median(t for t, _ in runs), median(e for _, e in runs)) for kind, runs in recorded.items()}
     left, counted = 0.0, 0
     for cell in todo:
-        if _kind(cell) in pace:
-            train, evaluate = pace[_kind(cell)]
+        key = _kind(cell) if _kind(cell) in pace else _budget(cell)
+        if key in pace:
+            train, evaluate = pace[key]
             state = checkpoint_state(cell.run_dir) if cell.run_dir.is_dir() else None
             left += max(train - (state or {}).get("train_seconds", 0.0), 0.0) + evaluate
             counted += 1
     unknown = len(todo) - counted
     if not todo:
         return "nothing left to run"
-    kind = "recorded cells of the same dataset, model, prior, K and purpose"
+    kind = ("recorded cells of the same dataset, model, prior, K and purpose, or else of the same "
+            "epoch budget")
     if not counted:
         return f"{unknown} cell(s) left, none with {kind} to estimate its time by"
     return (f"about {duration(left)} of run time left for {counted} cell(s) (at the pace of {kind})"
