@@ -111,6 +111,7 @@ BAD_ARGS = {
     "zero components": ([*SMOKE, "--components", "0"], ["components", "0"]),
     "zero eval samples": ([*SMOKE, "--eval-samples", "0"], ["eval_samples", "0"]),
     "negative epochs": ([*SMOKE, "--epochs", "-1"], ["epochs", "-1"]),
+    "zero threads": ([*SMOKE, "--threads", "0"], ["--threads must be at least 1, got 0"]),
 }
 
 

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import VaeLibError
+from .errors import ConfigError, VaeLibError
 
 
 
@@ -69,6 +69,8 @@ def _train_parser(sub):
     p.add_argument("--checkpoint-every", type=float, default=30.0, metavar="SECONDS",
                    help="save a checkpoint when this long has passed since the last (default: 30; "
                         "0: every epoch); the last epoch is always saved")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="TensorFlow threads (default: every core this process may use)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -77,6 +79,8 @@ def _train(args) -> int:
     from .config import default_runs_dir, make_config
     from .rundir import claimed, is_complete, prepare_run_dir, run_dir_name
 
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {args.threads}.")
     settings = {flag[2:].replace("-", "_"): None for flag, _ in _SETTING_FLAGS}
     settings.update(trainable_pseudo_inputs=None, jit_compile=None)
     config = make_config(args.dataset, args.prior, args.profile,
@@ -91,7 +95,7 @@ def _train(args) -> int:
     prepare_run_dir(Path(out), config)
     with claimed(Path(out)):
         metrics = run_experiment(config, out, data_dir=args.data_dir, progress=not args.quiet,
-                                 checkpoint_every_seconds=args.checkpoint_every)
+                                 checkpoint_every_seconds=args.checkpoint_every, threads=args.threads)
     if was_complete:
         print(f"{out} was already complete; nothing was recomputed. Its results:", file=sys.stderr)
     summary = {k: metrics[k] for k in ("dataset", "model", "prior", "components", "epochs_trained",

@@ -469,8 +469,8 @@ EXIT_BUSY = 3  # the report was rendered, but cells another process runs show as
 
 
 def main_report(args) -> int:
-    if args.workers < 1 or args.retries < 0:
-        raise ConfigError("--workers must be at least 1 and --retries at least 0.")
+    if args.workers < 1 or args.retries < 0 or (args.threads is not None and args.threads < 1):
+        raise ConfigError("--workers and --threads must be at least 1, and --retries at least 0.")
     if args.render_only:
         if args.rerun:
             raise ConfigError("--render-only runs nothing, so it cannot --rerun; choose one.")
