@@ -18,7 +18,7 @@ from vae_lib.rundir import RECORD_FILES, CHECKPOINT
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = ["--dataset", "static_mnist", "--prior", "vampprior", "--profile", "smoke"]
-FIRST = [*SMOKE, "--latent-dim", "8", "--max-valid", "150"]  # the complete run's command
+FIRST = [*SMOKE, "--latent-dim", "8", "--max-valid", "150", "--threads", "1"]  # the complete run's command
 
 
 def _env(data_dir):
@@ -74,7 +74,7 @@ def test_train_smoke_run(complete_run):
     assert (config["latent_dim"], config["max_valid"]) == (8, 150)  # flags override the profile
     log_px, ess = read_test_ll(run_dir)
     assert metrics["test_ll"] == pytest.approx(log_px.mean(), rel=1e-12) and len(log_px) == metrics["n_test"]
-    assert metrics["n_valid"] == 150
+    assert metrics["n_valid"] == 150 and metrics["threads"] == 1  # --threads is not a setting: not in config
     assert metrics["test_ll"] >= metrics["test_elbo"]
     assert set(RECORD_FILES) - {"experiment.ipynb"} | {CHECKPOINT} <= set(os.listdir(run_dir))
 
