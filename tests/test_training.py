@@ -385,6 +385,44 @@ def test_finished_trainer_does_not_train_again(datasets, tmp_path):
     np.testing.assert_array_equal(again.prior.log_prob(z).numpy(), model.prior.log_prob(z).numpy())
 
 
+@pytest.mark.slow
+def test_a_failure_after_the_importance_sampling_keeps_it_for_the_rerun(datasets, tmp_path, monkeypatch):
+    """The figures' images fail after the test LL was sampled: the rerun samples nothing again (the
+    sampler is made to fail if it is called) and ends with the metrics of a run that never failed.
+    Kept samples of another S are not reused."""
+    import vae_lib.experiment as experiment
+    from vae_lib.estimators import ImportanceSampler
+
+    config = _small_config("static_mnist", "vampprior", epochs=1, max_train=200, max_valid=100, max_test=50)
+    data = datasets["static_mnist"]
+    uninterrupted = run_experiment(config, tmp_path / "whole", dataset=data, progress=False)
+
+    def images_fail(*args, **kwargs):
+        raise RuntimeError("images failed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(experiment, "example_images", images_fail)
+        with pytest.raises(RuntimeError, match="images failed"):
+            run_experiment(config, tmp_path / "run", dataset=data, progress=False)
+    assert (tmp_path / "run" / "test_ll.npz").is_file() and not (tmp_path / "run" / "metrics.json").exists()
+
+    def sample_again(*args, **kwargs):
+        raise AssertionError("sampled again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ImportanceSampler, "evaluate", sample_again)
+        again = run_experiment(config, tmp_path / "run", dataset=data, progress=False)
+    timing = {"train_seconds", "eval_seconds", "seconds_per_epoch", "provenance"}
+    assert {k: v for k, v in again.items() if k not in timing} == {
+        k: v for k, v in uninterrupted.items() if k not in timing}
+
+    # kept samples that say they were made otherwise (another S, test set or training) are not used
+    trained = dict(num_samples=config.eval_samples, num_test=50, epochs_trained=1, best_epoch=1)
+    assert experiment.kept_evaluation(tmp_path / "run", trained)[0] is not None
+    for key in trained:
+        assert experiment.kept_evaluation(tmp_path / "run", {**trained, key: trained[key] + 1}) == (None, None)
+
+
 def test_dynamic_binarization_draws_fresh_bits_each_step(datasets):
     """binarize(): 0/1 pixels, Bernoulli(grey) in the mean (within 5 SE), black stays 0 and white 1;
     the same step gives the same bits, another step other bits of the same images."""

@@ -13,7 +13,7 @@ import numpy as np
 from .config import RunConfig
 from .datasets import Dataset, load_dataset
 from .errors import ConfigError, TrainingError
-from .estimators import ImportanceSampler, bits_per_dim, elbo
+from .estimators import ImportanceResult, ImportanceSampler, bits_per_dim, elbo
 from .io import atomic_write_json, atomic_write_npz, read_json
 from .models import LatentVariableModel, build_model
 from .progress import progress_bar
@@ -95,14 +95,23 @@ def run_experiment(config: RunConfig, run_dir, data_dir=None, progress: bool = T
                           binarize=dataset.dynamic_binarization)
         state = trainer.fit(dataset.train, dataset.valid)
 
+        trained = dict(num_samples=config.eval_samples, num_test=len(dataset.test),
+                       epochs_trained=state.epoch, best_epoch=state.best_epoch)
+        result, sampling_seconds = kept_evaluation(run_dir, trained)
+        if result is None:
+            started = time.perf_counter()
+            sampler = ImportanceSampler(model, config.eval_samples, jit_compile=config.jit_compile,
+                                        matmul_inputs=config.eval_matmuls)
+            with progress_bar(len(dataset.test), f"test LL (S={config.eval_samples})", "img", progress) as bar:
+                result = sampler.evaluate(dataset.test, seed=config.seed, progress=bar)
+            sampling_seconds = time.perf_counter() - started
+            # kept at once: if what follows fails, a rerun does not sample again (see kept_evaluation)
+            _write_results(run_dir, TEST_LL, log_px=result.log_px, ess=result.ess,
+                           sampling_seconds=sampling_seconds, **trained)
         started = time.perf_counter()
-        sampler = ImportanceSampler(model, config.eval_samples, jit_compile=config.jit_compile,
-                                    matmul_inputs=config.eval_matmuls)
-        with progress_bar(len(dataset.test), f"test LL (S={config.eval_samples})", "img", progress) as bar:
-            result = sampler.evaluate(dataset.test, seed=config.seed, progress=bar)
         test_ll = result.log_px
         test_elbo = elbo(model, dataset.test, seed=config.seed)
-        eval_seconds = time.perf_counter() - started
+        eval_seconds = sampling_seconds + time.perf_counter() - started
         images = example_images(model, dataset, config.seed)
 
         epoch_seconds = [row["seconds"] for row in state.history]
@@ -124,15 +133,40 @@ def run_experiment(config: RunConfig, run_dir, data_dir=None, progress: bool = T
             config=config.to_dict(), data_sha256=dataset.sources, provenance=provenance())
         if dataset.likelihood == "logistic256":
             metrics["test_bits_per_dim"] = float(bits_per_dim(metrics["test_ll"], dataset.input_dim))
-        try:
-            atomic_write_npz(run_dir / TEST_LL, compressed=True, log_px=test_ll, ess=result.ess)
-            atomic_write_npz(run_dir / IMAGES, compressed=True, **images)
-            atomic_write_json(run_dir / METRICS, metrics)  # last: it marks a complete run
-        except OSError as err:
-            raise TrainingError(f"Could not write the results into {run_dir}: {err.strerror}. The "
-                                f"trained model is kept in its checkpoint; free some space and rerun "
-                                f"the same command to evaluate again.") from None
+        _write_results(run_dir, IMAGES, **images)
+        _write_results(run_dir, METRICS, metrics)  # last: it marks a complete run
         return metrics
+
+
+def kept_evaluation(run_dir: Path, trained: dict):
+    """(ImportanceResult, seconds) of an importance sampling this run directory has already done,
+    or (None, None). A run directory holds one config, and its test LL is written only once
+    training has ended, so one that is there without metrics.json (something after it failed) is
+    of these very weights; it is kept, not sampled again (that can take an hour), if it also
+    says it was made with the same S, test images, epochs trained and best epoch (``trained``)."""
+    path = run_dir / TEST_LL
+    if not path.is_file():
+        return None, None
+    try:
+        with np.load(path) as kept:
+            if any(key not in kept or int(kept[key]) != value for key, value in trained.items()):
+                return None, None
+            result = ImportanceResult(kept["log_px"], kept["ess"], trained["num_samples"])
+            return result, float(kept["sampling_seconds"])
+    except (OSError, ValueError, KeyError):  # unreadable: sample again
+        return None, None
+
+
+def _write_results(run_dir: Path, name: str, data=None, **arrays) -> None:
+    try:
+        if name.endswith(".json"):
+            atomic_write_json(run_dir / name, data)
+        else:
+            atomic_write_npz(run_dir / name, compressed=True, **arrays)
+    except OSError as err:
+        raise TrainingError(f"Could not write {name} into {run_dir}: {err.strerror}. The trained "
+                            f"model is kept in its checkpoint (and the test log-likelihoods, if "
+                            f"written); free some space and rerun the same command.") from None
 
 
 def to_uint8(images) -> np.ndarray:

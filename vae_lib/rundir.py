@@ -5,7 +5,8 @@ A run directory holds:
   config.json        every setting (a directory is only ever reused for the same settings)
   checkpoint.npz     weights, optimizer state, best weights and training state (resume point)
   history.csv        one row per epoch
-  test_ll.npz        per-image importance-sampled test log-likelihoods (nats) and effective sample sizes
+  test_ll.npz        per-image importance-sampled test log-likelihoods (nats) and effective sample sizes,
+                     S and the sampling's seconds; written as soon as sampled (a rerun keeps it)
   images.npz         test images and their reconstructions, samples, pseudo-inputs (8-bit, for figures)
   experiment.ipynb   the executed experiment notebook (runs made by `vampprior report`)
   metrics.json       the results; written last, so its presence means the run is complete
