@@ -6,7 +6,8 @@ A run directory holds:
   checkpoint.npz     weights, optimizer state, best weights and training state (resume point)
   history.csv        one row per epoch
   test_ll.npz        per-image importance-sampled test log-likelihoods (nats) and effective sample sizes,
-                     S and the sampling's seconds; written as soon as sampled (a rerun keeps it)
+                     with S, the training they score (epochs, best epoch) and the sampling's seconds;
+                     written as soon as sampled (a rerun after a later failure keeps it)
   images.npz         test images and their reconstructions, samples, pseudo-inputs (8-bit, for figures)
   experiment.ipynb   the executed experiment notebook (runs made by `vampprior report`)
   metrics.json       the results; written last, so its presence means the run is complete
