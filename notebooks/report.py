@@ -102,8 +102,8 @@ wall-clock sum is {duration(train_wall_s)}) and {duration(eval_s)} of evaluation
 # ## Table 1: test log-likelihood (nats, higher is better)
 
 # %%
-display(HTML(table1_html(rows, datasets, list(PRIORS), K, models, planned)))
-(report_dir / "table1.md").write_text(table1_markdown(rows, datasets, list(PRIORS), K, models, planned) + "\n")
+display(HTML(table1_html(rows, datasets, list(PRIORS), models, planned)))
+(report_dir / "table1.md").write_text(table1_markdown(rows, datasets, list(PRIORS), models, planned) + "\n")
 display(Markdown(
     f"Ours: mean over the test images &plusmn; its standard error for one seed, or the mean "
     f"&plusmn; the standard deviation across seeds (their number is given, and how many the plan "
@@ -125,7 +125,7 @@ for r in select(rows, status="failed"):
 # seed. Positive: better than the standard prior.
 
 # %%
-display(HTML(paired_table_html(rows, datasets, list(PRIORS), K, models=models)))
+display(HTML(paired_table_html(rows, datasets, list(PRIORS), models=models)))
 display(Markdown(f"Mean over seeds of each seed's mean per-image difference &plusmn; the standard "
                  f"deviation of that mean across seeds (several seeds), or its paired standard error "
                  f"over the test images (one seed); {short_budget}."))
@@ -137,9 +137,9 @@ display(Markdown(f"Mean over seeds of each seed's mean per-image difference &plu
 # the HVAE is better.
 
 # %%
-hvae_vs_vae = model_differences(rows, datasets, list(PRIORS), K, "hvae", "vae")
+hvae_vs_vae = model_differences(rows, datasets, list(PRIORS), "hvae", "vae")
 if hvae_vs_vae:
-    display(HTML(model_paired_table_html(rows, datasets, list(PRIORS), K, "hvae", "vae")))
+    display(HTML(model_paired_table_html(rows, datasets, list(PRIORS), "hvae", "vae")))
     display(Markdown(f"Test LL: mean &plusmn; s.e. over images (one seed) or std across seeds; the "
                      f"difference as in the table above; {short_budget}."))
 else:

@@ -124,19 +124,19 @@ def test_paired_differences_pair_images_and_seeds(records):
     single = paired_difference(select(rows, dataset="static_mnist", prior="mog"),
                                select(rows, dataset="static_mnist", prior="standard"))
     assert list(single.per_seed) == [0] and single.mean == pytest.approx(-1.0) and single.err == pytest.approx(0.0, abs=1e-9)
-    table = paired_table_html(rows, ["static_mnist"], ["standard", "vampprior", "mog"], 500)
+    table = paired_table_html(rows, ["static_mnist"], ["standard", "vampprior", "mog"])
     assert "+2.10 &plusmn; 0.10" in table and "3 seeds" in table
 
 
 def test_table1_marks_failed_incomplete_and_not_run_cells_and_shows_bits_per_dim(records):
     root, _ = records
     rows = collect_rows(root)
-    html = table1_html(rows, ["static_mnist", "frey_faces"], ["standard", "vampprior", "vampprior_data", "mog"], 500)
+    html = table1_html(rows, ["static_mnist", "frey_faces"], ["standard", "vampprior", "vampprior_data", "mog"])
     frey = html[html.index("frey_faces"):]
     assert "<em>failed</em>" in frey and "<em>record incomplete</em>" in frey and "<em>not run</em>" in frey
     assert "bits/dim" in frey
     assert "3 seeds" in html and f"{REFERENCE['static_mnist']['vampprior']:.2f}" in html and "paper: -85.57" in html
-    markdown = table1_markdown(rows, ["static_mnist", "frey_faces"], ["standard", "vampprior", "mog"], 500)
+    markdown = table1_markdown(rows, ["static_mnist", "frey_faces"], ["standard", "vampprior", "mog"])
     assert markdown.splitlines()[0] == "| dataset | standard | vampprior | mog |"
     assert "(3 seeds)" in markdown and "| failed / ref. -2257.76 | record incomplete |" in markdown
 
@@ -148,11 +148,11 @@ def test_table1_says_how_many_of_the_planned_seeds_are_recorded_and_which_failed
     _record(root, "static_mnist", "mog", 1, failed=True)
     rows = collect_rows(root)
     planned = {("static_mnist", "vae", p): {0, 1, 2} for p in ("standard", "mog")}
-    markdown = table1_markdown(rows, ["static_mnist"], ["standard", "mog"], 500, planned=planned)
+    markdown = table1_markdown(rows, ["static_mnist"], ["standard", "mog"], planned=planned)
     standard, mog = markdown.splitlines()[2].split(" | ")[1:3]
     assert standard.endswith("(3 seeds) / ref. -93.08")
     assert mog.startswith(f"**{base[0].mean() - 1:.2f}**") and mog.endswith("(1 of 3 seeds, 1 failed) |")
-    assert "1 of 3 seeds, 1 failed" in table1_html(rows, ["static_mnist"], ["standard", "mog"], 500, planned=planned)
+    assert "1 of 3 seeds, 1 failed" in table1_html(rows, ["static_mnist"], ["standard", "mog"], planned=planned)
     three, one = (summarize(select(rows, dataset="static_mnist", prior=p)) for p in ("standard", "mog"))
     assert spread_text([three]) == "the standard deviation across seeds"
     assert spread_text([one, None]) == "the standard error over the test images (one seed)"
@@ -168,7 +168,7 @@ def test_table1_has_a_row_for_another_model_where_it_ran_or_the_paper_has_a_numb
     _record(root, "frey_faces", "vampprior", 0, -1790 + np.zeros(20), model="hvae")
     rows = collect_rows(root)
     datasets = ["static_mnist", "dynamic_mnist", "fashion_mnist", "frey_faces"]
-    lines = table1_markdown(rows, datasets, ["standard", "vampprior"], 500, models=("vae", "hvae")).splitlines()
+    lines = table1_markdown(rows, datasets, ["standard", "vampprior"], models=("vae", "hvae")).splitlines()
     labels = [line.split(" | ")[0][2:] for line in lines[2:]]
     assert labels == datasets + ["static_mnist (HVAE)", "dynamic_mnist (HVAE)", "frey_faces (HVAE)"]
     assert lines[labels.index("static_mnist (HVAE)") + 2].endswith("| not run | not run / paper -83.19 |")
@@ -184,15 +184,15 @@ def test_table1_tells_cells_outside_the_plan_from_cells_not_run_yet(records):
     datasets, priors = ["static_mnist", "dynamic_mnist"], ["standard", "vampprior", "mog"]
     planned = {("static_mnist", "vae", p) for p in priors} | {("dynamic_mnist", "vae", "standard"),
                                                               ("dynamic_mnist", "vae", "vampprior")}
-    lines = table1_markdown(rows, datasets, priors, 500, planned=planned).splitlines()
+    lines = table1_markdown(rows, datasets, priors, planned=planned).splitlines()
     dynamic = lines[3].split(" | ")
     assert dynamic[0] == "| dynamic_mnist" and dynamic[1:] == ["not run", "not run", "not planned |"]
     assert "not planned" not in lines[2]
-    html = table1_html(rows, datasets, priors, 500, planned=planned)
+    html = table1_html(rows, datasets, priors, planned=planned)
     assert html.count("<em>not planned</em>") == 1
-    assert "not planned" not in table1_markdown(rows, datasets, priors, 500)  # no plan: all planned
+    assert "not planned" not in table1_markdown(rows, datasets, priors)  # no plan: all planned
     with_hvae = planned | {("fashion_mnist", "hvae", "vampprior")}
-    lines = table1_markdown(rows, datasets + ["fashion_mnist"], priors, 500, models=("vae", "hvae"),
+    lines = table1_markdown(rows, datasets + ["fashion_mnist"], priors, models=("vae", "hvae"),
                             planned=with_hvae).splitlines()
     assert "| fashion_mnist (HVAE) | not planned | not run | not planned |" in lines, "a planned row is shown"
 
@@ -210,14 +210,14 @@ def test_hvae_against_the_vae_is_paired_by_image_and_seed(records):
         _record(root, "static_mnist", "vampprior", s, vae_vp[s] + 1.5, model="hvae")
     _record(root, "frey_faces", "vampprior", 0, -1790 + rng.normal(size=20), model="hvae")
     rows = collect_rows(root)
-    found = model_differences(rows, ["static_mnist", "frey_faces"], ["standard", "vampprior"], 500)
+    found = model_differences(rows, ["static_mnist", "frey_faces"], ["standard", "vampprior"])
     assert [(d, p) for d, p, *_ in found] == [("static_mnist", "vampprior")]
     _, _, hvae, vae, diff = found[0]
     assert sorted(diff.per_seed) == [0, 1] and diff.err_kind == "std over seeds"
     assert diff.mean == pytest.approx(1.5) and diff.err == pytest.approx(0.0, abs=1e-9)
     assert vae.n_seeds == hvae.n_seeds == 2  # the seeds both have, not the VAE's third
     assert hvae.mean - vae.mean == pytest.approx(diff.mean)
-    table = model_paired_table_html(rows, ["static_mnist", "frey_faces"], ["standard", "vampprior"], 500)
+    table = model_paired_table_html(rows, ["static_mnist", "frey_faces"], ["standard", "vampprior"])
     assert table.count("<tr><th>") == 2  # the head and one row
     assert "+1.50 &plusmn; 0.00" in table and "HVAE &minus; VAE" in table
 

@@ -229,20 +229,19 @@ def cell_html(rows, planned=None, **where) -> str:
     return f"{s.mean:.2f} &plusmn; {s.err:.2f}" + (f"<br><small>{note}</small>" if note else "")
 
 
-def _table1_rows(rows, datasets, components, models, planned=None):
+def _table1_rows(rows, datasets, models, planned=None):
     """(model, dataset, selector) of Table 1's rows: every dataset for the VAE, and a row for another
     model where it was run, where the plan has it, or where the paper reports a number for it (a
-    result still to reproduce shows as not run). The selector picks the profile's own settings (no
-    variant)."""
+    result still to reproduce shows as not run). The selector picks the profile's own cells."""
     for model in models:
         for dataset in datasets:
-            where = dict(dataset=dataset, model=model, components=components, variant="")
+            where = dict(dataset=dataset, model=model, own_cell=True)
             if (model == "vae" or select(rows, status=None, **where)
                     or any(key[:2] == (dataset, model) for key in [*PAPER, *(planned or ())])):
                 yield model, dataset, where
 
 
-def table1_html(rows, datasets, priors, components, models=("vae",), planned=None) -> str:
+def table1_html(rows, datasets, priors, models=("vae",), planned=None) -> str:
     """Table 1: per dataset (and model) x prior, ours (mean &plusmn; error) beside the reference
     report's number and the paper's where known; Frey Faces also in bits/dim. ``planned``: the
     (dataset, model, prior) cells of the profile's plan (a set, or a dict to each cell's seeds);
@@ -250,7 +249,7 @@ def table1_html(rows, datasets, priors, components, models=("vae",), planned=Non
     head = "".join(f"<th colspan=2>{html.escape(p)}</th>" for p in priors)
     sub = "".join("<th>ours</th><th>reference</th>" for _ in priors)
     body = []
-    for model, dataset, where in _table1_rows(rows, datasets, components, models, planned):
+    for model, dataset, where in _table1_rows(rows, datasets, models, planned):
         cells = []
         for prior in priors:
             ours = cell_html(rows, planned, prior=prior, **where)
@@ -270,16 +269,16 @@ def table1_html(rows, datasets, priors, components, models=("vae",), planned=Non
             f"<tbody>{''.join(body)}</tbody></table>")
 
 
-def paired_table_html(rows, datasets, priors, components, baseline="standard", models=("vae",),
-                      variant="") -> str:
-    """Each prior's per-image test LL minus the baseline prior's, on the same test images and the
-    same seeds: mean &plusmn; (std across seeds, or the paired standard error for one seed)."""
+def paired_table_html(rows, datasets, priors, baseline="standard", models=("vae",)) -> str:
+    """Each prior's per-image test LL minus the baseline prior's (the profile's own cells), on the
+    same test images and the same seeds: mean &plusmn; (std across seeds, or the paired standard
+    error for one seed)."""
     others = [p for p in priors if p != baseline]
     head = "".join(f"<th>{html.escape(p)} &minus; {html.escape(baseline)}</th>" for p in others)
     body = []
     for model in models:
         for dataset in datasets:
-            where = dict(dataset=dataset, model=model, components=components, variant=variant)
+            where = dict(dataset=dataset, model=model, own_cell=True)
             base = select(rows, prior=baseline, **where)
             if not base:
                 continue
@@ -294,15 +293,15 @@ def paired_table_html(rows, datasets, priors, components, baseline="standard", m
     return f"<table><thead><tr><th>dataset</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def model_differences(rows, datasets, priors, components, model="hvae", baseline="vae"):
+def model_differences(rows, datasets, priors, model="hvae", baseline="vae"):
     """(dataset, prior, ``model``'s summary, ``baseline``'s summary, paired difference) wherever
-    both models have complete runs with the profile's settings, over the seeds both have (so the
+    both models have complete runs of the profile's own cells, over the seeds both have (so the
     two summaries and the difference describe the same runs); the difference is per image and
     seed, ``model`` minus ``baseline``."""
     out = []
     for dataset in datasets:
         for prior in priors:
-            where = dict(dataset=dataset, prior=prior, components=components, variant="")
+            where = dict(dataset=dataset, prior=prior, own_cell=True)
             a, b = select(rows, model=model, **where), select(rows, model=baseline, **where)
             common = {r["seed"] for r in a} & {r["seed"] for r in b}
             a, b = [r for r in a if r["seed"] in common], [r for r in b if r["seed"] in common]
@@ -312,11 +311,11 @@ def model_differences(rows, datasets, priors, components, model="hvae", baseline
     return out
 
 
-def model_paired_table_html(rows, datasets, priors, components, model="hvae", baseline="vae") -> str:
+def model_paired_table_html(rows, datasets, priors, model="hvae", baseline="vae") -> str:
     """One row per dataset x prior run with both models: each model's test LL and the paired
     difference ``model`` - ``baseline`` (mean &plusmn; std across seeds, or paired s.e. for one)."""
     body = []
-    for dataset, prior, a, b, d in model_differences(rows, datasets, priors, components, model, baseline):
+    for dataset, prior, a, b, d in model_differences(rows, datasets, priors, model, baseline):
         body.append(f"<tr><th>{html.escape(dataset)}</th><td>{html.escape(prior)}</td>"
                     f"<td>{b.mean:.2f} &plusmn; {b.err:.2f}</td><td>{a.mean:.2f} &plusmn; {a.err:.2f}</td>"
                     f"<td>{d.mean:+.2f} &plusmn; {d.err:.2f}<br><small>{len(d.per_seed)} "
@@ -326,10 +325,10 @@ def model_paired_table_html(rows, datasets, priors, components, model="hvae", ba
             f"<th>{m} &minus; {base} (paired)</th></tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 
-def table1_markdown(rows, datasets, priors, components, models=("vae",), planned=None) -> str:
+def table1_markdown(rows, datasets, priors, models=("vae",), planned=None) -> str:
     """Table 1 as Markdown (for the README): ours (mean &plusmn; error, seeds) / reference / paper."""
     lines = ["| dataset | " + " | ".join(priors) + " |", "|---|" + "---:|" * len(priors)]
-    for model, dataset, where in _table1_rows(rows, datasets, components, models, planned):
+    for model, dataset, where in _table1_rows(rows, datasets, models, planned):
         cells = []
         for prior in priors:
             s, note = cell_summary(rows, planned, prior=prior, **where)
