@@ -34,4 +34,4 @@ notebooks:  ## execute the experiment notebook (smoke) and theory (quick) in pla
 	$(PYTHON) -m jupytext --sync notebooks/*.py
 	$(PYTHON) -m jupyter nbconvert --to notebook --execute --inplace notebooks/experiment.ipynb
 	$(PYTHON) -m papermill notebooks/theory.ipynb notebooks/theory.ipynb -p profile quick
-	$(PYTHON) -m vae_lib.nbclean notebooks/experiment.ipynb notebooks/theory.ipynb
+	$(PYTHON) -m vae_lib.pipeline.nbclean notebooks/experiment.ipynb notebooks/theory.ipynb

@@ -29,13 +29,13 @@ import vae_lib  # noqa: F401  (sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads
 import numpy as np
 import tensorflow as tf
 
-from vae_lib.config import K_SWEEP_SETTINGS, K_SWEEPS, make_config
+from vae_lib.pipeline.config import K_SWEEP_SETTINGS, K_SWEEPS, make_config
 from vae_lib.datasets import load_dataset
 from vae_lib.estimators import ImportanceSampler
-from vae_lib.experiment import model_for
-from vae_lib.provenance import hardware, provenance
-from vae_lib.registry import PRIORS
-from vae_lib.training import Trainer
+from vae_lib.pipeline.experiment import model_for
+from vae_lib.pipeline.provenance import hardware, provenance
+from vae_lib.pipeline.registry import PRIORS
+from vae_lib.pipeline.training import Trainer
 
 # The model's own matmul shapes: (rows, inner, outer) for a batch (100), a batch with the
 # VampPrior's pseudo-inputs (600) and an importance-sampling pass (8192), through the encoder's

@@ -19,9 +19,9 @@ from pathlib import Path
 import vae_lib  # noqa: F401  (sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
 
 from bench import bench_eval, bench_training, cpu_flags, measure_peak
-from vae_lib.config import make_config
+from vae_lib.pipeline.config import make_config
 from vae_lib.datasets import load_dataset
-from vae_lib.provenance import hardware, provenance
+from vae_lib.pipeline.provenance import hardware, provenance
 
 HERE = Path(__file__).resolve().parent
 

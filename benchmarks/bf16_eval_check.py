@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 
 import vae_lib  # noqa: F401  (sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
-from vae_lib import config as config_module
+from vae_lib.pipeline import config as config_module
 from vae_lib.estimators import ImportanceSampler
-from vae_lib.experiment import use_threads
-from vae_lib.io import atomic_write_json
-from vae_lib.provenance import provenance
-from vae_lib.records import load_run
+from vae_lib.pipeline.experiment import use_threads
+from vae_lib.pipeline.io import atomic_write_json
+from vae_lib.pipeline.provenance import provenance
+from vae_lib.pipeline.records import load_run
 
 OUT = Path(__file__).with_name("bf16_eval_check.json")
 

@@ -17,9 +17,9 @@ import vae_lib  # noqa: F401  (quiet TensorFlow import)
 import keras
 
 from bench import bench_training
-from vae_lib.config import make_config
+from vae_lib.pipeline.config import make_config
 from vae_lib.datasets import load_dataset
-from vae_lib.provenance import provenance
+from vae_lib.pipeline.provenance import provenance
 
 SETTINGS = [("float32", True), ("mixed_bfloat16", False), ("mixed_bfloat16", True)]
 

@@ -16,11 +16,11 @@ import time
 import vae_lib  # noqa: F401  (sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
 import tensorflow as tf
 
-from vae_lib.config import make_config
+from vae_lib.pipeline.config import make_config
 from vae_lib.datasets import load_dataset
 from vae_lib.estimators import ImportanceSampler
-from vae_lib.experiment import model_for
-from vae_lib.provenance import hardware, hardware_label
+from vae_lib.pipeline.experiment import model_for
+from vae_lib.pipeline.provenance import hardware, hardware_label
 
 S = 5000
 

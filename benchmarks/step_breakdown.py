@@ -18,12 +18,12 @@ import vae_lib  # noqa: F401  (sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads
 import numpy as np
 import tensorflow as tf
 
-from vae_lib.config import make_config
+from vae_lib.pipeline.config import make_config
 from vae_lib.datasets import load_dataset
-from vae_lib.experiment import model_for
-from vae_lib.provenance import hardware, hardware_label
-from vae_lib.registry import PRIORS
-from vae_lib.training import Trainer
+from vae_lib.pipeline.experiment import model_for
+from vae_lib.pipeline.provenance import hardware, hardware_label
+from vae_lib.pipeline.registry import PRIORS
+from vae_lib.pipeline.training import Trainer
 
 
 def epoch_fn(model, optimizer, data, batches, form):

@@ -45,11 +45,11 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from vae_lib.config import default_runs_dir, make_config
-from vae_lib.experiment import run_experiment
+from vae_lib.pipeline.config import default_runs_dir, make_config
+from vae_lib.pipeline.experiment import run_experiment
 from vae_lib.plots import image_grid, learning_curves, ll_histogram
-from vae_lib.records import load_run
-from vae_lib.rundir import run_dir_name
+from vae_lib.pipeline.records import load_run
+from vae_lib.pipeline.rundir import run_dir_name
 
 plt.rcParams["figure.dpi"] = 72  # the executed notebook is kept with each run's record: keep it light
 config = make_config(dataset, prior, profile, **settings)

@@ -9,23 +9,23 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import HTML, Markdown, display
 
-from vae_lib.config import (K_SWEEP_SETTINGS, K_SWEEPS, PROFILE_DESCRIPTIONS, PROFILES, default_report_dir,
+from vae_lib.pipeline.config import (K_SWEEP_SETTINGS, K_SWEEPS, PROFILE_DESCRIPTIONS, PROFILES, default_report_dir,
                             make_config)
-from vae_lib.convergence import (convergence_table_html, mean_by_samples, past_protocol, read_convergence,
+from vae_lib.pipeline.convergence import (convergence_table_html, mean_by_samples, past_protocol, read_convergence,
                                  run_label, scope_text)
 from vae_lib.datasets import DATASETS
-from vae_lib.io import read_json
+from vae_lib.pipeline.io import read_json
 from vae_lib.plots import convergence_curves, image_grid, ll_histogram
 from vae_lib.progress import duration
-from vae_lib.provenance import hardware_label
-from vae_lib.records import read_history, read_images, training_seconds
-from vae_lib.registry import MODELS, PRIORS
-from vae_lib.rundir import changes_text, failure_summary, variant_of
-from vae_lib.results import (PAPER, PAPER_SOURCE, REFERENCE, REFERENCE_SAMPLES, REFERENCE_SOURCE, collect_rows,
+from vae_lib.pipeline.provenance import hardware_label
+from vae_lib.pipeline.records import read_history, read_images, training_seconds
+from vae_lib.pipeline.registry import MODELS, PRIORS
+from vae_lib.pipeline.rundir import changes_text, failure_summary, variant_of
+from vae_lib.pipeline.results import (PAPER, PAPER_SOURCE, REFERENCE, REFERENCE_SAMPLES, REFERENCE_SOURCE, collect_rows,
                              grid_components, interval_halfwidth, model_differences, model_paired_table_html,
                              paired_difference, paired_table_html, select, summarize, sweep_variant, table1_html,
                              spread_text, table1_markdown, test_ll_of, verdict, write_results_csv)
-from vae_lib.runner import REPO, plan
+from vae_lib.pipeline.runner import REPO, plan
 from vae_lib.schedule import kl_weight
 
 report_dir = Path(report_dir or Path(default_report_dir()) / profile)
@@ -177,7 +177,7 @@ if any(r["metrics"]["test_ess_median"] < TINY_ESS for r in complete):
 # %% [markdown]
 # ### Has the estimate converged at the protocol's S?
 # The estimate is a lower bound in expectation that rises towards log p(x) as S grows, slowly
-# where the ESS is small. `python -m vae_lib.convergence RUN_DIR ...` scores the same 200 random
+# where the ESS is small. `python -m vae_lib.pipeline.convergence RUN_DIR ...` scores the same 200 random
 # test images of trained runs again with S from 500 to 50000 (each S a separate evaluation) into
 # `is_convergence.json` beside this report. Where the estimate still rises, the protocol's number
 # is below the model's log-likelihood; for comparing priors what matters is whether their paired

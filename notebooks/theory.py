@@ -19,7 +19,7 @@
 # 6. Grey images: the discretized logistic likelihood, and bits per dimension.
 #
 # All model code lives in `vae_lib`. This notebook only calls it, does some toy numpy and draws
-# figures. The `profile` parameter is one of the project's budgets (`vae_lib.config.PROFILES`):
+# figures. The `profile` parameter is one of the project's budgets (`vae_lib.pipeline.config.PROFILES`):
 # `quick` (the default: a few minutes on 2 CPU cores, the figures show what the text says),
 # `smoke` (seconds; the numbers mean little, the tests run it) or `paper` (hours).
 
@@ -47,13 +47,13 @@ import numpy as np
 import vae_lib  # noqa: F401  (keeps TensorFlow's C++ start-up lines out, if the cell above did not)
 import tensorflow as tf
 from vae_lib import densities, estimators
-from vae_lib.config import PROFILES, make_config
+from vae_lib.pipeline.config import PROFILES, make_config
 from vae_lib.datasets import load_dataset, static_mnist_test_digits
-from vae_lib.experiment import pick
+from vae_lib.pipeline.experiment import pick
 from vae_lib.models import build_vae
 from vae_lib.plots import image_grid
 from vae_lib.priors import make_prior
-from vae_lib.training import Trainer
+from vae_lib.pipeline.training import Trainer
 
 tf.get_logger().setLevel("ERROR")  # each new ImportanceSampler traces a new function; no notices
 # %matplotlib inline
@@ -101,7 +101,7 @@ notebook_started = time.perf_counter()
 #   on $x$, measured against the prior. The prior enters the objective **only through the rate**.
 #
 # Training maximizes $\frac1N\sum_n \mathcal L(x_n)$ over $\theta$ and $\phi$ by stochastic
-# gradients. In `vae_lib.training` the rate is weighted by a KL warm-up factor $\beta$ that rises
+# gradients. In `vae_lib.pipeline.training` the rate is weighted by a KL warm-up factor $\beta$ that rises
 # from 0 to 1. To get low-variance gradients through the expectation, the sample is written as a
 # deterministic function of the parameters plus parameter-free noise. This is the
 # **reparameterization trick**:
@@ -282,7 +282,7 @@ plt.show()
 # With a 2-D latent space we can *see* both sides of $\mathrm{KL}(q(z)\,\|\,p(z))$. We train three
 # small VAEs on static (fixed-binarization) MNIST with the standard, VampPrior and MoG priors.
 # The data, architecture, seed and budget are the same for all three; only the prior differs.
-# Each one is `vae_lib.models.build_vae(..., latent_dim=2)` trained by `vae_lib.training.Trainer`:
+# Each one is `vae_lib.models.build_vae(..., latent_dim=2)` trained by `vae_lib.pipeline.training.Trainer`:
 # Adam on the negative ELBO, KL warm-up, and the best validation epoch kept.
 
 # %%

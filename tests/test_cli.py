@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from vae_lib import cli
-from vae_lib.records import read_test_ll
-from vae_lib.rundir import RECORD_FILES, CHECKPOINT
+from vae_lib.pipeline import cli
+from vae_lib.pipeline.records import read_test_ll
+from vae_lib.pipeline.rundir import RECORD_FILES, CHECKPOINT
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = ["--dataset", "static_mnist", "--prior", "vampprior", "--profile", "smoke"]
@@ -83,7 +83,7 @@ def test_train_smoke_run(complete_run):
 def test_train_without_out_uses_the_run_directory_the_report_would(data_dir, tmp_path):
     """No --out: the run goes to $VAE_RUNS_DIR/<profile>/<name>, the directory in which
     `vampprior report` trains the same settings (so it would reuse the run), and says so."""
-    from vae_lib.runner import plan
+    from vae_lib.pipeline.runner import plan
 
     env = dict(_env(data_dir), VAE_RUNS_DIR=str(tmp_path / "runs"))
     result = subprocess.run([sys.executable, "-m", "vae_lib", "train", "--dataset", "static_mnist",
@@ -251,10 +251,10 @@ def test_the_paper_codes_settings_are_paired_against_ours_in_the_report(tmp_path
     settings. Caltech 101's committed records copied as those variants, with every image's log p(x)
     moved by a known amount: the optimizer's standard prior +1 and VampPrior +3 (so its difference
     is ours + 2); the KL estimator's standard prior -0.5 against our own VampPrior (ours + 0.5)."""
-    from vae_lib.config import make_config
-    from vae_lib.io import atomic_write_npz
-    from vae_lib.results import collect_rows, paired_difference, select
-    from vae_lib.rundir import run_dir_name
+    from vae_lib.pipeline.config import make_config
+    from vae_lib.pipeline.io import atomic_write_npz
+    from vae_lib.pipeline.results import collect_rows, paired_difference, select
+    from vae_lib.pipeline.rundir import run_dir_name
 
     records = REPO / "report" / "paper" / "runs"
     runs = tmp_path / "report" / "paper" / "runs"

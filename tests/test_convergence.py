@@ -1,4 +1,4 @@
-"""The convergence check of importance sampling (vae_lib.convergence) on trained smoke runs."""
+"""The convergence check of importance sampling (vae_lib.pipeline.convergence) on trained smoke runs."""
 from __future__ import annotations
 
 import json
@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from vae_lib.convergence import (convergence_table_html, image_subset, main, mean_by_samples,
+from vae_lib.pipeline.convergence import (convergence_table_html, image_subset, main, mean_by_samples,
                                  paired_by_samples, read_convergence, scope_text)
 from vae_lib.errors import ConfigError
 from vae_lib.estimators import ImportanceSampler
-from vae_lib.records import load_run
+from vae_lib.pipeline.records import load_run
 
 pytestmark = pytest.mark.slow  # both read the smoke grid (minutes of training, once a session)
 

@@ -17,7 +17,7 @@ import pytest
 
 import vae_lib
 from helpers import can_mount_tmpfs, env_with_data, history_without_timings
-from vae_lib.records import checkpoint_epoch
+from vae_lib.pipeline.records import checkpoint_epoch
 
 pytest.importorskip("distributed")
 pytestmark = pytest.mark.slow
@@ -55,7 +55,7 @@ def test_local_cluster_gives_the_serial_numbers(tmp_path, data_dir, smoke_grid):
 def test_default_report_does_not_import_dask(tmp_path, data_dir):
     """Without --workers or --scheduler the cells run one after the other and distributed is never
     imported."""
-    code = ("import sys\nfrom vae_lib.runner import run_report\n"
+    code = ("import sys\nfrom vae_lib.pipeline.runner import run_report\n"
             f"run_report('smoke', {str(tmp_path / 'runs')!r}, {str(tmp_path / 'report')!r}, "
             "datasets=['frey_faces'], priors=['standard'], k_sweep=False, log=lambda *a, **k: None)\n"
             "print('distributed' in sys.modules)")
@@ -232,7 +232,7 @@ def test_a_worker_with_several_threads_runs_one_cell_at_a_time_or_is_refused():
     worker without it is refused before anything is submitted (real in-process clusters)."""
     from distributed import Client, LocalCluster
 
-    from vae_lib.distributed import one_cell_per_worker
+    from vae_lib.pipeline.distributed import one_cell_per_worker
     from vae_lib.errors import ConfigError
 
     def options(**cluster):
@@ -248,7 +248,7 @@ def test_a_worker_with_several_threads_runs_one_cell_at_a_time_or_is_refused():
 def test_workers_without_dask_installed_get_a_clear_error(tmp_path, data_dir):
     """--workers 2 where distributed cannot be imported: exit 2 with what to install, no traceback."""
     code = ("import sys; sys.modules['distributed'] = None\n"  # as if it were not installed
-            "from vae_lib.cli import main\n"
+            "from vae_lib.pipeline.cli import main\n"
             f"sys.exit(main(['report', '--profile', 'smoke', '--datasets', 'frey_faces', '--no-k-sweep', "
             f"'--workers', '2', '--runs-dir', {str(tmp_path / 'runs')!r}, '--report-dir', {str(tmp_path / 'report')!r}]))")
     done = subprocess.run([sys.executable, "-c", code], env=env_with_data(data_dir), capture_output=True,

@@ -305,7 +305,7 @@ def test_bfloat16_matmuls_are_refused_for_the_8_bit_likelihood(model_name):
     """On Frey Faces' discretized logistic, bfloat16 matmul inputs moved a trained paper model's test
     log-likelihood by -0.19 nats (README, Speed): the sampler refuses them there, by the model's
     likelihood, and so does a run's configuration, by the dataset's; binary images keep them."""
-    from vae_lib.config import RunConfig
+    from vae_lib.pipeline.config import RunConfig
     from vae_lib.models import build_model
 
     grey = build_model(model_name, "standard", 12, "logistic256", hidden_units=8, seed=0)
@@ -475,9 +475,9 @@ def test_bfloat16_matmul_inputs_change_a_trained_models_log_likelihood_by_under_
     """Importance sampling with bfloat16 matmul inputs (float32 accumulation), on a VAE trained for
     a few epochs on static MNIST: the mean test log-likelihood moves by less than 0.01 nats from
     the float32 one (same samples), while single images do move (the option really does something)."""
-    from vae_lib.config import make_config
-    from vae_lib.experiment import model_for, subset
-    from vae_lib.training import Trainer
+    from vae_lib.pipeline.config import make_config
+    from vae_lib.pipeline.experiment import model_for, subset
+    from vae_lib.pipeline.training import Trainer
 
     config = dataclasses.replace(  # 5 epochs, not the quick profile's floor of 3000 steps
         make_config("static_mnist", "vampprior", "quick", epochs=5, max_train=5000, max_test=300),

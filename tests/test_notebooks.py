@@ -86,9 +86,9 @@ def test_smoke_report_has_every_dataset_and_prior(smoke_grid, data_dir):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "absl" not in done.stderr and "oneDNN" not in done.stderr, "kernels' start-up lines go to kernel.log"
 
-    from vae_lib.config import K_SWEEPS
+    from vae_lib.pipeline.config import K_SWEEPS
     from vae_lib.datasets import DATASETS
-    from vae_lib.registry import PRIORS
+    from vae_lib.pipeline.registry import PRIORS
     smoke = report / "smoke"
     with open(smoke / "results.csv") as f:
         rows = list(csv.DictReader(f))
@@ -127,7 +127,7 @@ def test_smoke_report_has_every_dataset_and_prior(smoke_grid, data_dir):
 def test_kept_notebooks_lose_tf_startup_lines_progress_bars_and_paths_but_keep_warnings():
     """nbclean.portable: TensorFlow's C++ start-up lines and tqdm redraws go, a real warning stays,
     papermill's note of the paths becomes relative and its injected cell loses its random id."""
-    from vae_lib.nbclean import portable
+    from vae_lib.pipeline.nbclean import portable
 
     stderr = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
               "I0000 00:00:1795630838.000778   12063 port.cc:153] oneDNN custom operations are on.\n"
@@ -154,7 +154,7 @@ def test_a_print_split_by_timing_is_kept_in_one_piece():
     """The kernel may send a print's final newline apart on a busy machine: back-to-back outputs of
     one stream are joined (also where only dropped start-up lines stood between them); outputs
     of different streams, or with other output between them, stay apart."""
-    from vae_lib.nbclean import portable
+    from vae_lib.pipeline.nbclean import portable
 
     stdout = lambda text: {"output_type": "stream", "name": "stdout", "text": text}
     startup = {"output_type": "stream", "name": "stderr", "text": "I0000 00:00:17.1 1 a.cc:1] x\n"}

@@ -25,7 +25,7 @@ def test_design_card_packages_are_dependencies():
     runtime, dev = _names(project["dependencies"]), _names(project["optional-dependencies"]["dev"])
     assert {"tensorflow", "numpy", "scipy", "matplotlib", "jupytext", "papermill", "pooch"} <= runtime
     assert {"pytest", "nbval", "jupyterlab"} <= dev
-    assert project["scripts"]["vampprior"] == "vae_lib.cli:main"
+    assert project["scripts"]["vampprior"] == "vae_lib.pipeline.cli:main"
 
 
 def test_environment_yml_installs_the_package_with_dev_extras():
@@ -51,7 +51,7 @@ def test_readme_names_the_two_commands_and_ci_runs_the_test_command():
 def test_command_line_help_lists_both_commands_without_loading_tensorflow():
     """`vampprior --help` answers at once: it lists both commands and loads no TensorFlow."""
     printed, loaded = run_and_see_if_tensorflow_loads(
-        "from vae_lib.cli import main\ntry:\n    main(['--help'])\n"
+        "from vae_lib.pipeline.cli import main\ntry:\n    main(['--help'])\n"
         "except SystemExit as done:\n    assert done.code == 0")
     assert "train" in printed and "report" in printed
     assert not loaded
@@ -71,13 +71,14 @@ def test_provenance_says_modified_for_code_changes_only_and_nothing_outside_a_ch
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
 
     def state():
-        spec = importlib.util.spec_from_file_location("provenance_copy", tmp_path / "vae_lib" / "provenance.py")
+        spec = importlib.util.spec_from_file_location("provenance_copy", copy)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module.git_state()
 
-    (tmp_path / "vae_lib").mkdir()
-    shutil.copy(Path(vae_lib.__file__).parent / "provenance.py", tmp_path / "vae_lib")
+    copy = tmp_path / "vae_lib" / "pipeline" / "provenance.py"
+    copy.parent.mkdir(parents=True)
+    shutil.copy(Path(vae_lib.__file__).parent / "pipeline" / "provenance.py", copy)
     (tmp_path / "report").mkdir()
     (tmp_path / "report" / "results.csv").write_text("a\n")
     (tmp_path / "pyproject.toml").write_text("[project]\n")
@@ -87,7 +88,7 @@ def test_provenance_says_modified_for_code_changes_only_and_nothing_outside_a_ch
     assert state()["modified"] is False and len(state()["commit"]) == 40
     (tmp_path / "report" / "results.csv").write_text("b\n")
     assert state()["modified"] is False, "a job's own output is not a code change"
-    with open(tmp_path / "vae_lib" / "provenance.py", "a") as f:
+    with open(copy, "a") as f:
         f.write("# changed\n")
     assert state()["modified"] is True
     (tmp_path / "pyproject.toml").unlink()

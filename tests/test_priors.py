@@ -12,7 +12,7 @@ from scipy.special import logsumexp
 from vae_lib.errors import ConfigError
 from vae_lib.models import build_model, build_vae
 from vae_lib.priors import MixtureOfGaussians, StandardNormal, VampPrior, make_prior
-from vae_lib.registry import PRIORS
+from vae_lib.pipeline.registry import PRIORS
 
 INPUT_DIM, LATENT = 784, 40
 

@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 
 from helpers import another_process_holding, can_mount_tmpfs, env_with_data, history_without_timings
-from vae_lib.config import make_config
-from vae_lib.records import checkpoint_epoch, read_test_ll
-from vae_lib.rundir import LOCK, RUNNER_LOCK, prepare_run_dir, runner_lock
-from vae_lib.runner import EXIT_BUSY, plan
+from vae_lib.pipeline.config import make_config
+from vae_lib.pipeline.records import checkpoint_epoch, read_test_ll
+from vae_lib.pipeline.rundir import LOCK, RUNNER_LOCK, prepare_run_dir, runner_lock
+from vae_lib.pipeline.runner import EXIT_BUSY, plan
 
 pytestmark = pytest.mark.slow
 
@@ -233,7 +233,7 @@ def test_taking_a_run_directory_deletes_what_a_killed_writer_left_half_written(t
     """A process killed inside an atomic write leaves its temporary file; the next holder of the
     run directory's lock deletes it (and nothing else), and no one else can hold the lock meanwhile."""
     from vae_lib.errors import ConfigError
-    from vae_lib.rundir import run_lock
+    from vae_lib.pipeline.rundir import run_lock
 
     (tmp_path / ".history.csv.abc123.tmp").write_text("half")
     (tmp_path / "history.csv").write_text("kept")

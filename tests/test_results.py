@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from vae_lib.config import make_config
-from vae_lib.io import atomic_write_npz
-from vae_lib.results import (REFERENCE, collect_rows, paired_difference, paired_table_html, select, spread_text,
+from vae_lib.pipeline.config import make_config
+from vae_lib.pipeline.io import atomic_write_npz
+from vae_lib.pipeline.results import (REFERENCE, collect_rows, paired_difference, paired_table_html, select, spread_text,
                              summarize, table1_html, table1_markdown, write_results_csv,
                              model_differences, model_paired_table_html)
-from vae_lib.results import test_ll_of as per_image_ll  # (a name pytest does not collect)
-from vae_lib.rundir import changes_text, copy_record, run_dir_name
+from vae_lib.pipeline.results import test_ll_of as per_image_ll  # (a name pytest does not collect)
+from vae_lib.pipeline.rundir import changes_text, copy_record, run_dir_name
 
 
 def _record(root, dataset, prior, seed, log_px=None, failed=False, **settings):
@@ -224,7 +224,7 @@ def test_hvae_against_the_vae_is_paired_by_image_and_seed(records):
 
 def test_a_difference_counts_where_its_95_percent_interval_excludes_zero():
     from scipy import stats
-    from vae_lib.results import PairedDifference, verdict
+    from vae_lib.pipeline.results import PairedDifference, verdict
 
     def one_seed(mean, se):
         return PairedDifference({0: (mean, se)}, mean, se, "paired s.e.")
@@ -262,7 +262,7 @@ def test_results_csv_has_one_row_per_record(records, tmp_path):
 
 
 def test_readme_table_is_spliced_between_its_markers(tmp_path):
-    from vae_lib.runner import README_MARKERS, update_readme_table
+    from vae_lib.pipeline.runner import README_MARKERS, update_readme_table
 
     readme, table = tmp_path / "README.md", tmp_path / "table1.md"
     start, end = README_MARKERS

@@ -36,7 +36,7 @@ def test_status_names_the_state_of_every_cell(tmp_path, broken_frey_data_dir):
     with another_process_holding(held):
         before = _tree(tmp_path)
         printed, tensorflow_loaded = run_and_see_if_tensorflow_loads(
-            f"from vae_lib import cli\nassert cli.main({['status', *where]!r}) == 0")
+            f"from vae_lib.pipeline import cli\nassert cli.main({['status', *where]!r}) == 0")
         assert _tree(tmp_path) == before, "status changes nothing"
     assert not tensorflow_loaded
     lines = printed.splitlines()
@@ -75,9 +75,9 @@ def test_compute_left_is_estimated_from_recorded_cells_of_the_same_kind(tmp_path
 
     import numpy as np
 
-    from vae_lib.rundir import CHECKPOINT, METRICS
-    from vae_lib.runner import Cell, plan
-    from vae_lib.status import compute_left
+    from vae_lib.pipeline.rundir import CHECKPOINT, METRICS
+    from vae_lib.pipeline.runner import Cell, plan
+    from vae_lib.pipeline.status import compute_left
 
     cells = {(c.config.prior, c.config.seed): c for c in plan(
         "smoke", tmp_path / "runs", tmp_path / "report", ["frey_faces"], ["standard", "vampprior"],

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_lib.config import make_config
+from vae_lib.pipeline.config import make_config
 from vae_lib.errors import ConfigError, TrainingError
 from vae_lib.estimators import elbo
-from vae_lib.experiment import model_for, run_experiment, subset
-from vae_lib.records import load_run, read_test_ll
-from vae_lib.registry import PRIORS
+from vae_lib.pipeline.experiment import model_for, run_experiment, subset
+from vae_lib.pipeline.records import load_run, read_test_ll
+from vae_lib.pipeline.registry import PRIORS
 from vae_lib.seeds import stateless_seed
 from vae_lib.schedule import TrainState, early_stopping_update, kl_weight, last_epoch
-from vae_lib.training import Trainer, binarize
+from vae_lib.pipeline.training import Trainer, binarize
 
 METRIC_KEYS = {"dataset", "model", "prior", "components", "seed", "n_train", "n_valid", "n_test",
                "epochs_trained", "best_epoch", "test_ll", "test_ll_stderr", "test_ll_mc_stderr",
@@ -209,7 +209,7 @@ def test_a_running_cells_status_names_the_epoch_at_which_early_stopping_will_end
     after it), the epoch it names is the one at which the rule then stops; a finished one says it
     is being evaluated."""
     from vae_lib.models import build_model
-    from vae_lib.runner import Cell, cell_status
+    from vae_lib.pipeline.runner import Cell, cell_status
 
     for curve, warmup, patience, stop in [([10, 9, 8, 8.5, 9, 8.1, 8.2], 0, 3, 7),
                                           ([5.0] + [5.0 + e for e in range(1, 12)], 10, 2, 12)]:
@@ -238,7 +238,7 @@ def test_a_running_cells_status_says_when_training_ends_at_its_recent_pace(tmp_p
     """The time left is the epochs until early stopping would end the run times the median
     seconds of its last 20 epochs (an earlier, slower session does not count)."""
     from vae_lib.models import build_model
-    from vae_lib.runner import Cell, cell_status
+    from vae_lib.pipeline.runner import Cell, cell_status
 
     config = make_config("static_mnist", "standard", "smoke", warmup_epochs=0, patience=50, epochs=2000)
     model = build_model("vae", "standard", 12, "bernoulli", hidden_units=8, seed=0).build_all()
@@ -390,7 +390,7 @@ def test_a_failure_after_the_importance_sampling_keeps_it_for_the_rerun(datasets
     """The figures' images fail after the test LL was sampled: the rerun samples nothing again (the
     sampler is made to fail if it is called) and ends with the metrics of a run that never failed.
     Kept samples of another S are not reused."""
-    import vae_lib.experiment as experiment
+    import vae_lib.pipeline.experiment as experiment
     from vae_lib.estimators import ImportanceSampler
 
     config = _small_config("static_mnist", "vampprior", epochs=1, max_train=200, max_valid=100, max_test=50)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from .config import check_eval_matmuls
+from .pipeline.config import check_eval_matmuls
 from .errors import ConfigError
 from .networks import matmul_inputs
 from .seeds import stateless_seed

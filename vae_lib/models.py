@@ -15,7 +15,7 @@
     mean images, for figures.
 
 A new model is one new class here and the function that assembles it, named in
-:data:`vae_lib.registry.MODELS`; nothing else changes.
+:data:`vae_lib.pipeline.registry.MODELS`; nothing else changes.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from .densities import log_normal_diag, reparameterize
 from .errors import ConfigError, check_choice
 from .networks import Decoder, GaussianMLP, TwoInputDecoder, TwoInputGaussian
 from .priors import Prior, make_prior
-from .registry import MODELS
+from .pipeline.registry import MODELS
 
 
 class LatentVariableModel(keras.Model):
@@ -190,7 +190,7 @@ class HVAE(LatentVariableModel):
         return self.p_x.mean(z1, z2)
 
 
-# -- builders, named in vae_lib.registry.MODELS ----------------------------------------------------
+# -- builders, named in vae_lib.pipeline.registry.MODELS ----------------------------------------------------
 def assemble_vae(prior_name, input_dim, likelihood, *, latent_dim, hidden_units, num_layers,
                  activation, init, closed_form_kl, **prior_kwargs):
     encoder = GaussianMLP(latent_dim, hidden_units, num_layers, activation, init, name="encoder")

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from .densities import log_bernoulli, log_discretized_logistic
 from .errors import check_choice
-from .registry import ACTIVATIONS, WEIGHT_INITS
+from .pipeline.registry import ACTIVATIONS, WEIGHT_INITS
 
 LOGVAR_RANGE = (-6.0, 2.0)  # Gaussian log-variances, clipped (hardtanh) as in the paper's code
 LOG_SCALE_RANGE = (-4.5, 0.0)  # discretized-logistic log-scales, likewise

@@ -78,7 +78,7 @@ def convergence_curves(entries, protocol_samples, label, color=None):
     """One panel per dataset: the mean importance-sampled log p(x) over the same test images
     against the number of samples S (log axis), one line per run (``color``: entry -> colour, so
     that a prior keeps its colour across panels); the protocol's S dotted."""
-    from .convergence import mean_by_samples
+    from .pipeline.convergence import mean_by_samples
 
     datasets = sorted({e["dataset"] for e in entries})
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.4), squeeze=False)

@@ -1,5 +1,5 @@
 """Priors p(z): each one small class with ``log_prob(z)`` and ``sample(n, seed)``, built by name
-through :data:`vae_lib.registry.PRIORS` (the one place that knows the names).
+through :data:`vae_lib.pipeline.registry.PRIORS` (the one place that knows the names).
 
 A prior's density is a function of its ``params()`` (for a mixture: the components' means and
 log-variances). Evaluation computes them once and passes them back in (``log_prob(z, params)``), so
@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from .densities import RNG_ALG, kl_normal_standard, log_mixture_normal_diag, log_standard_normal
 from .errors import ConfigError
-from .registry import PRIORS, check_prior_name
+from .pipeline.registry import PRIORS, check_prior_name
 
 
 class Prior(keras.layers.Layer):
@@ -135,7 +135,7 @@ class VampPrior(GaussianMixture):
         return self.encoder(self.pseudo_inputs())
 
 
-# -- builders, named in vae_lib.registry.PRIORS ----------------------------------------------------
+# -- builders, named in vae_lib.pipeline.registry.PRIORS ----------------------------------------------------
 def build_standard(latent_dim, **_):
     return StandardNormal(latent_dim, name="prior")
 

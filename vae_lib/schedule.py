@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .config import RunConfig
+from .pipeline.config import RunConfig
 
 
 @dataclass

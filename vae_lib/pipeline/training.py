@@ -21,12 +21,12 @@ import numpy as np
 import tensorflow as tf
 
 from .config import OPTIMIZERS, RunConfig
-from .densities import RNG_ALG
-from .errors import ConfigError, TrainingError, check_choice
+from ..densities import RNG_ALG
+from ..errors import ConfigError, TrainingError, check_choice
 from .io import atomic_write_csv, atomic_write_npz
-from .progress import progress_bar
-from .schedule import TrainState, early_stopping_update, kl_weight, projected_end
-from .seeds import stream_key
+from ..progress import progress_bar
+from ..schedule import TrainState, early_stopping_update, kl_weight, projected_end
+from ..seeds import stream_key
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_distortion", "train_rate", "kl_weight",
                    "valid_loss", "seconds"]

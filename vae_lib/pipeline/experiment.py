@@ -1,5 +1,5 @@
 """One run: train (or resume) and evaluate under a :class:`RunConfig`, writing everything into a
-run directory (layout: :mod:`vae_lib.rundir`). The command line (``vampprior train``) and the
+run directory (layout: :mod:`vae_lib.pipeline.rundir`). The command line (``vampprior train``) and the
 experiment notebook both call :func:`run_experiment`.
 """
 from __future__ import annotations
@@ -11,15 +11,15 @@ from pathlib import Path
 import numpy as np
 
 from .config import RunConfig
-from .datasets import Dataset, load_dataset
-from .errors import ConfigError, TrainingError
-from .estimators import ImportanceResult, ImportanceSampler, bits_per_dim, elbo
+from ..datasets import Dataset, load_dataset
+from ..errors import ConfigError, TrainingError
+from ..estimators import ImportanceResult, ImportanceSampler, bits_per_dim, elbo
 from .io import atomic_write_json, atomic_write_npz, read_json
-from .models import LatentVariableModel, build_model
-from .progress import progress_bar
+from ..models import LatentVariableModel, build_model
+from ..progress import progress_bar
 from .provenance import provenance
 from .rundir import CHECKPOINT, HISTORY, IMAGES, METRICS, TEST_LL, is_complete, prepare_run_dir, run_lock
-from .seeds import stateless_seed
+from ..seeds import stateless_seed
 from .training import Trainer
 
 SUBSET_SEED = 20180412  # the same images for every run, whatever its own seed

@@ -21,7 +21,7 @@ import time
 import uuid
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 class CellFailed(RuntimeError):
@@ -70,7 +70,7 @@ def run_cell_task(cell, notebook, data_dir, rerun, checkpoint_every=30.0, patien
 def _probe(token_paths: dict, expected: dict) -> dict:
     """Run on every worker: can it read the tokens the driver wrote, and which vae_lib is it?"""
     import vae_lib
-    from vae_lib.provenance import git_state
+    from vae_lib.pipeline.provenance import git_state
 
     seen = {name: (Path(path).is_file() and Path(path).read_text() == token)
             for name, (path, token) in token_paths.items()}

@@ -5,8 +5,8 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
-from .datasets import DATASETS, check_name, likelihood_of
-from .errors import ConfigError, check_choice
+from ..datasets import DATASETS, check_name, likelihood_of
+from ..errors import ConfigError, check_choice
 from .registry import ACTIVATIONS, MODELS, WEIGHT_INITS, check_prior_name
 
 KL_ESTIMATORS = ("closed_form", "monte_carlo")

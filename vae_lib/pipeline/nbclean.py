@@ -77,7 +77,7 @@ def portable(notebook: dict) -> dict:
 
 
 def main(paths) -> None:
-    """``python -m vae_lib.nbclean NOTEBOOK...``: make executed notebooks portable, in place."""
+    """``python -m vae_lib.pipeline.nbclean NOTEBOOK...``: make executed notebooks portable, in place."""
     import json
 
     for path in map(Path, paths):

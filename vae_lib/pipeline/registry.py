@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-from .errors import check_choice
+from ..errors import check_choice
 
 
 @dataclass(frozen=True)

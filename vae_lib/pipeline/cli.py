@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import ConfigError, VaeLibError
+from ..errors import ConfigError, VaeLibError
 
 
 
@@ -44,7 +44,7 @@ _SETTING_FLAGS = [
 
 def _train_parser(sub):
     from .config import PROFILE_DESCRIPTIONS
-    from .datasets import DATASETS
+    from ..datasets import DATASETS
     from .registry import PRIORS
 
     p = sub.add_parser("train", help=COMMANDS["train"][0],
@@ -111,7 +111,7 @@ def _train(args) -> int:
 def _plan_arguments(p) -> None:
     """The options that choose a profile's cells and where they live (report and status)."""
     from .config import PROFILE_DESCRIPTIONS
-    from .datasets import DATASETS
+    from ..datasets import DATASETS
     from .registry import MODELS, PRIORS
     from .runner import PURPOSES
 

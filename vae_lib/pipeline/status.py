@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from .io import read_json
-from .progress import duration
+from ..progress import duration
 from .records import checkpoint_state, training_seconds
 from .rundir import FAILURE, METRICS, failure_summary, is_complete, is_locked
 from .runner import Cell, cell_status
@@ -76,7 +76,7 @@ def _budget(cell: Cell) -> tuple:
 def compute_left(cells: list[Cell]) -> str:
     """How much run time the cells without a record still need, at the pace of the recorded cells
     of their kind (:func:`_kind`): the median of those records' training
-    (:func:`~vae_lib.records.training_seconds`) plus evaluation, less what a cell has trained so far
+    (:func:`~vae_lib.pipeline.records.training_seconds`) plus evaluation, less what a cell has trained so far
     (its checkpoint). Cells whose kind has no record yet are counted apart."""
     from statistics import median
 

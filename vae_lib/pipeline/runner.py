@@ -29,18 +29,18 @@ from pathlib import Path
 
 from .config import (K_SWEEP_SETTINGS, K_SWEEPS, RunConfig, check_profile, default_report_dir,
                      default_runs_dir, make_config)
-from .datasets import DATASETS, check_name
-from .errors import ConfigError, check_choice
+from ..datasets import DATASETS, check_name
+from ..errors import ConfigError, check_choice
 from .io import atomic_write_json, fd2_to
 from .nbclean import portable
-from .progress import duration, progress_bar
+from ..progress import duration, progress_bar
 from .records import checkpoint_state
 from .registry import MODELS, PRIORS, check_prior_name
 from .rundir import (FAILURE, METRICS, NOTEBOOK, changes_text, check_writable, copy_record, is_complete, is_locked,
                      prepare_run_dir, run_dir_name, runner_lock)
-from .schedule import projected_end
+from ..schedule import projected_end
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 KERNEL_LOG = "kernel.log"  # in the run directory: the kernel's standard error (not in the record)
 # papermill options for every notebook: no per-cell progress bar of its own, and a kernel that
 # does not print its transport warning once per run.
@@ -352,7 +352,7 @@ def run_report(profile="quick", runs_dir=None, report_dir=None, datasets=None, p
     """Run every cell, then build the report. Returns counts of done/skipped/failed cells (and
     busy ones, running in another process, if any).
 
-    ``workers`` > 1 or a ``scheduler`` runs the cells on Dask (:mod:`vae_lib.distributed`; each
+    ``workers`` > 1 or a ``scheduler`` runs the cells on Dask (:mod:`vae_lib.pipeline.distributed`; each
     cell's TensorFlow then uses its worker's threads); otherwise one after the other here, with
     TensorFlow on ``threads`` threads (None: every core)."""
     # absolute, as Dask workers started in another folder must see them (and the data) too

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .config import RunConfig
-from .datasets import Dataset, load_dataset
-from .errors import ConfigError
+from ..datasets import Dataset, load_dataset
+from ..errors import ConfigError
 from .io import read_json
 from .rundir import CHECKPOINT, CONFIG, HISTORY, IMAGES, METRICS, TEST_LL, is_complete, read_config
 
 if TYPE_CHECKING:  # the model code (TensorFlow) loads only when a model is rebuilt
-    from .models import LatentVariableModel
+    from ..models import LatentVariableModel
 
 
 def training_seconds(metrics: dict) -> float:

@@ -25,7 +25,7 @@ def git_state() -> dict:
     """The commit of the checkout vae_lib is imported from, and whether its code (CODE_PATHS) differs
     from that commit; None for both when vae_lib is not imported from a checkout (an installed
     copy in site-packages, even one inside a checkout's virtual environment)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     if not (root / "pyproject.toml").is_file():
         return {"commit": None, "modified": None}
     try:

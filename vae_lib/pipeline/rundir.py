@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .config import PROFILES, RunConfig
-from .errors import ConfigError
+from ..errors import ConfigError
 from .io import atomic_write_bytes, atomic_write_json, read_json, remove_stale_temporaries
 from .nbclean import portable
 

@@ -6,7 +6,7 @@ Faces) it is still rising at S=5000. This scores a fixed random subset of the te
 several S, from trained runs (their checkpoints), so that the report can show how far from
 converged each estimate is, and whether a difference between two priors holds at larger S.
 
-    python -m vae_lib.convergence RUN_DIR [RUN_DIR ...] [--samples 500 1000 5000 20000 50000]
+    python -m vae_lib.pipeline.convergence RUN_DIR [RUN_DIR ...] [--samples 500 1000 5000 20000 50000]
                                   [--images 200] [--out report/paper/is_convergence.json]
 
 The file keeps one entry per run, with the per-image estimates at every S so that differences can
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, VaeLibError
+from ..errors import ConfigError, VaeLibError
 from .io import atomic_write_json, read_json
 from .rundir import CONFIG, variant_of
 
@@ -41,7 +41,7 @@ def score_at_sample_sizes(model, images, sample_sizes=SAMPLE_SIZES, seed=SEED, p
     """Per-image log p(x) estimates and median ESS at each S. Each S is an evaluation of its own
     from the same seed; a pass's draws depend on S (its seed counter and shape do), so the
     estimates at two S are neither independent nor nested."""
-    from .estimators import ImportanceSampler
+    from ..estimators import ImportanceSampler
 
     out = {}
     for s in sample_sizes:
@@ -174,7 +174,7 @@ def convergence_table_html(entries, protocol_samples: int, baseline="standard") 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vae_lib.convergence",
+    parser = argparse.ArgumentParser(prog="python -m vae_lib.pipeline.convergence",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dirs", nargs="+", help="trained run directories (with checkpoint.npz)")
     parser.add_argument("--samples", type=int, nargs="+", default=list(SAMPLE_SIZES))
@@ -215,4 +215,4 @@ if __name__ == "__main__":
     try:
         raise SystemExit(main())
     except VaeLibError as err:
-        raise SystemExit(f"python -m vae_lib.convergence: error: {err}") from None
+        raise SystemExit(f"python -m vae_lib.pipeline.convergence: error: {err}") from None
