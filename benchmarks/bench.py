@@ -18,6 +18,7 @@ while it runs (the numbers are only comparable within one run).
 """
 from __future__ import annotations
 
+import os
 import argparse
 import json
 import statistics
@@ -25,17 +26,17 @@ import sys
 import time
 from pathlib import Path
 
-import vae_lib  # noqa: F401  (sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads: quiet its C++ start-up lines
 import numpy as np
 import tensorflow as tf
 
 from vae_lib.pipeline.config import K_SWEEP_SETTINGS, K_SWEEPS, make_config
 from vae_lib.datasets import load_dataset
 from vae_lib.estimators import ImportanceSampler
-from vae_lib.pipeline.experiment import model_for
+from vae_lib.pipeline.build import build_model
 from vae_lib.pipeline.provenance import hardware, provenance
 from vae_lib.pipeline.registry import PRIORS
-from vae_lib.pipeline.training import Trainer
+from vae_lib.pipeline.trainer import Trainer
 
 # The model's own matmul shapes: (rows, inner, outer) for a batch (100), a batch with the
 # VampPrior's pseudo-inputs (600) and an importance-sampling pass (8192), through the encoder's
@@ -139,12 +140,12 @@ def decoder_flops(cfg, n_images, input_dim, samples) -> float:
 
 
 def bench_training(cfg, dataset, epochs) -> dict:
-    model = model_for(cfg, dataset)
+    model = build_model(cfg, dataset)
     trainer = Trainer(model, cfg, progress=False)
     data = tf.constant(dataset.train)
     trainer.train_epoch(data, 0, 1.0)  # compiles (and warms up) the epoch's steps
     seconds = [_time(lambda e=e: trainer.train_epoch(data, e, 1.0)) for e in range(1, epochs + 1)]
-    learned = bool(model.prior.own_trainable_weights())  # learned pseudo-inputs need a gradient
+    learned = bool(model.prior.trainable_weights)  # learned pseudo-inputs need a gradient
     flops = train_flops_per_epoch(cfg, len(dataset.train), dataset.input_dim, learned)
     # Shares of the peak are read at the fastest epoch, the rule the peak itself follows (the best
     # of its repeats): another process can only slow a measurement. The median is kept beside it.
@@ -155,7 +156,7 @@ def bench_training(cfg, dataset, epochs) -> dict:
 
 
 def bench_eval(cfg, dataset, samples, n_images, matmul_inputs) -> dict:
-    model = model_for(cfg, dataset)
+    model = build_model(cfg, dataset)
     images = dataset.test[:n_images]
     sampler = ImportanceSampler(model, samples, matmul_inputs=matmul_inputs)
     sampler(images[:sampler.images_per_pass])  # compile

@@ -9,6 +9,7 @@ seconds per training epoch, and the S=5000 importance-sampled test log-likelihoo
 """
 from __future__ import annotations
 
+import os
 import argparse
 import json
 import subprocess
@@ -16,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import vae_lib  # noqa: F401  (sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads: quiet its C++ start-up lines
 
 from bench import bench_eval, bench_training, cpu_flags, measure_peak
 from vae_lib.pipeline.config import make_config

@@ -10,20 +10,21 @@ other work while it runs.
 """
 from __future__ import annotations
 
+import os
 import argparse
 import statistics
 import time
 
-import vae_lib  # noqa: F401  (sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads: quiet its C++ start-up lines
 import numpy as np
 import tensorflow as tf
 
 from vae_lib.pipeline.config import make_config
 from vae_lib.datasets import load_dataset
-from vae_lib.pipeline.experiment import model_for
+from vae_lib.pipeline.build import build_model
 from vae_lib.pipeline.provenance import hardware, hardware_label
 from vae_lib.pipeline.registry import PRIORS
-from vae_lib.pipeline.training import Trainer
+from vae_lib.pipeline.trainer import Trainer
 
 
 def epoch_fn(model, optimizer, data, batches, form):
@@ -59,7 +60,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     config = make_config("static_mnist", args.prior, "paper")
     dataset = load_dataset("static_mnist")
-    model = model_for(config, dataset)
+    model = build_model(config, dataset)
     optimizer = Trainer(model, config, progress=False).optimizer
     data = tf.constant(dataset.train)
     order = np.random.default_rng(0).permutation(len(dataset.train))

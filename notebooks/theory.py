@@ -46,14 +46,12 @@ import numpy as np
 
 import vae_lib  # noqa: F401  (keeps TensorFlow's C++ start-up lines out, if the cell above did not)
 import tensorflow as tf
-from vae_lib import densities, estimators
-from vae_lib.pipeline.config import PROFILES, make_config
+from vae_lib import StandardNormal, densities, estimators
 from vae_lib.datasets import load_dataset, static_mnist_test_digits
-from vae_lib.pipeline.experiment import pick
-from vae_lib.models import build_vae
+from vae_lib.pipeline.build import build_model, reduced_splits
+from vae_lib.pipeline.config import PROFILES, make_config
+from vae_lib.pipeline.trainer import Trainer
 from vae_lib.plots import image_grid
-from vae_lib.priors import make_prior
-from vae_lib.pipeline.training import Trainer
 
 tf.get_logger().setLevel("ERROR")  # each new ImportanceSampler traces a new function; no notices
 # %matplotlib inline
@@ -101,8 +99,8 @@ notebook_started = time.perf_counter()
 #   on $x$, measured against the prior. The prior enters the objective **only through the rate**.
 #
 # Training maximizes $\frac1N\sum_n \mathcal L(x_n)$ over $\theta$ and $\phi$ by stochastic
-# gradients. In `vae_lib.pipeline.training` the rate is weighted by a KL warm-up factor $\beta$ that rises
-# from 0 to 1. To get low-variance gradients through the expectation, the sample is written as a
+# gradients. In `vae_lib` the rate is weighted by a KL warm-up factor $\beta$ (`model.kl_weight`, set
+# by the `KLWarmup` callback) that rises from 0 to 1. To get low-variance gradients through the expectation, the sample is written as a
 # deterministic function of the parameters plus parameter-free noise. This is the
 # **reparameterization trick**:
 #
@@ -120,7 +118,7 @@ notebook_started = time.perf_counter()
 # gradient with respect to $\mu$ is $\mu$ itself.
 
 # %% tags=["nbval-check-output"]
-standard = make_prior("standard", latent_dim=2)
+standard = StandardNormal()
 mean = tf.Variable([[0.0, 0.0], [1.0, -2.0], [0.5, 3.0]])  # three posteriors q(z|x) in 2-D
 logvar = tf.Variable([[0.0, 0.0], [-2.0, 0.5], [-4.0, -1.0]])
 num_mc = 200_000
@@ -243,7 +241,7 @@ plt.show()
 #   paper uses $K=500$).
 # * The rate has no closed form any more, so it uses the Monte Carlo estimate from section 1.
 #
-# Variants compared in the paper (all are `vae_lib.priors.make_prior` names):
+# Variants compared in the paper (the reproduction's names for the classes of `vae_lib.priors`):
 #
 # | prior | $p(z)$ | learned prior parameters |
 # |---|---|---|
@@ -282,12 +280,14 @@ plt.show()
 # With a 2-D latent space we can *see* both sides of $\mathrm{KL}(q(z)\,\|\,p(z))$. We train three
 # small VAEs on static (fixed-binarization) MNIST with the standard, VampPrior and MoG priors.
 # The data, architecture, seed and budget are the same for all three; only the prior differs.
-# Each one is `vae_lib.models.build_vae(..., latent_dim=2)` trained by `vae_lib.pipeline.training.Trainer`:
+# Each one is the paper's VAE with `latent_dim=2` (`vae_lib.pipeline.build.build_model`), trained by the
+# paper-protocol `vae_lib.pipeline.trainer.Trainer`:
 # Adam on the negative ELBO, KL warm-up, and the best validation epoch kept.
 
 # %%
 data = load_dataset("static_mnist", data_dir)
-train, valid = pick(data.train, settings.get("max_train")), pick(data.valid, settings.get("max_valid"))
+subsets = reduced_splits(data, make_config("static_mnist", "standard", profile))  # the test split stays whole
+train, valid = subsets.train, subsets.valid
 
 # The static-MNIST test file has no labels, but its 10,000 images are the MNIST test set *sorted
 # by digit* (`vae_lib.datasets` says how this is known). That gives the digit of each test image,
@@ -308,9 +308,7 @@ TITLES = {"standard": "standard N(0, I)", "vampprior": f"VampPrior (K={settings[
 models, histories = {}, {}
 for name in PRIOR_NAMES:
     config = make_config("static_mnist", name, profile, latent_dim=2, seed=seed)
-    model = build_vae(name, data.input_dim, data.likelihood, latent_dim=config.latent_dim,
-                      hidden_units=config.hidden_units, num_components=config.components,
-                      train_images=train, pseudo_init=data.pseudo_init, seed=seed)
+    model = build_model(config, subsets)
     started = time.perf_counter()
     state = Trainer(model, config, progress=False).fit(train, valid)
     models[name], histories[name] = model, state.history
@@ -322,7 +320,7 @@ for name in PRIOR_NAMES:
 
 # %% tags=["nbval-check-output"]
 for name in PRIOR_NAMES:
-    count = sum(int(np.prod(w.shape)) for w in models[name].prior.own_trainable_weights())
+    count = sum(int(np.prod(w.shape)) for w in models[name].prior.trainable_weights)
     print(f"{name:10s} prior parameters: {count:6d}")
 
 # %%
@@ -346,7 +344,7 @@ plt.show()
 # %%
 x_plot = data.test[plot_idx]
 posterior_means = {name: models[name].encoder(tf.constant(x_plot))[0].numpy() for name in PRIOR_NAMES}
-component_means = {name: models[name].prior.params()[0].numpy()
+component_means = {name: models[name].prior_params()[0].numpy()
                    for name in PRIOR_NAMES if name != "standard"}
 
 fig, axes = plt.subplots(2, 3, figsize=(15, 9.5), layout="constrained")
@@ -359,7 +357,7 @@ for col, name in enumerate(PRIOR_NAMES):
     lo, hi = lo - pad, hi + pad
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 160), np.linspace(lo[1], hi[1], 160))
     grid = np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
-    log_prior = models[name].prior.log_prob(tf.constant(grid)).numpy().reshape(gx.shape)
+    log_prior = models[name].prior.log_prob(tf.constant(grid), models[name].prior_params()).numpy().reshape(gx.shape)
 
     ax = axes[0, col]
     sc = ax.scatter(pts[:, 0], pts[:, 1], c=test_digit[plot_idx], cmap="tab10", vmin=-0.5,
@@ -415,7 +413,7 @@ for name in PRIOR_NAMES:
     z = densities.reparameterize(m, lv, tf.constant([seed, 3], tf.int64), M)  # (M, N, 2)
     log_q_cond = densities.log_normal_diag(z, m, lv)
     log_q_agg = densities.log_mixture_normal_diag(z, m, lv)
-    log_p = models[name].prior.log_prob(z)
+    log_p = models[name].prior.log_prob(z, models[name].prior_params())
     rate = float(tf.reduce_mean(log_q_cond - log_p))
     info = float(tf.reduce_mean(log_q_cond - log_q_agg))
     print(f"{name:10s} {rate:8.2f} {info:9.2f} {rate - info:15.2f}")

@@ -54,3 +54,39 @@ def another_process_holding(run_dir: Path, lock: str = ".lock"):
     finally:
         holder.kill()
         holder.wait()
+
+
+def paper_model(model: str, prior: str, input_dim: int, likelihood: str = "bernoulli", *,
+                hidden_units: int = 32, num_components: int = 10, latent_dim: int = 40, seed: int = 0,
+                train_images=None, trainable_pseudo_inputs=None, activation="gated", init="glorot",
+                closed_form_kl=True):
+    """The paper's MLP VAE or HVAE with the named prior, built from the core's classes as a
+    practitioner would (flat inputs of ``input_dim``), weights from ``seed``."""
+    import keras
+
+    from vae_lib import likelihoods
+    from vae_lib.models import HVAE, VAE
+    from vae_lib.networks import GaussianMLP, MLPDecoder, TwoInputGaussian, TwoInputMLPDecoder
+    from vae_lib.priors import MixtureOfGaussians, StandardNormal, VampPrior
+
+    keras.utils.set_random_seed(seed)
+    lik = likelihoods.get(likelihood)
+    mlp = dict(hidden_units=hidden_units, activation=activation, init=init)
+    out = dict(outputs=input_dim * lik.params_per_pixel, blocks=lik.params_per_pixel)
+    nets = ([GaussianMLP(latent_dim, name="encoder", **mlp), MLPDecoder(name="decoder", **out, **mlp)]
+            if model == "vae" else
+            [GaussianMLP(latent_dim, name="q_z2", **mlp), TwoInputGaussian(latent_dim, name="q_z1", **mlp),
+             GaussianMLP(latent_dim, name="p_z1", **mlp), TwoInputMLPDecoder(name="p_x", **out, **mlp)])
+    if prior == "standard":
+        p = StandardNormal()
+    elif prior == "mog":
+        p = MixtureOfGaussians(num_components)
+    elif prior == "vampprior":
+        p = VampPrior(num_components, trainable=trainable_pseudo_inputs is not False)
+    else:
+        p = VampPrior.from_data(train_images, num_components, trainable=bool(trainable_pseudo_inputs),
+                                seed=seed)
+    built = (VAE(*nets, p, lik, closed_form_kl=closed_form_kl, seed=seed) if model == "vae"
+             else HVAE(*nets, p, lik, seed=seed))
+    built.build((None, input_dim))
+    return built

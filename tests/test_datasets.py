@@ -79,7 +79,7 @@ def test_split_sizes_shapes_and_values(datasets, name):
         assert np.all(np.isfinite(x)) and x.min() >= 0.0 and x.max() <= 1.0
         if name in BINARY or (name == "dynamic_mnist" and split != "train"):
             assert np.all((x == 0) | (x == 1)), split
-    assert ds.likelihood == ("bernoulli" if name in BERNOULLI else "logistic256")
+    assert ds.likelihood == ("bernoulli" if name in BERNOULLI else "discretized_logistic")
     assert ds.dynamic_binarization == (name == "dynamic_mnist")
 
 

@@ -23,15 +23,19 @@ import tensorflow as tf
 from scipy import stats
 from scipy.special import logsumexp
 
+from helpers import paper_model
 from vae_lib.densities import log_normal_diag
 from vae_lib.errors import ConfigError
 from vae_lib.estimators import ImportanceSampler, bits_per_dim, elbo, iwae_bound, log_likelihood
+from vae_lib.likelihoods import Likelihood
 from vae_lib.models import HVAE, VAE
 from vae_lib.priors import MixtureOfGaussians, StandardNormal
 
 
 class LinearEncoder(keras.layers.Layer):
-    """(x, [z2]) -> (mean, logvar): mean = gain @ (x - offset) [+ gain2 @ z2] + shift, fixed logvar."""
+    """x or [x, z2] -> (mean, logvar): mean = gain @ (x - offset) [+ gain2 @ z2] + shift, fixed
+    logvar. A plain Keras layer, as a practitioner's would be: the HVAE gives it x repeated for
+    each sample of z2."""
 
     def __init__(self, gain, offset, shift, var, gain2=None, const=None):
         super().__init__()
@@ -41,7 +45,8 @@ class LinearEncoder(keras.layers.Layer):
         self.logvar = tf.constant(np.log(var), tf.float32)
         self.gain2 = None if gain2 is None else tf.constant(gain2, tf.float32)
 
-    def call(self, x, z2=None):
+    def call(self, inputs):
+        x, z2 = inputs if isinstance(inputs, (list, tuple)) else (inputs, None)
         mean = tf.einsum("...j,ij->...i", tf.convert_to_tensor(x, tf.float32) - self.offset, self.gain)
         if z2 is not None:
             mean = mean + tf.einsum("...j,ij->...i", z2, self.gain2)
@@ -49,21 +54,34 @@ class LinearEncoder(keras.layers.Layer):
         return mean, tf.zeros_like(mean) + self.logvar
 
 
-class LinearGaussianDecoder:
-    """p(x | z[, z2]) = N(W z [+ C z2] + b, s^2 I)."""
+class LinearGaussianDecoder(keras.layers.Layer):
+    """z or [z1, z2] -> the mean W z [+ C z2] + b of p(x | z[, z2]) = N(mean, s^2 I)."""
 
-    def __init__(self, W, b, s, C=None):
+    def __init__(self, W, b, C=None):
+        super().__init__()
         self.W, self.b = tf.constant(W, tf.float32), tf.constant(b, tf.float32)
         self.C = None if C is None else tf.constant(C, tf.float32)
-        self.logvar = 2 * math.log(s)
 
-    def mean(self, z, z2=None):
+    def call(self, inputs):
+        z, z2 = inputs if isinstance(inputs, (list, tuple)) else (inputs, None)
         out = tf.einsum("...j,ij->...i", z, self.W) + self.b
         return out if z2 is None else out + tf.einsum("...j,ij->...i", z2, self.C)
 
-    def log_prob(self, x, z, z2=None):
-        mean = self.mean(z, z2)
+
+class FixedVarianceGaussian(Likelihood):
+    """x ~ N(decoder output, s^2 I): a likelihood of the test's own, through the library's interface."""
+
+    def __init__(self, s):
+        self.logvar = 2 * math.log(s)
+
+    def params(self, output, event_shape):
+        return tf.reshape(output, tf.concat([tf.shape(output)[:1], list(event_shape)], 0))
+
+    def log_prob(self, x, mean):
         return log_normal_diag(x, mean, tf.fill(tf.shape(mean), self.logvar))
+
+    def mean(self, params):
+        return params
 
 
 class LinearGaussianModel:
@@ -83,15 +101,14 @@ class LinearGaussianModel:
         self.post_gain = self.post_cov @ self.W.T / self.s**2  # posterior mean = gain @ (x - b)
         self.q_shift = mean_shift * np.sqrt(np.diag(self.post_cov))
         self.q_var = var_inflation * np.diag(self.post_cov)
-        if mixture is None:
-            prior = StandardNormal(d)
-        else:
+        prior = StandardNormal() if mixture is None else MixtureOfGaussians(len(mixture[1]))
+        self.vae = VAE(LinearEncoder(self.post_gain, self.b, self.q_shift, self.q_var),
+                       LinearGaussianDecoder(self.W, self.b), prior, FixedVarianceGaussian(self.s))
+        self.vae.build((None, D))
+        if mixture is not None:
             _, means, variances = mixture
-            prior = MixtureOfGaussians(d, len(means))
             prior.means.assign(np.asarray(means, np.float32))
             prior.logvars.assign(np.log(variances).astype(np.float32))
-        self.vae = VAE(LinearEncoder(self.post_gain, self.b, self.q_shift, self.q_var),
-                       LinearGaussianDecoder(self.W, self.b, self.s), prior, D)
 
     def true_log_px(self, x):
         noise = self.s**2 * np.eye(len(self.b))
@@ -306,13 +323,12 @@ def test_bfloat16_matmuls_are_refused_for_the_8_bit_likelihood(model_name):
     log-likelihood by -0.19 nats (README, Speed): the sampler refuses them there, by the model's
     likelihood, and so does a run's configuration, by the dataset's; binary images keep them."""
     from vae_lib.pipeline.config import RunConfig
-    from vae_lib.models import build_model
 
-    grey = build_model(model_name, "standard", 12, "logistic256", hidden_units=8, seed=0)
-    with pytest.raises(ConfigError, match="binary images only.*logistic256"):
+    grey = paper_model(model_name, "standard", 12, "discretized_logistic", hidden_units=8)
+    with pytest.raises(ConfigError, match="binary images only.*discretized_logistic"):
         ImportanceSampler(grey, 10, matmul_inputs="bfloat16")
     ImportanceSampler(grey, 10)  # float32 is fine
-    binary = build_model(model_name, "standard", 12, "bernoulli", hidden_units=8, seed=0)
+    binary = paper_model(model_name, "standard", 12, "bernoulli", hidden_units=8)
     assert ImportanceSampler(binary, 10, matmul_inputs="bfloat16").matmul_inputs == "bfloat16"
     with pytest.raises(ConfigError, match="binary images only"):
         RunConfig(dataset="frey_faces", model=model_name, eval_matmuls="bfloat16")
@@ -398,8 +414,9 @@ class TwoLevelLinearGaussian:
                              shift * np.sqrt(np.diag(cond_cov)), inflation * np.diag(cond_cov),
                              gain2=cond, const=const[i1] - cond @ const[i2])
         p_z1 = LinearEncoder(self.A, np.zeros(d2), self.a, np.full(d1, self.s1**2))
-        p_x = LinearGaussianDecoder(self.B, self.b, self.s, C=self.C)
-        self.hvae = HVAE(q_z2, q_z1, p_z1, p_x, StandardNormal(d2), D)
+        p_x = LinearGaussianDecoder(self.B, self.b, C=self.C)
+        self.hvae = HVAE(q_z2, q_z1, p_z1, p_x, StandardNormal(), FixedVarianceGaussian(self.s))
+        self.hvae.build((None, D))
 
     def true_log_px(self, x):
         cov = self.M @ self.cov_z @ self.M.T + self.s**2 * np.eye(len(self.b))
@@ -476,14 +493,14 @@ def test_bfloat16_matmul_inputs_change_a_trained_models_log_likelihood_by_under_
     a few epochs on static MNIST: the mean test log-likelihood moves by less than 0.01 nats from
     the float32 one (same samples), while single images do move (the option really does something)."""
     from vae_lib.pipeline.config import make_config
-    from vae_lib.pipeline.experiment import model_for, subset
-    from vae_lib.pipeline.training import Trainer
+    from vae_lib.pipeline.build import build_model, reduced_splits
+    from vae_lib.pipeline.trainer import Trainer
 
     config = dataclasses.replace(  # 5 epochs, not the quick profile's floor of 3000 steps
         make_config("static_mnist", "vampprior", "quick", epochs=5, max_train=5000, max_test=300),
         min_steps=None)
-    data = subset(datasets["static_mnist"], config)
-    model = model_for(config, data)
+    data = reduced_splits(datasets["static_mnist"], config)
+    model = build_model(config, data)
     Trainer(model, config, progress=False).fit(data.train, data.valid)
     f32 = ImportanceSampler(model, 500)(data.test, seed=4)
     bf16 = ImportanceSampler(model, 500, matmul_inputs="bfloat16")(data.test, seed=4)

@@ -1,5 +1,5 @@
 """Priors: mixture densities against scipy.stats, pseudo-inputs, sampling, the joint encoder pass,
-the registry, errors."""
+errors."""
 from __future__ import annotations
 
 import keras
@@ -9,10 +9,9 @@ import tensorflow as tf
 from scipy import stats
 from scipy.special import logsumexp
 
+from helpers import paper_model
 from vae_lib.errors import ConfigError
-from vae_lib.models import build_model, build_vae
-from vae_lib.priors import MixtureOfGaussians, StandardNormal, VampPrior, make_prior
-from vae_lib.pipeline.registry import PRIORS
+from vae_lib.priors import MixtureOfGaussians, StandardNormal, VampPrior
 
 INPUT_DIM, LATENT = 784, 40
 
@@ -34,8 +33,7 @@ def mnist_train(datasets):
 
 
 def _vamp_model(K=12, seed=0, **kwargs):
-    return build_vae("vampprior", INPUT_DIM, "bernoulli", hidden_units=32, num_components=K,
-                     seed=seed, **kwargs)
+    return paper_model("vae", "vampprior", INPUT_DIM, num_components=K, seed=seed, **kwargs)
 
 
 def test_vampprior_log_prob_is_mixture_of_encoder_posteriors():
@@ -49,12 +47,20 @@ def test_vampprior_log_prob_is_mixture_of_encoder_posteriors():
     means, logvars = (t.numpy().astype(np.float64) for t in model.encoder(np.clip(raw, 0, 1)))
     assert np.ptp(means) > 0.05  # the components differ, so a wrong mixing would show
     z = np.concatenate([means[:3] + 0.1 * rng.normal(size=(3, LATENT)), rng.normal(size=(5, LATENT))])
-    got = prior.log_prob(tf.constant(z, tf.float32)).numpy()
+    got = prior.log_prob(tf.constant(z, tf.float32), model.prior_params()).numpy()
     np.testing.assert_allclose(got, _scipy_mixture_logpdf(z, means, logvars), rtol=1e-5, atol=1e-3)
 
 
+def test_vampprior_density_needs_the_models_parameters():
+    """The VampPrior holds no encoder: asked for its density without the model's parameters it says
+    where they come from, instead of scoring something else."""
+    model = _vamp_model(K=3)
+    with pytest.raises(ConfigError, match="model.prior_params"):
+        model.prior.log_prob(tf.zeros([2, LATENT]))
+
+
 def test_mog_log_prob_matches_scipy_mixture():
-    model = build_vae("mog", INPUT_DIM, "bernoulli", hidden_units=32, num_components=9, seed=1)
+    model = paper_model("vae", "mog", INPUT_DIM, num_components=9, seed=1)
     prior = model.prior
     assert isinstance(prior, MixtureOfGaussians)
     rng = np.random.default_rng(1)
@@ -68,7 +74,7 @@ def test_mog_log_prob_matches_scipy_mixture():
 
 
 def test_standard_prior_matches_scipy():
-    prior = make_prior("standard", 6)
+    prior = StandardNormal()
     z = np.random.default_rng(2).normal(size=(5, 6))
     expected = stats.multivariate_normal(np.zeros(6), np.eye(6)).logpdf(z)
     np.testing.assert_allclose(prior.log_prob(tf.constant(z)).numpy(), expected, rtol=1e-12)
@@ -87,7 +93,7 @@ def test_pseudo_inputs_are_the_clipped_live_parameter_after_training_steps():
     opt = keras.optimizers.SGD(1e4)
     z = tf.random.stateless_normal([16, LATENT], seed=[1, 2])
     with tf.GradientTape() as tape:
-        loss = -tf.reduce_mean(prior.log_prob(z))
+        loss = -tf.reduce_mean(prior.log_prob(z, model.prior_params()))
     grad = tape.gradient(loss, prior.pseudo_inputs_raw)
     assert np.any(grad.numpy() != 0)
     opt.apply_gradients([(grad, prior.pseudo_inputs_raw)])
@@ -100,8 +106,8 @@ def test_vampprior_data_uses_fixed_training_images(mnist_train):
     """vampprior_data: each pseudo-input is one of the training images (distinct ones), and they are
     not trainable unless asked; asked, they start at the same images plus N(0, 0.01^2) noise (as
     the paper's code initialises them), clipped to [0, 1], and are trainable."""
-    model = build_vae("vampprior_data", INPUT_DIM, "bernoulli", hidden_units=32, num_components=25,
-                      train_images=mnist_train, seed=4)
+    model = paper_model("vae", "vampprior_data", INPUT_DIM, num_components=25,
+                        train_images=mnist_train, seed=4)
     prior = model.prior
     u = prior.pseudo_inputs().numpy()
     assert u.shape == (25, INPUT_DIM)
@@ -112,9 +118,8 @@ def test_vampprior_data_uses_fixed_training_images(mnist_train):
     assert not _in(prior.pseudo_inputs_raw, model.trainable_variables)
     assert _in(prior.pseudo_inputs_raw, model.weights)  # still saved with the model
 
-    trainable = build_vae("vampprior_data", INPUT_DIM, "bernoulli", hidden_units=32,
-                          num_components=25, train_images=mnist_train, seed=4,
-                          trainable_pseudo_inputs=True)
+    trainable = paper_model("vae", "vampprior_data", INPUT_DIM, num_components=25,
+                            train_images=mnist_train, seed=4, trainable_pseudo_inputs=True)
     assert _in(trainable.prior.pseudo_inputs_raw, trainable.trainable_variables)
     noise = trainable.prior.pseudo_inputs_raw.numpy() - u  # the same images for the same seed
     assert noise.std() == pytest.approx(0.01, rel=0.05) and abs(noise.mean()) < 1e-3
@@ -127,14 +132,19 @@ def test_vampprior_pseudo_inputs_trainable_by_default():
     assert not _in(frozen_inputs.prior.pseudo_inputs_raw, frozen_inputs.trainable_variables)
 
 
-def test_vampprior_initial_pseudo_inputs_follow_pseudo_init():
+def test_vampprior_initial_pseudo_inputs_follow_their_initializer():
     """Promise: runs start from the paper's pseudo-input initialisation (mean and std per dataset,
-    e.g. N(0.5, 0.02) for Caltech 101 and Frey Faces): random initial pseudo-inputs have the
-    requested mean and std (before clipping)."""
-    model = _vamp_model(K=50, pseudo_init=(0.5, 0.02))
-    raw = model.prior.pseudo_inputs_raw.numpy()
-    assert raw.mean() == pytest.approx(0.5, abs=1e-3)
-    assert raw.std() == pytest.approx(0.02, rel=0.02)
+    e.g. N(0.5, 0.02) for Caltech 101 and Frey Faces, given as the initializer): random initial
+    pseudo-inputs have the requested mean and std (before clipping), and the default is the paper's
+    for MNIST, N(0.05, 0.01)."""
+    for initializer, (mean, std) in [(keras.initializers.RandomNormal(0.5, 0.02), (0.5, 0.02)),
+                                     (None, (0.05, 0.01))]:
+        prior = VampPrior(50, initializer)
+        prior.build_inputs((INPUT_DIM,))
+        raw = prior.pseudo_inputs_raw.numpy()
+        assert raw.shape == (50, INPUT_DIM)
+        assert raw.mean() == pytest.approx(mean, abs=1e-3)
+        assert raw.std() == pytest.approx(std, rel=0.02)
 
 
 def _mixture_moments(means, logvars):
@@ -149,19 +159,19 @@ def test_sample_shape_reproducibility_and_distribution(kind):
     and variance per dimension match the mixture's moments within 5 SE, and dimension 0 passes a
     Kolmogorov-Smirnov test against the mixture CDF built with scipy.stats.norm."""
     if kind == "mog":
-        model = build_vae("mog", INPUT_DIM, "bernoulli", hidden_units=32, num_components=7, seed=5)
+        model = paper_model("vae", "mog", INPUT_DIM, num_components=7, seed=5)
         model.prior.means.assign(3 * model.prior.means.numpy())
         model.prior.logvars.assign(np.random.default_rng(5).uniform(-2, 0.5, (7, LATENT)).astype(np.float32))
     else:
         model = _vamp_model(K=7, seed=5)
         model.prior.pseudo_inputs_raw.assign(
             np.random.default_rng(5).uniform(0, 1, (7, INPUT_DIM)).astype(np.float32))
-    prior = model.prior
-    means, logvars = (t.numpy().astype(np.float64) for t in prior.params())
+    prior, params = model.prior, model.prior_params()
+    means, logvars = (t.numpy().astype(np.float64) for t in params)
     n = 100_000
-    a = prior.sample(n, tf.constant([3, 4])).numpy()
-    b = prior.sample(n, tf.constant([3, 4])).numpy()
-    c = prior.sample(n, tf.constant([3, 5])).numpy()
+    a = prior.sample(n, tf.constant([3, 4]), params).numpy()
+    b = prior.sample(n, tf.constant([3, 4]), params).numpy()
+    c = prior.sample(n, tf.constant([3, 5]), params).numpy()
     assert a.shape == (n, LATENT)
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a[:100], c[:100])
@@ -180,7 +190,8 @@ def test_sample_shape_reproducibility_and_distribution(kind):
 
 
 def test_standard_normal_sample():
-    prior = StandardNormal(4)
+    prior = StandardNormal()
+    prior.build((None, 4))
     a = prior.sample(50_000, tf.constant([0, 1])).numpy()
     assert a.shape == (50_000, 4)
     np.testing.assert_array_equal(a, prior.sample(50_000, tf.constant([0, 1])).numpy())
@@ -190,7 +201,8 @@ def test_standard_normal_sample():
 def test_mog_starts_moment_matched_to_standard_normal():
     """The MoG's initial mixture has mean 0 and variance 1 per dimension (as N(0, I), the standard
     prior it is compared with), within the sampling error of K=500 random means."""
-    prior = make_prior("mog", LATENT, num_components=500)
+    prior = MixtureOfGaussians(500)
+    prior.build((None, LATENT))
     means, logvars = (t.numpy().astype(np.float64) for t in prior.params())
     mean, var = _mixture_moments(means, logvars)
     assert np.all(np.abs(mean) < 5 * np.sqrt(0.5 / 500))
@@ -202,7 +214,7 @@ def test_mog_starts_moment_matched_to_standard_normal():
 def test_joint_encoder_pass_equals_separate_encoding(kind, model_name):
     """encode_with_prior (the VampPrior's one joint encoder pass over batch + pseudo-inputs) gives
     the top encoder's q(z|x), the prior's own density and the same gradients as separate calls."""
-    model = build_model(model_name, kind, INPUT_DIM, "bernoulli", hidden_units=32, num_components=8, seed=3)
+    model = paper_model(model_name, kind, INPUT_DIM, num_components=8, seed=3)
     x = tf.constant(np.random.default_rng(1).random((6, INPUT_DIM)) < 0.3, tf.float32)
     z = tf.random.stateless_normal([6, LATENT], seed=[1, 2])
     variables = model.trainable_variables
@@ -211,11 +223,11 @@ def test_joint_encoder_pass_equals_separate_encoding(kind, model_name):
         joint = tf.reduce_sum(mean) + tf.reduce_sum(logvar) + tf.reduce_sum(model.prior.log_prob(z, params))
         ref_mean, ref_logvar = model.top_encoder(x)
         separate = (tf.reduce_sum(ref_mean) + tf.reduce_sum(ref_logvar)
-                    + tf.reduce_sum(model.prior.log_prob(z)))
+                    + tf.reduce_sum(model.prior.log_prob(z, model.prior_params())))
     np.testing.assert_allclose(mean.numpy(), ref_mean.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(logvar.numpy(), ref_logvar.numpy(), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(model.prior.log_prob(z, params).numpy(), model.prior.log_prob(z).numpy(),
-                               rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(model.prior.log_prob(z, params).numpy(),
+                               model.prior.log_prob(z, model.prior_params()).numpy(), rtol=1e-5, atol=1e-4)
     for g_joint, g_sep in zip(tape.gradient(joint, variables), tape.gradient(separate, variables)):
         assert (g_joint is None) == (g_sep is None)  # None: the decoder, not used here
         if g_joint is not None:
@@ -225,67 +237,43 @@ def test_joint_encoder_pass_equals_separate_encoding(kind, model_name):
 
 
 @pytest.mark.parametrize("name", ["vamp", "Standard", "", "gaussian"])
-def test_make_prior_unknown_name(name):
-    with pytest.raises(ConfigError, match="Unknown prior"):
-        make_prior(name, 4, num_components=3)
+def test_unknown_prior_name_is_refused_with_the_names(name):
+    """Names are the reproduction's (its settings and command line); an unknown one lists them."""
+    from vae_lib.pipeline.config import RunConfig
+    from vae_lib.pipeline.registry import PRIORS
+
+    with pytest.raises(ConfigError, match="Unknown prior.*" + ", ".join(PRIORS)):
+        RunConfig(prior=name)
 
 
-@pytest.mark.parametrize("name", ["vampprior", "vampprior_data", "mog"])
 @pytest.mark.parametrize("k", [0, -1])
-def test_make_prior_nonpositive_components(name, k):
-    encoder = _vamp_model(K=2).encoder
-    with pytest.raises(ConfigError, match="positive"):
-        make_prior(name, LATENT, num_components=k, encoder=encoder, input_dim=INPUT_DIM,
-                   train_images=np.zeros((10, INPUT_DIM), np.float32))
+def test_mixture_priors_need_a_positive_number_of_components(k):
+    for make in (VampPrior, MixtureOfGaussians,
+                 lambda k: VampPrior.from_data(np.zeros((10, INPUT_DIM), np.float32), k)):
+        with pytest.raises(ConfigError, match=f"number of components must be positive, got {k}"):
+            make(k)
 
 
-def test_vampprior_data_needs_enough_images():
-    encoder = _vamp_model(K=2).encoder
-    with pytest.raises(ConfigError, match="needs at least 20 training images .*has 5"):
-        make_prior("vampprior_data", LATENT, num_components=20, encoder=encoder, input_dim=INPUT_DIM,
-                   train_images=np.zeros((5, INPUT_DIM), np.float32))
-
-
-def test_mixture_priors_need_a_positive_number_of_components():
-    """K <= 0 is refused with a clear error for every mixture prior; the standard prior ignores K."""
-    encoder = _vamp_model(K=2).encoder
-    for name in PRIORS:
-        if PRIORS[name].mixture:
-            with pytest.raises(ConfigError, match="number of components must be positive, got 0"):
-                make_prior(name, LATENT, num_components=0, encoder=encoder, input_dim=INPUT_DIM,
-                           train_images=np.zeros((5, INPUT_DIM), np.float32))
-    assert make_prior("standard", LATENT, num_components=0).log_prob(tf.zeros([3, LATENT])).shape == (3,)
+def test_vampprior_from_data_needs_enough_images():
+    with pytest.raises(ConfigError, match="needs at least 20 images .*has 5"):
+        VampPrior.from_data(np.zeros((5, INPUT_DIM), np.float32), 20)
 
 
 @pytest.mark.parametrize("model_name", ["vae", "hvae"])
-def test_vampprior_shares_the_model_encoder_and_weights_are_saved_once(model_name):
-    """Promise: a checkpoint holds each weight once. The VampPrior holds the model's own (top)
-    encoder, so model.weights lists the encoder's variables once, and the prior adds exactly one:
-    its pseudo-inputs."""
-    model = build_model(model_name, "vampprior", INPUT_DIM, "bernoulli", hidden_units=32,
-                        num_components=3, seed=0)
-    standard = build_model(model_name, "standard", INPUT_DIM, "bernoulli", hidden_units=32, seed=0)
+def test_the_vampprior_adds_only_its_pseudo_inputs_to_the_model(model_name):
+    """Promise: a checkpoint holds each weight once, and a loop that collects the prior's variables
+    gets no one else's. The VampPrior holds no encoder: model.weights lists the encoder's variables
+    once, and the prior adds exactly one, its pseudo-inputs, which is all of its own variables."""
+    model = paper_model(model_name, "vampprior", INPUT_DIM, num_components=3)
+    standard = paper_model(model_name, "standard", INPUT_DIM)
     assert isinstance(model.prior, VampPrior)
-    assert model.prior.encoder is (model.encoder if model_name == "vae" else model.q_z2)
     ids = [id(v) for v in model.weights]
     assert len(ids) == len(set(ids)) == len(standard.weights) + 1
-    assert model.prior.own_trainable_weights() == [model.prior.pseudo_inputs_raw]
+    assert model.prior.trainable_variables == [model.prior.pseudo_inputs_raw]
+    assert [id(v) for v in model.prior.weights] == [id(model.prior.pseudo_inputs_raw)]
 
 
-def test_every_registered_prior_builds_and_unknown_names_list_them():
-    """Each name in PRIORS builds a prior whose log_prob gives one finite value per z; an unknown
-    name is refused with the list of names."""
-    model = _vamp_model(K=2)
-    for name in PRIORS:
-        prior = make_prior(name, LATENT, num_components=4, encoder=model.encoder, input_dim=INPUT_DIM,
-                           train_images=np.random.default_rng(0).random((10, INPUT_DIM), np.float32))
-        value = prior.log_prob(tf.zeros([3, LATENT])).numpy()
-        assert value.shape == (3,) and np.all(np.isfinite(value))
-    with pytest.raises(ConfigError, match=", ".join(PRIORS)):
-        make_prior("vamp", LATENT)
-
-
-@pytest.mark.parametrize("likelihood", ["bernoulli", "logistic256"])
+@pytest.mark.parametrize("likelihood", ["bernoulli", "discretized_logistic"])
 def test_mixed_bfloat16_layers_give_float32_densities_close_to_float32(likelihood):
     """Under Keras' mixed_bfloat16 policy (used by benchmarks/bf16_probe.py) the layers compute in
     bfloat16 but every density is float32, and the ELBO terms of the same weights stay within
@@ -295,10 +283,10 @@ def test_mixed_bfloat16_layers_give_float32_densities_close_to_float32(likelihoo
     x = tf.constant(np.random.default_rng(0).integers(0, 256, (50, 64)) / 255.0, tf.float32)
     if likelihood == "bernoulli":
         x = tf.round(x)
-    reference = build_vae("vampprior", 64, likelihood, num_components=10, seed=3)
+    reference = paper_model("vae", "vampprior", 64, likelihood, hidden_units=300, seed=3)
     try:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-        mixed = build_vae("vampprior", 64, likelihood, num_components=10, seed=3)
+        mixed = paper_model("vae", "vampprior", 64, likelihood, hidden_units=300, seed=3)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     mixed.set_weights(reference.get_weights())

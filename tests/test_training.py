@@ -12,12 +12,14 @@ import tensorflow as tf
 from vae_lib.pipeline.config import make_config
 from vae_lib.errors import ConfigError, TrainingError
 from vae_lib.estimators import elbo
-from vae_lib.pipeline.experiment import model_for, run_experiment, subset
+from helpers import paper_model
+from vae_lib.pipeline.build import build_model, reduced_splits
+from vae_lib.pipeline.experiment import run_experiment
 from vae_lib.pipeline.records import load_run, read_test_ll
 from vae_lib.pipeline.registry import PRIORS
 from vae_lib.seeds import stateless_seed
 from vae_lib.schedule import TrainState, early_stopping_update, kl_weight, last_epoch
-from vae_lib.pipeline.training import Trainer, binarize
+from vae_lib.pipeline.trainer import Trainer, binarize
 
 METRIC_KEYS = {"dataset", "model", "prior", "components", "seed", "n_train", "n_valid", "n_test",
                "epochs_trained", "best_epoch", "test_ll", "test_ll_stderr", "test_ll_mc_stderr",
@@ -85,8 +87,8 @@ def test_training_lowers_validation_loss_and_writes_run_dir(prior, model_name, d
     noise, is the one history.csv records for that epoch). vampprior_data's pseudo-inputs are
     untouched by training; learned VampPrior pseudo-inputs move but stay in [0, 1]."""
     config = _small_config("static_mnist", prior, model=model_name)
-    data = subset(datasets["static_mnist"], config)
-    fresh = model_for(config, data)
+    data = reduced_splits(datasets["static_mnist"], config)
+    fresh = build_model(config, data)
     untrained = -elbo(fresh, data.valid, seed=3).mean()
     metrics = run_experiment(config, tmp_path / "run", dataset=datasets["static_mnist"], progress=False)
     on_disk, history = _check_run_dir(tmp_path / "run", config, metrics)
@@ -101,7 +103,8 @@ def test_training_lowers_validation_loss_and_writes_run_dir(prior, model_name, d
     assert recomputed == pytest.approx(best["valid_loss"], rel=1e-5)
     if prior != "standard":
         z = tf.random.stateless_normal([4, config.latent_dim], seed=[0, 1])
-        assert not np.allclose(trained.prior.log_prob(z).numpy(), fresh.prior.log_prob(z).numpy())
+        assert not np.allclose(trained.prior.log_prob(z, trained.prior_params()).numpy(),
+                               fresh.prior.log_prob(z, fresh.prior_params()).numpy())
     if prior.startswith("vampprior"):
         before, after = fresh.prior.pseudo_inputs().numpy(), trained.prior.pseudo_inputs().numpy()
         assert np.array_equal(before, after) == (prior == "vampprior_data")
@@ -109,10 +112,10 @@ def test_training_lowers_validation_loss_and_writes_run_dir(prior, model_name, d
 
 @pytest.mark.slow
 def test_frey_faces_trains_with_discretized_logistic(datasets, tmp_path):
-    """Frey Faces (logistic256): trains, and test_bits_per_dim = -test_ll / (560 ln 2)."""
+    """Frey Faces (discretized logistic): trains, and test_bits_per_dim = -test_ll / (560 ln 2)."""
     config = _small_config("frey_faces", "vampprior", max_valid=200)
-    data = subset(datasets["frey_faces"], config)
-    untrained = -elbo(model_for(config, data), data.valid, seed=3).mean()
+    data = reduced_splits(datasets["frey_faces"], config)
+    untrained = -elbo(build_model(config, data), data.valid, seed=3).mean()
     metrics = run_experiment(config, tmp_path / "run", dataset=datasets["frey_faces"], progress=False)
     on_disk, history = _check_run_dir(tmp_path / "run", config, metrics)
     assert history[-1]["valid_loss"] < untrained
@@ -126,7 +129,7 @@ def _scripted(curve, warmup, patience):
                          epochs=len(curve))
     state, kept = TrainState(), []
     for epoch, loss in enumerate(curve, 1):
-        if early_stopping_update(state, epoch, loss, config):
+        if early_stopping_update(state, epoch, loss, warmup, patience):
             kept.append(epoch)
         if state.stopped_early:
             return epoch, state.best_epoch, kept
@@ -149,8 +152,8 @@ def test_progress_bar_ends_where_early_stopping_ends_the_run(datasets, capsys):
 
     config = _small_config("static_mnist", "standard", epochs=300, warmup_epochs=0, patience=1,
                            max_train=300, learning_rate=3e-2)
-    data = subset(datasets["static_mnist"], config)
-    trainer = Trainer(model_for(config, data), config, progress=True)
+    data = reduced_splits(datasets["static_mnist"], config)
+    trainer = Trainer(build_model(config, data), config, progress=True)
     state = trainer.fit(data.train, data.valid)
     assert state.stopped_early and state.epoch < 300
     shown = re.findall(r"(\d+)/(\d+) \[", capsys.readouterr().err)
@@ -192,7 +195,7 @@ def test_early_stopping_matches_the_paper_codes_counter_on_random_curves():
                 counter += 1
             if epoch < warmup:
                 counter = 0
-            early_stopping_update(ours, epoch, loss, config)
+            early_stopping_update(ours, epoch, loss, warmup, patience)
             assert (ours.wait, ours.best_loss, ours.best_epoch) == (counter, best, best_epoch)
             if counter > patience:
                 theirs = epoch
@@ -200,7 +203,7 @@ def test_early_stopping_matches_the_paper_codes_counter_on_random_curves():
             assert not ours.stopped_early
         assert ours.stopped_early == (theirs is not None)
         if theirs is not None:
-            assert theirs == last_epoch(ours.best_epoch, config)
+            assert theirs == last_epoch(ours.best_epoch, warmup, patience)
 
 
 def test_a_running_cells_status_names_the_epoch_at_which_early_stopping_will_end_it(tmp_path):
@@ -208,14 +211,13 @@ def test_a_running_cells_status_names_the_epoch_at_which_early_stopping_will_end
     writes: at every epoch of two scripted validation curves from their best on (nothing improves
     after it), the epoch it names is the one at which the rule then stops; a finished one says it
     is being evaluated."""
-    from vae_lib.models import build_model
     from vae_lib.pipeline.runner import Cell, cell_status
 
     for curve, warmup, patience, stop in [([10, 9, 8, 8.5, 9, 8.1, 8.2], 0, 3, 7),
                                           ([5.0] + [5.0 + e for e in range(1, 12)], 10, 2, 12)]:
         config = make_config("static_mnist", "standard", "smoke", warmup_epochs=warmup,
                              patience=patience, epochs=100)
-        model = build_model("vae", "standard", 12, "bernoulli", hidden_units=8, seed=0).build_all()
+        model = paper_model("vae", "standard", 12, hidden_units=8)
         run_dir = tmp_path / f"wu{warmup}"
         run_dir.mkdir()
         trainer = Trainer(model, config, run_dir / "checkpoint.npz", progress=False)
@@ -223,7 +225,7 @@ def test_a_running_cells_status_names_the_epoch_at_which_early_stopping_will_end
         assert cell_status(cell) == "starting"
         for epoch, loss in enumerate(curve, 1):
             trainer.state.epoch, trainer.state.step = epoch, 10 * epoch
-            early_stopping_update(trainer.state, epoch, loss, config)
+            early_stopping_update(trainer.state, epoch, loss, warmup, patience)
             trainer.save_checkpoint()
             status = cell_status(cell)
             if epoch < stop:
@@ -237,18 +239,17 @@ def test_a_running_cells_status_names_the_epoch_at_which_early_stopping_will_end
 def test_a_running_cells_status_says_when_training_ends_at_its_recent_pace(tmp_path):
     """The time left is the epochs until early stopping would end the run times the median
     seconds of its last 20 epochs (an earlier, slower session does not count)."""
-    from vae_lib.models import build_model
     from vae_lib.pipeline.runner import Cell, cell_status
 
     config = make_config("static_mnist", "standard", "smoke", warmup_epochs=0, patience=50, epochs=2000)
-    model = build_model("vae", "standard", 12, "bernoulli", hidden_units=8, seed=0).build_all()
+    model = paper_model("vae", "standard", 12, hidden_units=8)
     trainer = Trainer(model, config, tmp_path / "checkpoint.npz", progress=False)
     for epoch in range(1, 41):  # 20 slow epochs, then 20 at 30 s (one outlier); best at epoch 40
         trainer.state.epoch, trainer.state.step = epoch, 10 * epoch
-        early_stopping_update(trainer.state, epoch, 100.0 - epoch, config)
+        early_stopping_update(trainer.state, epoch, 100.0 - epoch, 0, 50)
         trainer.state.history.append(dict(epoch=epoch, seconds=300.0 if epoch <= 20 or epoch == 33 else 30.0))
     trainer.save_checkpoint()
-    stop = last_epoch(40, config)  # 91: 51 epochs left at 30 s
+    stop = last_epoch(40, 0, 50)  # 91: 51 epochs left at 30 s
     status = cell_status(Cell(config, tmp_path, tmp_path / "record", "grid"))
     assert status.endswith(f"ends at epoch {stop} unless it improves (about {(stop - 40) * 30 / 60:.0f} min more "
                            f"at 30 s an epoch)"), status
@@ -257,10 +258,8 @@ def test_a_running_cells_status_says_when_training_ends_at_its_recent_pace(tmp_p
 def test_a_checkpoint_whose_folder_is_gone_says_so(tmp_path):
     """The run directory deleted under a running trainer: the error names the missing folder and
     the epoch, and does not send the user to free disk space."""
-    from vae_lib.models import build_model
-
     config = make_config("static_mnist", "standard", "smoke")
-    model = build_model("vae", "standard", 12, "bernoulli", hidden_units=8, seed=0).build_all()
+    model = paper_model("vae", "standard", 12, hidden_units=8)
     trainer = Trainer(model, config, tmp_path / "gone" / "checkpoint.npz", progress=False)
     trainer.state.epoch = 3
     with pytest.raises(TrainingError) as raised:
@@ -282,8 +281,8 @@ def test_train_epoch_runs_every_batch_with_its_seed(datasets):
     100: 3 steps); step 0 reports the loss of the first batch of the epoch's order under the
     "train" stream at counter 0, recomputed here with the starting weights."""
     config = _small_config("static_mnist", "vampprior", max_train=250, batch_size=100)
-    data = subset(datasets["static_mnist"], config)
-    trainer = Trainer(model_for(config, data), config, progress=False)
+    data = reduced_splits(datasets["static_mnist"], config)
+    trainer = Trainer(build_model(config, data), config, progress=False)
     order = np.random.default_rng([config.seed, 1]).permutation(250)
     distortion, rate = trainer.model.elbo_terms(tf.constant(data.train[order[:100]]),
                                                 stateless_seed(config.seed, "train", 0))
@@ -299,8 +298,8 @@ def test_train_epoch_runs_every_batch_with_its_seed(datasets):
 def test_nan_loss_raises_training_error_naming_the_epoch(datasets):
     """Adam with learning rate 1e6 blows the weights up: the loss becomes NaN/inf in epoch 1."""
     config = _small_config("static_mnist", "standard", learning_rate=1e6, max_train=300, max_valid=100)
-    data = subset(datasets["static_mnist"], config)
-    trainer = Trainer(model_for(config, data), config, progress=False)
+    data = reduced_splits(datasets["static_mnist"], config)
+    trainer = Trainer(build_model(config, data), config, progress=False)
     with pytest.raises(TrainingError, match=r"(nan|inf).* epoch 1\b") as err:
         trainer.fit(data.train, data.valid)
     assert "learning rate" in str(err.value)
@@ -311,14 +310,14 @@ def test_nan_after_checkpoint_keeps_last_good_checkpoint(datasets, tmp_path):
     """A NaN in epoch 2 (corrupt training images) names epoch 2 and the kept epoch-1 checkpoint,
     which is left byte-for-byte unchanged."""
     config = _small_config("static_mnist", "standard", epochs=1, max_train=300, max_valid=100)
-    data = subset(datasets["static_mnist"], config)
+    data = reduced_splits(datasets["static_mnist"], config)
     ckpt = tmp_path / "checkpoint.npz"
-    Trainer(model_for(config, data), config, ckpt, progress=False).fit(data.train, data.valid)
+    Trainer(build_model(config, data), config, ckpt, progress=False).fit(data.train, data.valid)
     saved = ckpt.read_bytes()
     longer = config.replace(epochs=3)
     bad_train = data.train.copy()
     bad_train[::7, 100] = np.nan
-    trainer = Trainer(model_for(longer, data), longer, ckpt, progress=False)
+    trainer = Trainer(build_model(longer, data), longer, ckpt, progress=False)
     with pytest.raises(TrainingError) as err:
         trainer.fit(bad_train, data.valid)
     message = str(err.value)
@@ -332,20 +331,20 @@ def test_resume_restores_state_and_replays_uninterrupted_run(datasets, tmp_path)
     1 epoch, then resuming to 3, gives the same weights and history as 3 epochs in one go."""
     config = _small_config("static_mnist", "vampprior", epochs=3, warmup_epochs=2, max_train=300,
                            max_valid=100, jit_compile=True)
-    data = subset(datasets["static_mnist"], config)
+    data = reduced_splits(datasets["static_mnist"], config)
 
-    straight = model_for(config, data)
+    straight = build_model(config, data)
     straight_state = Trainer(straight, config, progress=False).fit(data.train, data.valid)
 
     first = config.replace(epochs=1)
     ckpt, hist = tmp_path / "checkpoint.npz", tmp_path / "history.csv"
-    part = model_for(first, data)
+    part = build_model(first, data)
     part_trainer = Trainer(part, first, ckpt, hist, progress=False)
     part_trainer.fit(data.train, data.valid)
     weights_1 = [w.numpy() for w in part.weights]
     optimizer_1 = [v.numpy() for v in part_trainer.optimizer.variables]
 
-    resumed = model_for(config, data)  # fresh weights, then the checkpoint
+    resumed = build_model(config, data)  # fresh weights, then the checkpoint
     trainer = Trainer(resumed, config, ckpt, hist, progress=False)
     assert trainer.state.epoch == 1 and trainer.state.step == part_trainer.state.step
     assert trainer.state.history == part_trainer.state.history
@@ -371,12 +370,12 @@ def test_resume_restores_state_and_replays_uninterrupted_run(datasets, tmp_path)
 def test_finished_trainer_does_not_train_again(datasets, tmp_path):
     """Loading a checkpoint of a finished run and calling fit() changes nothing."""
     config = _small_config("static_mnist", "mog", epochs=1, max_train=200, max_valid=100)
-    data = subset(datasets["static_mnist"], config)
+    data = reduced_splits(datasets["static_mnist"], config)
     ckpt = tmp_path / "checkpoint.npz"
-    model = model_for(config, data)
+    model = build_model(config, data)
     Trainer(model, config, ckpt, progress=False).fit(data.train, data.valid)
     saved = ckpt.read_bytes()
-    again = model_for(config, data)
+    again = build_model(config, data)
     state = Trainer(again, config, ckpt, progress=False).fit(data.train, data.valid)
     assert state.epoch == 1 and ckpt.read_bytes() == saved
     for a, b in zip(again.weights, model.weights):
@@ -443,14 +442,14 @@ def test_dynamic_mnist_trains_and_resumes_exactly(datasets, tmp_path):
     one go and one epoch, then a resumed second, end with identical weights."""
     config = _small_config("dynamic_mnist", "vampprior", epochs=2, max_train=500, max_valid=200,
                            jit_compile=True)
-    data = subset(datasets["dynamic_mnist"], config)
-    straight = model_for(config, data)
+    data = reduced_splits(datasets["dynamic_mnist"], config)
+    straight = build_model(config, data)
     state = Trainer(straight, config, progress=False, binarize=True).fit(data.train, data.valid)
     assert state.history[1]["valid_loss"] < state.history[0]["valid_loss"]
     ckpt = tmp_path / "checkpoint.npz"
-    Trainer(model_for(config.replace(epochs=1), data), config.replace(epochs=1), ckpt,
+    Trainer(build_model(config.replace(epochs=1), data), config.replace(epochs=1), ckpt,
             progress=False, binarize=True).fit(data.train, data.valid)
-    resumed = model_for(config, data)
+    resumed = build_model(config, data)
     Trainer(resumed, config, ckpt, progress=False, binarize=True).fit(data.train, data.valid)
     for a, b in zip(resumed.weights, straight.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
@@ -461,8 +460,8 @@ def test_grey_pixels_under_a_bernoulli_likelihood_are_refused_before_training(da
     train a Bernoulli model on non-binary pixels without any error: refused, nothing trained; and
     binarize=True is refused for the 8-bit likelihood of Frey Faces."""
     config = _small_config("dynamic_mnist", "standard", epochs=1, max_train=200, max_valid=100)
-    data = subset(datasets["dynamic_mnist"], config)
-    model = model_for(config, data)
+    data = reduced_splits(datasets["dynamic_mnist"], config)
+    model = build_model(config, data)
     before = [w.numpy() for w in model.weights]
     with pytest.raises(ConfigError, match="training images have grey levels.*binarize=True"):
         Trainer(model, config, progress=False).fit(data.train, data.valid)
@@ -470,6 +469,6 @@ def test_grey_pixels_under_a_bernoulli_likelihood_are_refused_before_training(da
         Trainer(model, config, progress=False, binarize=True).fit(data.train, data.train[:100])
     assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, model.weights))
     frey = _small_config("frey_faces", "standard", epochs=1, max_train=200, max_valid=100)
-    frey_data = subset(datasets["frey_faces"], frey)
+    frey_data = reduced_splits(datasets["frey_faces"], frey)
     with pytest.raises(ConfigError, match="binarize=True is for a Bernoulli likelihood"):
-        Trainer(model_for(frey, frey_data), frey, progress=False, binarize=True).fit(frey_data.train, frey_data.valid)
+        Trainer(build_model(frey, frey_data), frey, progress=False, binarize=True).fit(frey_data.train, frey_data.valid)

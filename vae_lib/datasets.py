@@ -64,7 +64,7 @@ class Dataset:
     valid: np.ndarray
     test: np.ndarray
     image_shape: tuple[int, int]
-    likelihood: str  # "bernoulli" (binary pixels) or "logistic256" (8-bit grey levels)
+    likelihood: str  # "bernoulli" (binary pixels) or "discretized_logistic" (8-bit grey levels)
     pseudo_init: tuple[float, float]  # mean and std of the VampPrior's initial pseudo-inputs
     sources: dict[str, str] = field(default_factory=dict)  # file -> sha256 actually read
     dynamic_binarization: bool = False  # train holds grey levels, binarized afresh at every step
@@ -314,7 +314,7 @@ _SPECS = {
                            dynamic_binarization=True),
     "fashion_mnist": _Spec(_load_fashion_mnist, (28, 28), "bernoulli", (0.05, 0.01)),
     "caltech101_silhouettes": _Spec(_load_caltech, (28, 28), "bernoulli", (0.5, 0.02)),
-    "frey_faces": _Spec(_load_frey, (28, 20), "logistic256", (0.5, 0.02)),
+    "frey_faces": _Spec(_load_frey, (28, 20), "discretized_logistic", (0.5, 0.02)),
 }
 
 

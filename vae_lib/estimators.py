@@ -13,10 +13,29 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from .pipeline.config import check_eval_matmuls
-from .errors import ConfigError
+from .errors import ConfigError, check_choice
 from .networks import matmul_inputs
+from .progress import progress_bar
 from .seeds import stateless_seed
+
+MATMUL_INPUTS = ("float32", "bfloat16")
+# Where bfloat16 matmul inputs keep the test log-likelihood within 0.01 nats of float32: binary
+# images. An 8-bit likelihood's bins are narrower than the rounding bfloat16 leaves in the decoder's
+# means (benchmarks/README.md), so it is refused there.
+BFLOAT16_LIKELIHOODS = ("bernoulli",)
+
+
+def check_matmul_inputs(matmul_inputs: str, likelihood) -> str:
+    """``matmul_inputs`` if the importance sampler may use it with ``likelihood`` (a Likelihood
+    or its name), else a ConfigError saying why not."""
+    check_choice("matmul input type", matmul_inputs, MATMUL_INPUTS)
+    name = getattr(likelihood, "name", likelihood)
+    if matmul_inputs == "bfloat16" and name not in BFLOAT16_LIKELIHOODS:
+        named = f"the {name}" if name else "an unnamed"
+        raise ConfigError(f"bfloat16 matmul inputs are for binary images only: with {named} "
+                          f"likelihood they can move the test log-likelihood by tenths of a nat. "
+                          f"Use float32 (the default).")
+    return matmul_inputs
 
 
 @dataclass
@@ -54,13 +73,14 @@ class ImportanceSampler:
 
     def __init__(self, model, num_samples: int, rows_per_pass: int = 8192, jit_compile=True,
                  matmul_inputs="float32"):
-        """``matmul_inputs="bfloat16"``: the passes' matmuls take bfloat16 inputs and accumulate in
-        float32 (see :func:`vae_lib.networks.matmul_inputs`); faster, and not bit-identical; for
-        binary images only (config.BFLOAT16_EVAL_LIKELIHOODS)."""
+        """``matmul_inputs="bfloat16"``: the passes' matmuls (of the model's :class:`~vae_lib.networks.Linear`
+        layers) take bfloat16 inputs and accumulate in float32 (see
+        :func:`vae_lib.networks.matmul_inputs`); faster, and not bit-identical; for binary images
+        only (:data:`BFLOAT16_LIKELIHOODS`)."""
         if num_samples <= 0:
             raise ConfigError(f"The number of importance samples must be positive, got {num_samples}.")
         self.model, self.num_samples = model, int(num_samples)
-        self.matmul_inputs = check_eval_matmuls(matmul_inputs, model.likelihood)
+        self.matmul_inputs = check_matmul_inputs(matmul_inputs, model.likelihood)
         self.samples_per_pass = min(self.num_samples, rows_per_pass)
         self.images_per_pass = max(1, rows_per_pass // self.samples_per_pass)
         self._pass = tf.function(self._pass_fn, jit_compile=jit_compile, reduce_retracing=True,
@@ -70,7 +90,7 @@ class ImportanceSampler:
         """One compiled pass: ``totals`` (logsumexp of w and of w^2 so far) logaddexp those of
         ``num_samples`` more draws. Encoding the few images of a pass again each time costs far less
         than a call outside."""
-        with matmul_inputs(self.matmul_inputs):  # read while tracing
+        with matmul_inputs(self.model, self.matmul_inputs):  # read while tracing
             log_w = self.model.log_weights(x, seed, num_samples, prior_params)  # (S, B)
         chunk = tf.stack([tf.reduce_logsumexp(log_w, axis=0), tf.reduce_logsumexp(2.0 * log_w, axis=0)])
         return tf.experimental.numpy.logaddexp(totals, chunk)
@@ -78,6 +98,7 @@ class ImportanceSampler:
     def evaluate(self, images, seed: int = 0, progress=None) -> ImportanceResult:
         """Per-image log p(x) estimates and effective sample sizes for ``images`` of shape (N, D)."""
         images = np.asarray(images, np.float32)
+        self.model.ensure_built(images)
         prior_params = self.model.prior_params()  # now, not when the sampler was built
         log_px = np.empty(len(images), np.float64)
         ess = np.empty(len(images), np.float64)
@@ -115,6 +136,7 @@ def iwae_bound(model, images, k, seed=0, **kwargs) -> np.ndarray:
 def elbo(model, images, seed=0, batch_size=1000, purpose="test_elbo") -> np.ndarray:
     """Per-image single-sample ELBO (nats), -(distortion + rate)."""
     images = np.asarray(images, np.float32)
+    model.ensure_built(images)
     out = []
     for start in range(0, len(images), batch_size):
         d, r = model.elbo_terms(tf.constant(images[start:start + batch_size]),

@@ -1,10 +1,10 @@
-"""Latent-variable models. Each owns its distributions and its log-weights; the estimators
-(:mod:`vae_lib.estimators`) and the trainer only reduce what these methods return:
+"""Latent-variable models: Keras models that own their distributions and their log-weights. The
+estimators (:mod:`vae_lib.estimators`) and the training step only reduce what these methods return:
 
 ``elbo_terms(x, seed)``
     per image, one draw z ~ q(z|x): the distortion -log p(x|z) and the rate
     log q(z|x) - log p(z) (the closed-form KL instead, where the model uses it). Training weighs
-    the rate by the KL warm-up beta; ELBO = -(distortion + rate).
+    the rate by the KL warm-up weight beta; ELBO = -(distortion + rate).
 ``log_weights(x, seed, num_samples, prior_params=None)``
     (S, B) log p(x, z_s) - log q(z_s|x) for S draws z_s ~ q(z|x); their logsumexp - log S is the
     importance-sampled log p(x) (the IWAE bound).
@@ -14,39 +14,91 @@
 ``reconstruct(x)``, ``sample(n, seed)``
     mean images, for figures.
 
-A new model is one new class here and the function that assembles it, named in
-:data:`vae_lib.pipeline.registry.MODELS`; nothing else changes.
+Training is Keras' own: ``compile`` and ``fit`` run :meth:`LatentVariableModel.train_step`, which
+takes one :meth:`~LatentVariableModel.gradient_step`; the paper-protocol trainer of
+:mod:`vae_lib.pipeline` runs that same method, so the two cannot drift apart. A new model is one
+new class here that implements the four methods above.
 """
 from __future__ import annotations
 
+import random
+
 import keras
+import numpy as np
 import tensorflow as tf
 
+from . import likelihoods as likelihoods_lib
 from .densities import log_normal_diag, reparameterize
-from .errors import ConfigError, check_choice
-from .networks import Decoder, GaussianMLP, TwoInputDecoder, TwoInputGaussian
-from .priors import Prior, make_prior
-from .pipeline.registry import MODELS
+from .errors import ConfigError
+from .priors import Prior
+from .seeds import stateless_seed, stream_key
+
+
+def gaussian_params(output):
+    """(mean, logvar) from a Gaussian network's output: a pair, or one tensor of 2Z numbers split in
+    half (means first). In float32."""
+    if isinstance(output, (tuple, list)):
+        if len(output) != 2:
+            raise ConfigError(f"A Gaussian network must return (mean, logvar) or one tensor of 2Z "
+                              f"numbers; this one returned {len(output)} tensors.")
+        mean, logvar = output
+    else:
+        if output.shape[-1] is not None and output.shape[-1] % 2:
+            raise ConfigError(f"A Gaussian network that returns one tensor must give 2Z numbers "
+                              f"(means, then log-variances); this one gives {output.shape[-1]}.")
+        mean, logvar = tf.split(output, 2, axis=-1)
+    return tf.cast(mean, tf.float32), tf.cast(logvar, tf.float32)
+
+
+def images_of(data):
+    """The images of a batch as ``fit`` passes it: x, (x,), (x, y) or (x, y, weights)."""
+    return data[0] if isinstance(data, (tuple, list)) else data
 
 
 class LatentVariableModel(keras.Model):
-    """What every model shares: an injected prior on its (top) latent, and the joint encoder pass."""
+    """What every model shares: an injected prior on its (top) latent, a likelihood, the joint
+    encoder pass, the mapping of (S, B) sample axes through networks that see (N, ...) batches,
+    and Keras' training and test steps.
 
-    def __init__(self, prior: Prior, input_dim: int, **kwargs):
+    ``seed``: the stream of the training noise (step t draws from [seed, t]) and of the
+    evaluation's; None draws one from Keras' global random state (``keras.utils.set_random_seed``).
+    """
+
+    def __init__(self, prior: Prior, likelihood="bernoulli", seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.prior, self.input_dim = prior, input_dim
-        self.latent_dim = prior.latent_dim
+        if not isinstance(prior, Prior):
+            raise ConfigError(f"prior must be a vae_lib prior (StandardNormal, VampPrior, "
+                              f"MixtureOfGaussians, ...), got {type(prior).__name__}.")
+        self.prior = prior
+        self.likelihood = likelihoods_lib.get(likelihood)
+        # None: a seed from Python's random state, which keras.utils.set_random_seed sets (drawn
+        # here, before any layer is built, as Keras draws its initializers' seeds)
+        self.seed = int(random.randint(1, 2**31 - 1) if seed is None else seed)
+        self.kl_weight = self.add_weight(shape=(), initializer="ones", trainable=False, name="kl_weight")
+        self.test_noise = keras.random.SeedGenerator(stream_key(self.seed, "valid"))
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.distortion_tracker = keras.metrics.Mean(name="distortion")
+        self.rate_tracker = keras.metrics.Mean(name="rate")
+        self.data_shape = None
 
-    @property
-    def likelihood(self) -> str | None:
-        """The name of p(x|.)'s distribution ("bernoulli" or "logistic256"); None if unnamed (the
-        importance sampler then refuses bfloat16 matmuls, which suit binary images only)."""
-        return None
-
+    # -- the maths a model implements -------------------------------------------------------------
     def top_encoder(self, x):
         """(mean, logvar) of the latent the prior is on, given x."""
         raise NotImplementedError
 
+    def elbo_terms(self, x, seed):
+        raise NotImplementedError
+
+    def log_weights(self, x, seed, num_samples, prior_params=None):
+        raise NotImplementedError
+
+    def reconstruct(self, x):
+        raise NotImplementedError
+
+    def sample(self, n, seed=None):
+        raise NotImplementedError
+
+    # -- shared ---------------------------------------------------------------------------------
     def encode_with_prior(self, x):
         """(mean, logvar) of the top latent for a batch, and the prior's params. A prior built on the
         encoder (the VampPrior) has its inputs encoded in the same pass as the batch: one (B+K)-row
@@ -60,57 +112,157 @@ class LatentVariableModel(keras.Model):
         return mean[:n], logvar[:n], (mean[n:], logvar[n:])
 
     def prior_params(self):
-        return self.prior.params()
+        """The prior's parameters as the model is now (the VampPrior: the encoder at its pseudo-inputs)."""
+        extra = self.prior.encoder_inputs()
+        return self.prior.params() if extra is None else self.top_encoder(extra)
 
-    def build_all(self):
-        """Create every weight (Keras builds layers lazily on their first call)."""
-        self.log_weights(tf.zeros([1, self.input_dim]), tf.constant([0, 0], tf.int64), 1)
-        self.reconstruct(tf.zeros([1, self.input_dim]))
+    def map_samples(self, network, z):
+        """``network`` on z of shape (..., Z), through a (N, Z) batch: the outputs come back with
+        z's leading axes ((S, B) samples of the importance sampler)."""
+        lead = tf.shape(z)[:-1]
+        outputs = network(tf.reshape(z, [-1, z.shape[-1]]))
+        return tf.nest.map_structure(
+            lambda y: tf.reshape(y, tf.concat([lead, tf.shape(y)[1:]], 0)), outputs)
+
+    def decode(self, network, z):
+        """The likelihood's parameters for latents of shape (..., Z): (..., *data_shape) each."""
+        lead = tf.shape(z)[:-1]
+        flat = tf.reshape(z, [-1, z.shape[-1]])
+        params = self.likelihood.params(network(flat), self.data_shape)
+        return tf.nest.map_structure(
+            lambda y: tf.reshape(y, tf.concat([lead, tf.shape(y)[1:]], 0)), params)
+
+    def seed_tensor(self, seed, purpose="samples"):
+        """A stateless seed pair from a pair, an int (that seed's ``purpose`` stream) or None (this
+        model's own ``purpose`` stream)."""
+        if seed is None:
+            seed = self.seed
+        if isinstance(seed, (int, np.integer)):
+            return stateless_seed(int(seed), purpose, 0)
+        return seed
+
+    def noise_seed(self, purpose, counter):
+        """[stream_key(seed, purpose), counter]: the stateless seed of one draw."""
+        return tf.stack([tf.constant(stream_key(self.seed, purpose), tf.int64), tf.cast(counter, tf.int64)])
+
+    # -- Keras ----------------------------------------------------------------------------------
+    def build(self, input_shape):
+        """Create every weight for inputs of ``input_shape`` (batch axis first; flat or
+        image-shaped): the prior's pseudo-inputs first, then the encoder, the prior's own weights
+        once the latent size is known, and the decoder."""
+        self.data_shape = tuple(int(d) for d in input_shape[1:])
+        self.prior.build_inputs(self.data_shape)
+        x = tf.zeros((1, *self.data_shape))
+        self._build_networks(x)
         self.built = True
-        return self
 
-    def call(self, x):  # a reconstruction; training uses elbo_terms, not fit()
+    def ensure_built(self, x):
+        """Build the model for inputs like ``x`` if it is not built yet (``fit``, ``evaluate``
+        and the estimators call this, as Keras builds a model on its first batch)."""
+        if not self.built:
+            self.build((None, *x.shape[1:]))
+
+    def _build_networks(self, x):
+        raise NotImplementedError
+
+    def _build_top(self, x):
+        """The top encoder on x (and the prior's encoder inputs), then the prior: the latent's
+        (mean, logvar) for x."""
+        extra = self.prior.encoder_inputs()
+        mean, logvar = self.top_encoder(x if extra is None else tf.concat([x, extra], axis=0))
+        self.prior.build(mean.shape)
+        return mean[:1], logvar[:1]
+
+    def get_build_config(self):
+        return {"input_shape": (None, *self.data_shape)} if self.data_shape is not None else None
+
+    def build_from_config(self, config):
+        if config and not self.built:
+            self.build(config["input_shape"])
+
+    def call(self, x):
+        """The reconstruction of x (the decoder's mean at the encoder's mean)."""
+        self.ensure_built(x)
         return self.reconstruct(x)
 
-    def elbo_terms(self, x, seed):
-        raise NotImplementedError
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.distortion_tracker, self.rate_tracker]
 
-    def log_weights(self, x, seed, num_samples, prior_params=None):
-        raise NotImplementedError
+    def gradient_step(self, x, seed, beta):
+        """One optimizer step on the batch ``x``: minimise the mean over images of
+        distortion + ``beta`` x rate with the noise of ``seed``. Returns the loss and the per-image
+        distortion and rate. ``fit`` (through :meth:`train_step`) and the paper-protocol trainer
+        both run it."""
+        variables = self.trainable_variables
+        with tf.GradientTape() as tape:
+            distortion, rate = self.elbo_terms(x, seed)
+            loss = tf.reduce_mean(distortion + beta * rate)
+            scaled = self.optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply_gradients(zip(grads, variables))
+        return loss, distortion, rate
 
-    def reconstruct(self, x):
-        raise NotImplementedError
+    def train_step(self, data):
+        """One step of ``fit``: the noise of optimizer step t is the ``train`` stream at t, and the
+        rate is weighed by ``kl_weight`` (1 unless a :class:`vae_lib.KLWarmup` callback sets it).
+        Logs ``loss`` (distortion + kl_weight x rate), ``distortion`` (-log p(x|z)) and ``rate``
+        (the KL term), each the mean over images in nats."""
+        x = tf.convert_to_tensor(images_of(data), tf.float32)
+        self.ensure_built(x)
+        seed = self.noise_seed("train", self.optimizer.iterations)
+        _, distortion, rate = self.gradient_step(x, seed, self.kl_weight)
+        return self._log(distortion, rate, self.kl_weight)
 
-    def sample(self, n, seed):
-        raise NotImplementedError
+    def test_step(self, data):
+        """``evaluate`` and ``fit``'s validation: ``loss`` is the negative ELBO (the rate at weight
+        1, whatever the warm-up), the criterion of the paper's early stopping."""
+        x = tf.convert_to_tensor(images_of(data), tf.float32)
+        self.ensure_built(x)
+        distortion, rate = self.elbo_terms(x, tf.cast(self.test_noise.next(), tf.int64))
+        return self._log(distortion, rate, 1.0)
+
+    def _log(self, distortion, rate, beta):
+        self.loss_tracker.update_state(distortion + beta * rate)
+        self.distortion_tracker.update_state(distortion)
+        self.rate_tracker.update_state(rate)
+        return {m.name: m.result() for m in self.metrics}
+
+    def get_config(self):
+        return {"name": self.name, "prior": keras.saving.serialize_keras_object(self.prior),
+                "likelihood": keras.saving.serialize_keras_object(self.likelihood), "seed": self.seed}
 
 
+@keras.saving.register_keras_serializable(package="vae_lib")
 class VAE(LatentVariableModel):
-    """q(z|x) = N(encoder(x)), p(x|z) = decoder, p(z) = the injected prior.
+    """q(z|x) = N(encoder(x)), p(x|z) = the likelihood at decoder(z), p(z) = the prior.
 
+    ``encoder``: any Keras layer or model from images (flat or H x W x C) to (mean, logvar), or to
+    one tensor of 2Z numbers split in half. ``decoder``: any Keras layer or model from z (N, Z) to
+    the likelihood's parameters (see :mod:`vae_lib.likelihoods`). ``likelihood``: "bernoulli",
+    "discretized_logistic" or a :class:`~vae_lib.likelihoods.Likelihood`.
     ``closed_form_kl``: where the prior has a closed-form KL (the standard prior), the rate is that
     KL instead of its single-sample Monte Carlo estimate (same expectation, less noise). The
     paper's code uses the Monte Carlo estimate for every prior (``closed_form_kl=False``)."""
 
-    def __init__(self, encoder, decoder, prior: Prior, input_dim: int, closed_form_kl: bool = True,
-                 **kwargs):
-        super().__init__(prior, input_dim, **kwargs)
+    def __init__(self, encoder, decoder, prior: Prior, likelihood="bernoulli",
+                 closed_form_kl: bool = True, seed: int | None = None, **kwargs):
+        super().__init__(prior, likelihood, seed, **kwargs)
         self.encoder, self.decoder = encoder, decoder
-        if prior.encoder_inputs() is not None and getattr(prior, "encoder", None) is not encoder:
-            raise ConfigError("A prior built on an encoder must use the VAE's own encoder.")
-        self.use_closed_form_kl = closed_form_kl and prior.has_closed_form_kl
-
-    @property
-    def likelihood(self):
-        return getattr(self.decoder, "likelihood", None)
+        self.closed_form_kl = bool(closed_form_kl)
+        self.use_closed_form_kl = self.closed_form_kl and prior.has_closed_form_kl
 
     def top_encoder(self, x):
-        return self.encoder(x)
+        return gaussian_params(self.encoder(x))
+
+    def _build_networks(self, x):
+        mean, _ = self._build_top(x)
+        self.decode(self.decoder, mean)
 
     def elbo_terms(self, x, seed):
         mean, logvar, params = self.encode_with_prior(x)
         z = reparameterize(mean, logvar, seed)
-        distortion = -self.decoder.log_prob(x, z)
+        distortion = -self.likelihood.log_prob(x, self.decode(self.decoder, z))
         if self.use_closed_form_kl:
             rate = self.prior.closed_form_kl(mean, logvar)
         else:
@@ -121,54 +273,102 @@ class VAE(LatentVariableModel):
         if prior_params is None:
             mean, logvar, prior_params = self.encode_with_prior(x)
         else:
-            mean, logvar = self.encoder(x)
-        z = reparameterize(mean, logvar, seed, num_samples)  # (S, B, D)
-        return (self.decoder.log_prob(x, z) + self.prior.log_prob(z, prior_params)
-                - log_normal_diag(z, mean, logvar))
+            mean, logvar = self.top_encoder(x)
+        z = reparameterize(mean, logvar, seed, num_samples)  # (S, B, Z)
+        return (self.likelihood.log_prob(x, self.decode(self.decoder, z))
+                + self.prior.log_prob(z, prior_params) - log_normal_diag(z, mean, logvar))
 
     def reconstruct(self, x):
-        mean, _ = self.encoder(x)
-        return self.decoder.mean(mean)
+        mean, _ = self.top_encoder(x)
+        return self.likelihood.mean(self.decode(self.decoder, mean))
 
-    def sample(self, n, seed):
-        return self.decoder.mean(self.prior.sample(n, seed))
+    def sample(self, n, seed=None):
+        """``n`` mean images of z ~ p(z), from a stateless seed pair, an int, or None (this
+        model's own "samples" stream)."""
+        z = self.prior.sample(n, self.seed_tensor(seed), self.prior_params())
+        return self.likelihood.mean(self.decode(self.decoder, z))
+
+    def get_config(self):
+        return {**super().get_config(), "encoder": keras.saving.serialize_keras_object(self.encoder),
+                "decoder": keras.saving.serialize_keras_object(self.decoder),
+                "closed_form_kl": self.closed_form_kl}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("encoder", "decoder", "prior", "likelihood"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
 
 
+@keras.saving.register_keras_serializable(package="vae_lib")
 class HVAE(LatentVariableModel):
     """The paper's two-level hierarchical VAE (models/HVAE_2level.py in the paper's code):
 
         q(z1, z2 | x) = q(z2 | x) q(z1 | x, z2),   p(x, z1, z2) = p(x | z1, z2) p(z1 | z2) p(z2),
 
-    with the injected prior on the top latent z2 (the VampPrior encodes its pseudo-inputs with
-    q(z2|.)). One draw of (z2, z1) from q per sample; all rates are Monte Carlo estimates."""
+    with the prior on the top latent z2 (the VampPrior encodes its pseudo-inputs with q(z2|.)).
+    ``q_z2``, ``p_z1``: networks to (mean, logvar) as a VAE's encoder; ``q_z1`` takes [x, z2] and
+    ``p_x`` takes [z1, z2] (two inputs, as a Keras model with two inputs is called). Networks that
+    say ``broadcasts_samples = True`` (the paper's MLPs) get x against (S, B) samples of z2 as they
+    are, and run x's branch once per image; others get x repeated per sample. One draw of (z2, z1)
+    from q per sample; all rates are Monte Carlo estimates."""
 
-    def __init__(self, q_z2, q_z1, p_z1, p_x, prior: Prior, input_dim: int, **kwargs):
-        super().__init__(prior, input_dim, **kwargs)
+    def __init__(self, q_z2, q_z1, p_z1, p_x, prior: Prior, likelihood="bernoulli",
+                 seed: int | None = None, **kwargs):
+        super().__init__(prior, likelihood, seed, **kwargs)
         self.q_z2, self.q_z1, self.p_z1, self.p_x = q_z2, q_z1, p_z1, p_x
-        if prior.encoder_inputs() is not None and getattr(prior, "encoder", None) is not q_z2:
-            raise ConfigError("A prior built on an encoder must use the HVAE's q(z2|x).")
-
-    @property
-    def likelihood(self):
-        return getattr(self.p_x, "likelihood", None)
 
     def top_encoder(self, x):
-        return self.q_z2(x)
+        return gaussian_params(self.q_z2(x))
+
+    def q_z1_params(self, x, z2):
+        """(mean, logvar) of q(z1 | x, z2) for z2 of shape (..., B, Z): (S, B) samples, or B."""
+        return gaussian_params(self._two_inputs(self.q_z1, x, z2, a_per_image=True))
+
+    def p_x_params(self, z1, z2):
+        """The likelihood's parameters of p(x | z1, z2), with z1's and z2's leading shape."""
+        out = self._two_inputs(self.p_x, z1, z2, a_per_image=False)
+        n_lead, lead = len(z2.shape) - 1, tf.shape(z2)[:-1]
+        flat = tf.nest.map_structure(lambda y: tf.reshape(y, tf.concat([[-1], tf.shape(y)[n_lead:]], 0)), out)
+        params = self.likelihood.params(flat, self.data_shape)
+        return tf.nest.map_structure(lambda y: tf.reshape(y, tf.concat([lead, tf.shape(y)[1:]], 0)), params)
+
+    @staticmethod
+    def _two_inputs(network, a, b, a_per_image):
+        """``network([a, b])`` for b of shape (..., B, Z) and a of the same leading shape, or, with
+        ``a_per_image``, of shape (B, ...) alone (x); the output has b's leading shape. A network
+        with ``broadcasts_samples`` gets a and b as they are; others get x repeated per sample and
+        (N, ...) batches."""
+        if getattr(network, "broadcasts_samples", False):
+            return network([a, b])
+        lead, n_lead = tf.shape(b)[:-1], len(b.shape) - 1
+        if a_per_image and n_lead > 1:
+            a = tf.broadcast_to(a, tf.concat([lead, tf.shape(a)[1:]], 0))  # x repeated per sample
+        a_flat = tf.reshape(a, tf.concat([[-1], tf.shape(a)[n_lead:]], 0))
+        out = network([a_flat, tf.reshape(b, [-1, b.shape[-1]])])
+        return tf.nest.map_structure(lambda y: tf.reshape(y, tf.concat([lead, tf.shape(y)[1:]], 0)), out)
+
+    def _build_networks(self, x):
+        mean2, _ = self._build_top(x)
+        mean1, _ = self.q_z1_params(x, mean2)
+        gaussian_params(self.map_samples(self.p_z1, mean2))
+        self.p_x_params(mean1, mean2)
 
     def _log_px_and_log_ratio(self, x, seed, num_samples, prior_params):
         """log p(x|z1, z2) and log p(z1, z2) - log q(z1, z2|x) for draws (z2, z1) ~ q."""
         if prior_params is None:
             mean2, logvar2, prior_params = self.encode_with_prior(x)
         else:
-            mean2, logvar2 = self.q_z2(x)
+            mean2, logvar2 = self.top_encoder(x)
         seed2, seed1 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         z2 = reparameterize(mean2, logvar2, seed2, num_samples)
-        mean1, logvar1 = self.q_z1(x, z2)
+        mean1, logvar1 = self.q_z1_params(x, z2)
         z1 = reparameterize(mean1, logvar1, seed1)
-        p_mean1, p_logvar1 = self.p_z1(z2)
+        p_mean1, p_logvar1 = gaussian_params(self.map_samples(self.p_z1, z2))
         log_q = log_normal_diag(z1, mean1, logvar1) + log_normal_diag(z2, mean2, logvar2)
         log_p = log_normal_diag(z1, p_mean1, p_logvar1) + self.prior.log_prob(z2, prior_params)
-        return self.p_x.log_prob(x, z1, z2), log_p - log_q
+        return self.likelihood.log_prob(x, self.p_x_params(z1, z2)), log_p - log_q
 
     def elbo_terms(self, x, seed):
         log_px, log_ratio = self._log_px_and_log_ratio(x, seed, None, None)
@@ -179,52 +379,45 @@ class HVAE(LatentVariableModel):
         return log_px + log_ratio
 
     def reconstruct(self, x):
-        z2, _ = self.q_z2(x)
-        z1, _ = self.q_z1(x, z2)
-        return self.p_x.mean(z1, z2)
+        z2, _ = self.top_encoder(x)
+        z1, _ = self.q_z1_params(x, z2)
+        return self.likelihood.mean(self.p_x_params(z1, z2))
 
-    def sample(self, n, seed):
-        seed2, seed1 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        z2 = self.prior.sample(n, seed2)
-        z1 = reparameterize(*self.p_z1(z2), seed1)
-        return self.p_x.mean(z1, z2)
+    def sample(self, n, seed=None):
+        seed2, seed1 = tf.unstack(tf.random.experimental.stateless_split(self.seed_tensor(seed), 2))
+        z2 = self.prior.sample(n, seed2, self.prior_params())
+        z1 = reparameterize(*gaussian_params(self.map_samples(self.p_z1, z2)), seed1)
+        return self.likelihood.mean(self.p_x_params(z1, z2))
 
+    def get_config(self):
+        nets = {k: keras.saving.serialize_keras_object(getattr(self, k)) for k in ("q_z2", "q_z1", "p_z1", "p_x")}
+        return {**super().get_config(), **nets}
 
-# -- builders, named in vae_lib.pipeline.registry.MODELS ----------------------------------------------------
-def assemble_vae(prior_name, input_dim, likelihood, *, latent_dim, hidden_units, num_layers,
-                 activation, init, closed_form_kl, **prior_kwargs):
-    encoder = GaussianMLP(latent_dim, hidden_units, num_layers, activation, init, name="encoder")
-    decoder = Decoder(input_dim, likelihood, hidden_units, num_layers, activation, init, name="decoder")
-    prior = make_prior(prior_name, latent_dim, encoder=encoder, input_dim=input_dim, **prior_kwargs)
-    return VAE(encoder, decoder, prior, input_dim, closed_form_kl=closed_form_kl,
-               name=f"vae_{prior_name}")
-
-
-def assemble_hvae(prior_name, input_dim, likelihood, *, latent_dim, hidden_units, num_layers,
-                  activation, init, closed_form_kl, **prior_kwargs):
-    q_z2 = GaussianMLP(latent_dim, hidden_units, num_layers, activation, init, name="q_z2")
-    q_z1 = TwoInputGaussian(latent_dim, hidden_units, activation, init, name="q_z1")
-    p_z1 = GaussianMLP(latent_dim, hidden_units, num_layers, activation, init, name="p_z1")
-    p_x = TwoInputDecoder(input_dim, likelihood, hidden_units, activation, init, name="p_x")
-    prior = make_prior(prior_name, latent_dim, encoder=q_z2, input_dim=input_dim, **prior_kwargs)
-    return HVAE(q_z2, q_z1, p_z1, p_x, prior, input_dim, name=f"hvae_{prior_name}")
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("q_z2", "q_z1", "p_z1", "p_x", "prior", "likelihood"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
 
 
-def build_model(model: str, prior_name: str, input_dim: int, likelihood: str, *, latent_dim=40,
-                hidden_units=300, num_layers=2, activation="gated", init="glorot",
-                closed_form_kl=True, num_components=500, train_images=None,
-                pseudo_init=(0.05, 0.01), trainable_pseudo_inputs=None, seed=0) -> LatentVariableModel:
-    """Build and initialise (with ``seed``) the model called ``model`` with the prior ``prior_name``."""
-    spec = MODELS[check_choice("model", model, MODELS)]
-    keras.utils.set_random_seed(seed)  # the weights' initial values
-    built = spec.build(prior_name, input_dim, likelihood, latent_dim=latent_dim,
-                       hidden_units=hidden_units, num_layers=num_layers, activation=activation,
-                       init=init, closed_form_kl=closed_form_kl, num_components=num_components,
-                       train_images=train_images, pseudo_init=pseudo_init,
-                       trainable_pseudo_inputs=trainable_pseudo_inputs, seed=seed)
-    return built.build_all()
+def load_model(path):
+    """``keras.saving.load_model`` for a saved model of this library, with a clear error for a file
+    that is missing, cut short or not a ``.keras`` archive (Keras' own names only the zip format)."""
+    import zipfile
+    from pathlib import Path
 
-
-def build_vae(prior_name: str, input_dim: int, likelihood: str, **kwargs) -> VAE:
-    """The one-level VAE (``build_model("vae", ...)``)."""
-    return build_model("vae", prior_name, input_dim, likelihood, **kwargs)
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"No model file at {path}. Save one with model.save({str(path)!r}).")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names, broken = archive.namelist(), archive.testzip()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise ConfigError(f"{path} is not a complete .keras file ({err}): it was cut short while it "
+                          f"was written or copied, or it is another kind of file. Save the model "
+                          f"again.") from None
+    if broken is not None or "config.json" not in names:
+        raise ConfigError(f"{path} is not a complete .keras file ({broken or 'no config.json'} is "
+                          f"damaged or missing). Save the model again.")
+    return keras.saving.load_model(path)

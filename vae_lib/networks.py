@@ -1,9 +1,10 @@
-"""The networks: linear and gated layers with the two weight initialisations, MLPs, Gaussian heads
-for q(z|.) and p(z1|z2), and the likelihood heads p(x|.) (Bernoulli, discretized logistic).
+"""The paper's networks: linear and gated layers with its two weight initialisations, MLPs, the
+Gaussian heads of q(z|x), q(z2|x) and p(z1|z2), and MLP decoders. Any Keras layer or model can
+stand in for them (see :class:`vae_lib.VAE`); these reproduce the paper's architecture.
 
 Every network maps (..., D_in) inputs through a 2-D view, so each layer stays one plain matmul
-(the fastest form on a CPU; importance sampling feeds (S, B, D) latents), and returns float32
-outputs, so densities are computed in float32 also under a Keras mixed-precision policy.
+(the fastest form on a CPU), and returns float32 outputs, so densities are computed in float32
+also under a Keras mixed-precision policy.
 """
 from __future__ import annotations
 
@@ -13,40 +14,29 @@ import math
 import keras
 import tensorflow as tf
 
-from .densities import log_bernoulli, log_discretized_logistic
 from .errors import check_choice
-from .pipeline.registry import ACTIVATIONS, WEIGHT_INITS
 
 LOGVAR_RANGE = (-6.0, 2.0)  # Gaussian log-variances, clipped (hardtanh) as in the paper's code
-LOG_SCALE_RANGE = (-4.5, 0.0)  # discretized-logistic log-scales, likewise
+ACTIVATIONS = ("gated", "relu")
+# "glorot": Glorot/Xavier uniform weights (Keras' default; a layer of several blocks draws each
+# block as the separate layer it stands for), zero biases.
+# "he": the paper's code (utils/nn.py he_init): weights ~ N(0, 2 / fan_in), biases as PyTorch's
+# nn.Linear leaves them, ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+WEIGHT_INITS = ("glorot", "he")
 
 
-_MATMUL_INPUTS = [tf.float32]  # the dtype Linear layers round their matmul inputs to, while tracing
-
-
-@contextlib.contextmanager
-def matmul_inputs(dtype):
-    """Inside, every Linear layer traced rounds its matmul inputs (activations and weights) to
-    ``dtype`` and accumulates in float32 (tf.matmul's output_type): bfloat16 here runs the
-    importance sampler about 1.4x faster on CPUs with AVX512-BF16, moving a trained model's mean
-    test log-likelihood of binary images by at most about 0.01 nats (README, Speed;
-    benchmarks/bf16_eval_check.json; not for the 8-bit likelihood:
-    config.BFLOAT16_EVAL_LIKELIHOODS). Biases and everything after the
-    matmul stay float32."""
-    _MATMUL_INPUTS.append(tf.as_dtype(dtype))
-    try:
-        yield
-    finally:
-        _MATMUL_INPUTS.pop()
-
-
+@keras.saving.register_keras_serializable(package="vae_lib")
 class Linear(keras.layers.Layer):
     """y = x W + b with ``blocks`` side-by-side outputs of ``units / blocks`` each (one matmul for
-    what would be several layers of the same input, e.g. the two halves of a gated layer)."""
+    what would be several layers of the same input, e.g. the two halves of a gated layer).
+
+    ``matmul_dtype`` (None: the inputs' own) is the type the matmul's inputs are rounded to, with
+    float32 accumulation; :func:`matmul_inputs` sets it for a model while a function is traced."""
 
     def __init__(self, units: int, init: str = "glorot", blocks: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.units, self.init, self.blocks = units, check_choice("weight init", init, WEIGHT_INITS), blocks
+        self.matmul_dtype = None
 
     def build(self, input_shape):
         fan_in, fan_out = int(input_shape[-1]), self.units // self.blocks
@@ -62,51 +52,90 @@ class Linear(keras.layers.Layer):
         self.bias = self.add_weight(shape=(self.units,), initializer=bias, name="bias")
 
     def call(self, x):
-        dtype = _MATMUL_INPUTS[-1]
-        if dtype != tf.float32 and x.dtype == tf.float32:
+        dtype = self.matmul_dtype
+        if dtype is not None and dtype != tf.float32 and x.dtype == tf.float32:
             product = tf.matmul(tf.cast(x, dtype), tf.cast(self.kernel, dtype), output_type=tf.float32)
         else:
             product = tf.matmul(x, self.kernel)
         return product + self.bias
 
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "init": self.init, "blocks": self.blocks}
 
+
+@contextlib.contextmanager
+def matmul_inputs(model, dtype):
+    """Inside, every :class:`Linear` layer of ``model`` rounds its matmul inputs (activations and
+    weights) to ``dtype`` and accumulates in float32 when it is traced; biases and everything after
+    the matmul stay float32. For the importance sampler's bfloat16 option (faster on CPUs with
+    AVX512-BF16; binary images only, see :class:`vae_lib.estimators.ImportanceSampler`)."""
+    layers = [layer for layer in model._flatten_layers() if isinstance(layer, Linear)]
+    saved = [layer.matmul_dtype for layer in layers]
+    for layer in layers:
+        layer.matmul_dtype = tf.as_dtype(dtype)
+    try:
+        yield
+    finally:
+        for layer, value in zip(layers, saved):
+            layer.matmul_dtype = value
+
+
+@keras.saving.register_keras_serializable(package="vae_lib")
 class GatedDense(keras.layers.Layer):
     """h = (W x + b) * sigmoid(W' x + b'), the paper's gated layer; one matmul for both halves."""
 
     def __init__(self, units, init="glorot", **kwargs):
         super().__init__(**kwargs)
+        self.units, self.init = units, init
         self.linear = Linear(2 * units, init, blocks=2)
 
     def call(self, x):
         h, gate = tf.split(self.linear(x), 2, axis=-1)
         return h * tf.sigmoid(gate)
 
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "init": self.init}
 
-class Relu(keras.layers.Layer):
+
+@keras.saving.register_keras_serializable(package="vae_lib")
+class ReluDense(keras.layers.Layer):
+    """h = relu(W x + b)."""
+
     def __init__(self, units, init="glorot", **kwargs):
         super().__init__(**kwargs)
+        self.units, self.init = units, init
         self.linear = Linear(units, init)
 
     def call(self, x):
         return tf.nn.relu(self.linear(x))
 
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "init": self.init}
+
 
 def hidden_layer(units: int, activation: str, init: str) -> keras.layers.Layer:
     check_choice("activation", activation, ACTIVATIONS)
-    return GatedDense(units, init) if activation == "gated" else Relu(units, init)
+    return GatedDense(units, init) if activation == "gated" else ReluDense(units, init)
 
 
+@keras.saving.register_keras_serializable(package="vae_lib")
 class MLP(keras.layers.Layer):
-    """``num_layers`` hidden layers of ``hidden_units``: (N, D_in) -> (N, units)."""
+    """``num_layers`` hidden layers of ``hidden_units``: (N, D_in) -> (N, hidden_units)."""
 
-    def __init__(self, hidden_units: int, num_layers: int, activation: str, init: str = "glorot", **kwargs):
+    def __init__(self, hidden_units: int = 300, num_layers: int = 2, activation: str = "gated",
+                 init: str = "glorot", **kwargs):
         super().__init__(**kwargs)
+        self.hidden_units, self.num_layers, self.activation, self.init = hidden_units, num_layers, activation, init
         self.hidden = [hidden_layer(hidden_units, activation, init) for _ in range(num_layers)]
 
     def call(self, x):
         for layer in self.hidden:
             x = layer(x)
         return x
+
+    def get_config(self):
+        return {**super().get_config(), "hidden_units": self.hidden_units, "num_layers": self.num_layers,
+                "activation": self.activation, "init": self.init}
 
 
 def apply_2d(fn, x):
@@ -122,136 +151,129 @@ def as_float32(*tensors):
     return tuple(tf.cast(t, tf.float32) for t in tensors)
 
 
+@keras.saving.register_keras_serializable(package="vae_lib")
 class GaussianHead(keras.layers.Layer):
     """h -> (mean, logvar) of a diagonal Gaussian, log-variances clipped to LOGVAR_RANGE."""
 
     def __init__(self, dim: int, init: str = "glorot", **kwargs):
         super().__init__(**kwargs)
+        self.dim, self.init = dim, init
         self.params = Linear(2 * dim, init, blocks=2)
 
     def call(self, h):
         mean, logvar = as_float32(*tf.split(self.params(h), 2, axis=-1))
         return mean, tf.clip_by_value(logvar, *LOGVAR_RANGE)
 
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "init": self.init}
 
+
+@keras.saving.register_keras_serializable(package="vae_lib")
 class GaussianMLP(keras.layers.Layer):
-    """input -> MLP -> (mean, logvar): the encoder q(z|x) of the VAE, and q(z2|x), p(z1|z2) of the HVAE."""
+    """x -> MLP -> (mean, logvar): the encoder q(z|x) of the VAE, and q(z2|x), p(z1|z2) of the HVAE."""
 
     def __init__(self, dim, hidden_units=300, num_layers=2, activation="gated", init="glorot", **kwargs):
         super().__init__(**kwargs)
+        self.dim = dim
         self.body = MLP(hidden_units, num_layers, activation, init, name="mlp")
         self.head = GaussianHead(dim, init, name="gaussian")
 
     def call(self, x):
         return apply_2d(lambda x2: self.head(self.body(x2)), x)
 
-
-# -- likelihoods p(x | h): a head maps the decoder's last hidden layer to distribution parameters ---
-class BernoulliHead(keras.layers.Layer):
-    """h -> logits of independent Bernoulli pixels (binary images)."""
-
-    def __init__(self, input_dim, init="glorot", **kwargs):
-        super().__init__(**kwargs)
-        self.logits = Linear(input_dim, init)
-
-    def call(self, h):
-        return as_float32(self.logits(h))[0]
-
-    def log_prob(self, x, logits):
-        return log_bernoulli(x, logits)
-
-    def mean(self, logits):
-        return tf.sigmoid(logits)
+    def get_config(self):
+        body = self.body
+        return {**super().get_config(), "dim": self.dim, "hidden_units": body.hidden_units,
+                "num_layers": body.num_layers, "activation": body.activation, "init": body.init}
 
 
-class DiscretizedLogisticHead(keras.layers.Layer):
-    """h -> (mean, log_scale) of a discretized logistic per pixel over 256 grey levels."""
+@keras.saving.register_keras_serializable(package="vae_lib")
+class MLPDecoder(keras.layers.Layer):
+    """z -> MLP -> ``outputs`` numbers in ``blocks`` side-by-side blocks (the likelihood's
+    parameters: one block of pixel logits, or the discretized logistic's two): p(x|z) of the VAE."""
 
-    def __init__(self, input_dim, init="glorot", **kwargs):
-        super().__init__(**kwargs)
-        self.params = Linear(2 * input_dim, init, blocks=2)
-
-    def call(self, h):
-        loc, log_scale = as_float32(*tf.split(self.params(h), 2, axis=-1))
-        return tf.sigmoid(loc), tf.clip_by_value(log_scale, *LOG_SCALE_RANGE)
-
-    def log_prob(self, x, params):
-        return log_discretized_logistic(x, *params)
-
-    def mean(self, params):
-        return params[0]
-
-
-LIKELIHOODS = {"bernoulli": BernoulliHead, "logistic256": DiscretizedLogisticHead}
-
-
-def likelihood_head(likelihood: str, input_dim: int, init: str) -> keras.layers.Layer:
-    return LIKELIHOODS[check_choice("likelihood", likelihood, LIKELIHOODS)](input_dim, init, name="likelihood")
-
-
-class Decoder(keras.layers.Layer):
-    """z -> MLP -> likelihood head: p(x|z) of the VAE."""
-
-    def __init__(self, input_dim, likelihood, hidden_units=300, num_layers=2, activation="gated",
+    def __init__(self, outputs, blocks=1, hidden_units=300, num_layers=2, activation="gated",
                  init="glorot", **kwargs):
         super().__init__(**kwargs)
+        self.outputs, self.blocks = outputs, blocks
         self.body = MLP(hidden_units, num_layers, activation, init, name="mlp")
-        self.likelihood, self.head = likelihood, likelihood_head(likelihood, input_dim, init)
+        self.head = Linear(outputs, init, blocks=blocks, name="params")
 
     def call(self, z):
-        return apply_2d(lambda z2: self.head(self.body(z2)), z)
+        return apply_2d(lambda z2: as_float32(self.head(self.body(z2)))[0], z)
 
-    def log_prob(self, x, z):
-        return self.head.log_prob(x, self(z))
+    def get_config(self):
+        body = self.body
+        return {**super().get_config(), "outputs": self.outputs, "blocks": self.blocks,
+                "hidden_units": body.hidden_units, "num_layers": body.num_layers,
+                "activation": body.activation, "init": body.init}
 
-    def mean(self, z):
-        return self.head.mean(self(z))
 
-
+@keras.saving.register_keras_serializable(package="vae_lib")
 class TwoInputMLP(keras.layers.Layer):
-    """(a, b) -> one hidden layer each, concatenated, -> one more hidden layer: the paper's HVAE
+    """[a, b] -> one hidden layer each, concatenated, -> one more hidden layer: the paper's HVAE
     block for q(z1|x, z2) and p(x|z1, z2). ``a`` may have fewer leading axes than ``b`` (x against
     (S, B) samples of z2): its layer then runs once per image and is broadcast over the samples."""
 
+    broadcasts_samples = True  # see HVAE: [x, z2] may come with z2 of shape (S, B, Z)
+
     def __init__(self, hidden_units=300, activation="gated", init="glorot", **kwargs):
         super().__init__(**kwargs)
+        self.hidden_units, self.activation, self.init = hidden_units, activation, init
         self.from_a = hidden_layer(hidden_units, activation, init)
         self.from_b = hidden_layer(hidden_units, activation, init)
         self.joint = hidden_layer(hidden_units, activation, init)
 
-    def call(self, a, b):
+    def call(self, inputs):
+        a, b = inputs
         ha = apply_2d(self.from_a, a)
         hb = apply_2d(self.from_b, b)
         ha = ha + tf.zeros_like(hb)  # broadcast over the samples; keeps the static shape
         return apply_2d(self.joint, tf.concat([ha, hb], axis=-1))
 
+    def get_config(self):
+        return {**super().get_config(), "hidden_units": self.hidden_units,
+                "activation": self.activation, "init": self.init}
 
+
+@keras.saving.register_keras_serializable(package="vae_lib")
 class TwoInputGaussian(keras.layers.Layer):
-    """(a, b) -> TwoInputMLP -> (mean, logvar): q(z1|x, z2) of the HVAE."""
+    """[x, z2] -> TwoInputMLP -> (mean, logvar): q(z1|x, z2) of the HVAE."""
+
+    broadcasts_samples = True
 
     def __init__(self, dim, hidden_units=300, activation="gated", init="glorot", **kwargs):
         super().__init__(**kwargs)
+        self.dim = dim
         self.body = TwoInputMLP(hidden_units, activation, init, name="mlp")
         self.head = GaussianHead(dim, init, name="gaussian")
 
-    def call(self, a, b):
-        return apply_2d(self.head, self.body(a, b))
+    def call(self, inputs):
+        return apply_2d(self.head, self.body(inputs))
+
+    def get_config(self):
+        body = self.body
+        return {**super().get_config(), "dim": self.dim, "hidden_units": body.hidden_units,
+                "activation": body.activation, "init": body.init}
 
 
-class TwoInputDecoder(keras.layers.Layer):
-    """(z1, z2) -> TwoInputMLP -> likelihood head: p(x|z1, z2) of the HVAE."""
+@keras.saving.register_keras_serializable(package="vae_lib")
+class TwoInputMLPDecoder(keras.layers.Layer):
+    """[z1, z2] -> TwoInputMLP -> the likelihood's parameters (as :class:`MLPDecoder`): p(x|z1, z2)
+    of the HVAE."""
 
-    def __init__(self, input_dim, likelihood, hidden_units=300, activation="gated", init="glorot",
-                 **kwargs):
+    broadcasts_samples = True
+
+    def __init__(self, outputs, blocks=1, hidden_units=300, activation="gated", init="glorot", **kwargs):
         super().__init__(**kwargs)
+        self.outputs, self.blocks = outputs, blocks
         self.body = TwoInputMLP(hidden_units, activation, init, name="mlp")
-        self.likelihood, self.head = likelihood, likelihood_head(likelihood, input_dim, init)
+        self.head = Linear(outputs, init, blocks=blocks, name="params")
 
-    def call(self, z1, z2):
-        return apply_2d(self.head, self.body(z1, z2))
+    def call(self, inputs):
+        return apply_2d(lambda h: as_float32(self.head(h))[0], self.body(inputs))
 
-    def log_prob(self, x, z1, z2):
-        return self.head.log_prob(x, self(z1, z2))
-
-    def mean(self, z1, z2):
-        return self.head.mean(self(z1, z2))
+    def get_config(self):
+        body = self.body
+        return {**super().get_config(), "outputs": self.outputs, "blocks": self.blocks,
+                "hidden_units": body.hidden_units, "activation": body.activation, "init": body.init}

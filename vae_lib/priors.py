@@ -1,10 +1,14 @@
-"""Priors p(z): each one small class with ``log_prob(z)`` and ``sample(n, seed)``, built by name
-through :data:`vae_lib.pipeline.registry.PRIORS` (the one place that knows the names).
+"""Priors p(z): each one small Keras layer with ``log_prob(z, params)`` and ``sample(n, seed,
+params)``, given to a model (:class:`vae_lib.VAE`, :class:`vae_lib.HVAE`) which puts it on its
+(top) latent.
 
-A prior's density is a function of its ``params()`` (for a mixture: the components' means and
-log-variances). Evaluation computes them once and passes them back in (``log_prob(z, params)``), so
-the VampPrior's K pseudo-inputs are encoded once per evaluation, not once per importance-sampling
-pass. Sampling takes an explicit stateless ``seed`` (Philox: fast with and without XLA).
+A prior's density is a function of its parameters (for a mixture: the components' means and
+log-variances). The VampPrior's components are the model's encoder at its pseudo-inputs, so its
+parameters come from the model (``model.prior_params()``); the prior itself holds only the
+pseudo-inputs, never the encoder: its ``trainable_variables`` are its own, and a model lists each
+of its variables once. Evaluation computes the parameters once and passes them back in, so the
+K pseudo-inputs are encoded once per evaluation, not once per importance-sampling pass. Sampling
+takes an explicit stateless ``seed`` (Philox: fast with and without XLA).
 """
 from __future__ import annotations
 
@@ -14,17 +18,27 @@ import tensorflow as tf
 
 from .densities import RNG_ALG, kl_normal_standard, log_mixture_normal_diag, log_standard_normal
 from .errors import ConfigError
-from .pipeline.registry import PRIORS, check_prior_name
 
 
 class Prior(keras.layers.Layer):
-    """Interface. ``log_prob``: (..., D) -> (...). ``sample``: n -> (n, D)."""
+    """Interface. ``log_prob``: (..., D) -> (...). ``sample``: n -> (n, D).
+
+    A model builds its prior twice: ``build_inputs(data_shape)`` before its encoder (weights that
+    live in data space: the VampPrior's pseudo-inputs) and ``build((None, latent_dim))`` once the
+    encoder's output size is known."""
 
     has_closed_form_kl = False  # True where KL(q(z|x) || p(z)) has a closed form
 
-    def __init__(self, latent_dim: int, **kwargs):
-        super().__init__(**kwargs)
-        self.latent_dim = latent_dim
+    def build_inputs(self, data_shape) -> None:
+        """Create the weights that live in data space (none but the VampPrior's)."""
+
+    def build(self, latent_shape):
+        self.latent_dim = int(latent_shape[-1])
+
+    def encoder_inputs(self):
+        """Inputs the model must encode with its (top) encoder to get this prior's parameters, or
+        None. A model encodes them together with its batch (the VampPrior's pseudo-inputs)."""
+        return None
 
     def params(self):
         """The tensors that define the density (a nest; empty for a fixed prior)."""
@@ -39,19 +53,18 @@ class Prior(keras.layers.Layer):
     def closed_form_kl(self, mean, logvar):
         raise NotImplementedError(f"{type(self).__name__} has no closed-form KL")
 
-    def own_trainable_weights(self) -> list:
-        """The trainable weights the prior adds to the model (the VampPrior's pseudo-inputs; not
-        the weights of the encoder it shares)."""
-        shared = {id(v) for v in self.encoder.weights} if hasattr(self, "encoder") else set()
-        return [v for v in self.trainable_weights if id(v) not in shared]
+    def call(self, z, params=None):
+        return self.log_prob(z, params)
 
-    def encoder_inputs(self):
-        """Inputs this prior needs encoded by the model's (top) encoder, or None. A model encodes
-        them together with its batch, and passes the encoder's (mean, logvar) on them as ``params``
-        (the VampPrior's pseudo-inputs)."""
+    # The model builds its prior (it alone knows the data's shape); a loaded prior waits for it.
+    def get_build_config(self):
         return None
 
+    def build_from_config(self, config):
+        pass
 
+
+@keras.saving.register_keras_serializable(package="vae_lib")
 class StandardNormal(Prior):
     """p(z) = N(0, I)."""
 
@@ -67,8 +80,15 @@ class StandardNormal(Prior):
         return kl_normal_standard(mean, logvar)
 
 
-class GaussianMixture(Prior):
-    """Uniform mixture of K diagonal Gaussians; ``params()`` -> (means, logvars), each (K, D)."""
+class MixturePrior(Prior):
+    """A uniform mixture of K diagonal Gaussians given by its parameters (means, logvars), each
+    (K, D): what the VampPrior and the mixture of Gaussians share."""
+
+    def __init__(self, num_components: int, **kwargs):
+        super().__init__(**kwargs)
+        if int(num_components) <= 0:
+            raise ConfigError(f"The number of components must be positive, got {num_components}.")
+        self.num_components = int(num_components)
 
     def log_prob(self, z, params=None):
         means, logvars = self.params() if params is None else params
@@ -79,110 +99,120 @@ class GaussianMixture(Prior):
         pick_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         k = tf.random.stateless_uniform([n], pick_seed, minval=0, maxval=tf.shape(means)[0],
                                         dtype=tf.int32, alg=RNG_ALG)
-        eps = tf.random.stateless_normal([n, self.latent_dim], seed=noise_seed, alg=RNG_ALG)
+        eps = tf.random.stateless_normal([n, tf.shape(means)[1]], seed=noise_seed, alg=RNG_ALG)
         return tf.gather(means, k) + tf.exp(0.5 * tf.gather(logvars, k)) * eps
 
+    def get_config(self):
+        return {**super().get_config(), "num_components": self.num_components}
 
-class MixtureOfGaussians(GaussianMixture):
+
+@keras.saving.register_keras_serializable(package="vae_lib")
+class MixtureOfGaussians(MixturePrior):
     """p(z) = (1/K) sum_k N(z; m_k, diag(exp(s_k))) with learned means and log-variances.
 
     Initialised to match N(0, I) in its first two moments, so that it starts where the standard
     prior is and is a fair baseline: means ~ N(0, 1/2), variances 1/2 (total variance 1 per
-    dimension). Means ~ N(0, 1) with unit variances would start twice as wide as N(0, I).
-    The log-variances are free, not clamped like the encoder's to [-6, 2]: a clamp would change
-    the trained MoG runs of the paper report, whose log-variances ended in [-4.4, 2.5]."""
+    dimension); means ~ N(0, 1) with unit variances would start twice as wide as N(0, I). The
+    log-variances are free, not clipped like the encoder's."""
 
-    def __init__(self, latent_dim, num_components, **kwargs):
-        super().__init__(latent_dim, **kwargs)
-        self.num_components = num_components
-        self.means = self.add_weight(shape=(num_components, latent_dim), name="means",
-                                     initializer=keras.initializers.RandomNormal(stddev=np.sqrt(0.5)))
-        self.logvars = self.add_weight(shape=(num_components, latent_dim), name="logvars",
-                                       initializer=keras.initializers.Constant(np.log(0.5)))
+    def __init__(self, num_components: int = 500, **kwargs):
+        super().__init__(num_components, **kwargs)
+        # made now, so that their seeds come from the global seed in the order the layers are made
+        self._means_init = keras.initializers.RandomNormal(stddev=np.sqrt(0.5))
+        self._logvars_init = keras.initializers.Constant(np.log(0.5))
+
+    def build(self, latent_shape):
+        super().build(latent_shape)
+        shape = (self.num_components, self.latent_dim)
+        self.means = self.add_weight(shape=shape, name="means", initializer=self._means_init)
+        self.logvars = self.add_weight(shape=shape, name="logvars", initializer=self._logvars_init)
 
     def params(self):
         return self.means, self.logvars
 
 
-class VampPrior(GaussianMixture):
-    """p(z) = (1/K) sum_k q(z | u_k), with K pseudo-inputs u_k.
+@keras.saving.register_keras_serializable(package="vae_lib")
+class VampPrior(MixturePrior):
+    """p(z) = (1/K) sum_k q(z | u_k): the mixture of the model's variational posteriors at K
+    pseudo-inputs u_k, which are learned with the model.
 
-    ``encoder`` is the model's own q(z|x) network (for the HVAE, q(z2|x)); its weights are owned
-    by the model (Keras counts them once). The raw K x D_x parameter goes through a hardtanh into
-    the data range [0, 1], as in the paper's code.
+    ``pseudo_inputs_initializer``: their initial values, shaped like the model's inputs (flat or
+    H x W x C): a Keras initializer; the default is the paper's for binarized MNIST, near-empty
+    images N(0.05, 0.01^2); the paper uses N(0.5, 0.02^2) for Caltech 101 and Frey Faces.
+    ``value_range``: they are clipped into it (a hardtanh, as in the paper's code; the data's
+    range), or used as they are with None. ``trainable=False`` keeps them fixed (the prior has no
+    other weights). :meth:`from_data` starts them at training images instead.
     """
 
-    def __init__(self, latent_dim, num_components, input_dim, encoder, init_mean=0.05,
-                 init_std=0.01, initial_pseudo_inputs=None, trainable_pseudo_inputs=True, **kwargs):
-        super().__init__(latent_dim, **kwargs)
-        self.num_components = num_components
-        self.encoder = encoder
-        if initial_pseudo_inputs is not None:
-            init = keras.initializers.Constant(np.asarray(initial_pseudo_inputs, np.float32))
-        else:
-            init = keras.initializers.RandomNormal(mean=init_mean, stddev=init_std)
-        self.pseudo_inputs_raw = self.add_weight(shape=(num_components, input_dim),
-                                                 initializer=init, name="pseudo_inputs",
-                                                 trainable=trainable_pseudo_inputs)
+    def __init__(self, num_components: int = 500, pseudo_inputs_initializer=None,
+                 value_range=(0.0, 1.0), **kwargs):
+        super().__init__(num_components, **kwargs)
+        if pseudo_inputs_initializer is None:
+            pseudo_inputs_initializer = keras.initializers.RandomNormal(mean=0.05, stddev=0.01)
+        self._initial_values = None
+        if isinstance(pseudo_inputs_initializer, np.ndarray):
+            self._initial_values = np.asarray(pseudo_inputs_initializer, np.float32)
+            if len(self._initial_values) != self.num_components:
+                raise ConfigError(f"{len(self._initial_values)} initial pseudo-inputs given for "
+                                  f"K={self.num_components} components.")
+            pseudo_inputs_initializer = keras.initializers.Constant(self._initial_values)
+        self.pseudo_inputs_initializer = keras.initializers.get(pseudo_inputs_initializer)
+        self.value_range = None if value_range is None else tuple(float(v) for v in value_range)
+
+    @classmethod
+    def from_data(cls, images, num_components: int = 500, trainable: bool = False,
+                  noise_std: float | None = None, seed: int = 0, **kwargs) -> "VampPrior":
+        """K random images (drawn without replacement with ``seed``, kept in their order) as the
+        pseudo-inputs: fixed (``trainable=False``, the default, as the reference report ran
+        "VampPrior-data"), or learned from there (``trainable=True``, as the paper's code
+        ``--use_training_data_init`` runs it, with N(0, ``noise_std``^2) noise added first;
+        ``noise_std`` defaults to 0.01 then, as in that code, and to 0 for fixed ones)."""
+        images = np.asarray(images)
+        if int(num_components) <= 0:
+            raise ConfigError(f"The number of components must be positive, got {num_components}.")
+        if len(images) < num_components:
+            raise ConfigError(f"A VampPrior from data with K={num_components} needs at least "
+                              f"{num_components} images to use as pseudo-inputs, has {len(images)}.")
+        rng = np.random.default_rng(seed)
+        chosen = images[np.sort(rng.choice(len(images), num_components, replace=False))]
+        noise_std = (DATA_INIT_NOISE_STD if trainable else 0.0) if noise_std is None else noise_std
+        if noise_std:
+            chosen = chosen + noise_std * rng.standard_normal(chosen.shape)
+        return cls(num_components, pseudo_inputs_initializer=np.asarray(chosen, np.float32),
+                   trainable=trainable, **kwargs)
+
+    def build_inputs(self, data_shape):
+        data_shape = tuple(int(d) for d in data_shape)
+        if self._initial_values is not None and self._initial_values.shape[1:] != data_shape:
+            raise ConfigError(f"The initial pseudo-inputs have shape {self._initial_values.shape[1:]}, "
+                              f"the model's inputs {data_shape}.")
+        self.pseudo_inputs_raw = self.add_weight(
+            shape=(self.num_components, *data_shape), initializer=self.pseudo_inputs_initializer,
+            name="pseudo_inputs")
 
     def pseudo_inputs(self):
-        return tf.clip_by_value(self.pseudo_inputs_raw, 0.0, 1.0)  # hardtanh into [0, 1]
+        """The pseudo-inputs u_k as the encoder sees them (clipped into ``value_range``)."""
+        if self.value_range is None:
+            return tf.convert_to_tensor(self.pseudo_inputs_raw)
+        return tf.clip_by_value(self.pseudo_inputs_raw, *self.value_range)  # hardtanh
 
     def encoder_inputs(self):
         return self.pseudo_inputs()
 
     def params(self):
-        return self.encoder(self.pseudo_inputs())
+        raise ConfigError("The VampPrior's components are the model's encoder at the pseudo-inputs: "
+                          "pass params=model.prior_params() (the model's log_weights, sample and "
+                          "estimators do).")
 
-
-# -- builders, named in vae_lib.pipeline.registry.PRIORS ----------------------------------------------------
-def build_standard(latent_dim, **_):
-    return StandardNormal(latent_dim, name="prior")
-
-
-def build_mog(latent_dim, *, num_components, **_):
-    return MixtureOfGaussians(latent_dim, num_components, name="prior")
-
-
-def build_vampprior(latent_dim, *, num_components, encoder, input_dim, pseudo_init=(0.05, 0.01),
-                    trainable_pseudo_inputs=None, **_):
-    return VampPrior(latent_dim, num_components, input_dim, encoder, *pseudo_init,
-                     trainable_pseudo_inputs=trainable_pseudo_inputs is not False, name="prior")
+    def get_config(self):
+        # Initial values taken from data are not kept (they can be large, and a loaded model's
+        # pseudo-inputs come from its saved weights).
+        initializer = ("zeros" if self._initial_values is not None
+                       else keras.initializers.serialize(self.pseudo_inputs_initializer))
+        return {**super().get_config(), "pseudo_inputs_initializer": initializer,
+                "value_range": self.value_range}
 
 
 # The paper's code initialises data-based pseudo-inputs with training images plus this noise
 # (utils/load_data.py, --use_training_data_init) and then learns them.
 DATA_INIT_NOISE_STD = 0.01
-
-
-def build_vampprior_data(latent_dim, *, num_components, encoder, input_dim, train_images=None,
-                         trainable_pseudo_inputs=None, seed=0, **_):
-    """K random training images as pseudo-inputs: fixed (the default, as the reference report
-    ran it), or, with ``trainable_pseudo_inputs``, plus N(0, 0.01^2) noise and learned from there
-    (as the paper's code runs it). On a dynamically binarized dataset the training images are grey
-    levels and stay so: a grey digit is the expectation of the binary ones the encoder sees, and a
-    fixed binary draw would be one arbitrary sample of it."""
-    have = 0 if train_images is None else len(train_images)
-    if have < num_components:
-        raise ConfigError(f"vampprior_data with K={num_components} needs at least {num_components} "
-                          f"training images to use as pseudo-inputs, has {have}.")
-    rng = np.random.default_rng(seed)
-    images = np.asarray(train_images)[np.sort(rng.choice(have, num_components, replace=False))]
-    if trainable_pseudo_inputs:
-        images = images + DATA_INIT_NOISE_STD * rng.standard_normal(images.shape)
-    return VampPrior(latent_dim, num_components, input_dim, encoder, initial_pseudo_inputs=images,
-                     trainable_pseudo_inputs=bool(trainable_pseudo_inputs), name="prior")
-
-
-def make_prior(name: str, latent_dim: int, *, num_components: int = 500, encoder=None,
-               input_dim: int | None = None, train_images=None, pseudo_init=(0.05, 0.01),
-               trainable_pseudo_inputs: bool | None = None, seed: int = 0) -> Prior:
-    """Build the prior called ``name`` (a key of :data:`PRIORS`)."""
-    spec = PRIORS[check_prior_name(name)]
-    if spec.mixture and num_components <= 0:
-        raise ConfigError(f"The number of components must be positive, got {num_components}.")
-    if spec.has_pseudo_inputs and (encoder is None or input_dim is None):
-        raise ConfigError(f"The {name} prior needs the model's encoder and the input size.")
-    return spec.build(latent_dim, num_components=num_components, encoder=encoder,
-                      input_dim=input_dim, train_images=train_images, pseudo_init=pseudo_init,
-                      trainable_pseudo_inputs=trainable_pseudo_inputs, seed=seed)

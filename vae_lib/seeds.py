@@ -4,7 +4,9 @@ A stream is the pair ``[key, counter]`` given to TensorFlow's stateless random o
 ``key = seed * NUM_STREAMS + purpose``. Different purposes (training noise, validation, the test
 ELBO, importance sampling, sampled images, dynamic binarization) therefore never share random
 numbers, and each draw is a function of (seed, purpose, counter) alone, so a resumed run replays an
-uninterrupted one and an evaluation does not depend on what ran before it.
+uninterrupted one and an evaluation does not depend on what ran before it. (Compiled with XLA,
+TensorFlow's Philox draws other numbers from the same seed than without it: a run's numbers are
+reproducible for its ``jit_compile`` setting, which its config records.)
 """
 from __future__ import annotations
 

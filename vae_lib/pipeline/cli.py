@@ -244,7 +244,16 @@ def import_tensorflow_quietly() -> None:
                     sys.stderr.write(line)
 
 
+def quiet_tensorflow() -> None:
+    """Keep TensorFlow's C++ INFO and WARNING lines (oneDNN, CPU features, CUDA probing) out of this
+    process and of the notebook kernels it starts, unless TF_CPP_MIN_LOG_LEVEL says otherwise."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
 def main(argv=None) -> int:
+    quiet_tensorflow()
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] not in COMMANDS:  # top-level help, or an unknown command
         build_parser(full=False).parse_args(argv)

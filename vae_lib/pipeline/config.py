@@ -7,25 +7,25 @@ from dataclasses import dataclass
 
 from ..datasets import DATASETS, check_name, likelihood_of
 from ..errors import ConfigError, check_choice
-from .registry import ACTIVATIONS, MODELS, WEIGHT_INITS, check_prior_name
+from .registry import MODELS, check_prior_name
 
+# Also in vae_lib.networks, vae_lib.estimators: here as plain names, so that settings are checked
+# without importing TensorFlow.
+ACTIVATIONS = ("gated", "relu")
+WEIGHT_INITS = ("glorot", "he")
 KL_ESTIMATORS = ("closed_form", "monte_carlo")
-OPTIMIZERS = ("adam", "adamnormgrad")  # adamnormgrad: see training.normalize_gradients
+OPTIMIZERS = ("adam", "adamnormgrad")  # adamnormgrad: vae_lib.optimizers.AdamNormGrad
 EVAL_MATMULS = ("float32", "bfloat16")
-# Where bfloat16 matmul inputs keep the test log-likelihood within 0.01 nats of float32. Measured on
-# the paper runs (S=1000, the same samples; README, Speed): static MNIST -0.001 nats, Caltech 101
-# +0.008; Frey Faces -0.19 (per image up to 4.5): its 8-bit likelihood's bins are narrower than
-# the rounding bfloat16 leaves in the decoder's means, so it is refused there.
-BFLOAT16_EVAL_LIKELIHOODS = ("bernoulli",)
+BFLOAT16_EVAL_LIKELIHOODS = ("bernoulli",)  # vae_lib.estimators.BFLOAT16_LIKELIHOODS
 
 
 def check_eval_matmuls(matmul_inputs: str, likelihood: str | None) -> str:
+    """As :func:`vae_lib.estimators.check_matmul_inputs`, by the likelihood's name."""
     check_choice("evaluation matmul input type", matmul_inputs, EVAL_MATMULS)
     if matmul_inputs == "bfloat16" and likelihood not in BFLOAT16_EVAL_LIKELIHOODS:
-        named = f"the {likelihood}" if likelihood else "an unnamed"
-        raise ConfigError(f"bfloat16 evaluation matmuls are for binary images only: with {named} "
-                          f"likelihood they can move the test log-likelihood by tenths of a nat "
-                          f"(README, Speed). Use eval_matmuls float32 (the default).")
+        raise ConfigError(f"bfloat16 evaluation matmuls are for binary images only: with the "
+                          f"{likelihood} likelihood they can move the test log-likelihood by tenths "
+                          f"of a nat. Use eval_matmuls float32 (the default).")
     return matmul_inputs
 
 

@@ -15,44 +15,13 @@ from ..datasets import Dataset, load_dataset
 from ..errors import ConfigError, TrainingError
 from ..estimators import ImportanceResult, ImportanceSampler, bits_per_dim, elbo
 from .io import atomic_write_json, atomic_write_npz, read_json
-from ..models import LatentVariableModel, build_model
+from ..models import LatentVariableModel
+from .build import SUBSET_SEED, build_model, reduced_splits
 from ..progress import progress_bar
 from .provenance import provenance
 from .rundir import CHECKPOINT, HISTORY, IMAGES, METRICS, TEST_LL, is_complete, prepare_run_dir, run_lock
 from ..seeds import stateless_seed
-from .training import Trainer
-
-SUBSET_SEED = 20180412  # the same images for every run, whatever its own seed
-
-
-def pick(images: np.ndarray, n: int | None) -> np.ndarray:
-    """``n`` images drawn without replacement by a fixed seed, kept in file order; all if None.
-
-    Not the first ``n``: the static-MNIST test file, for one, is sorted by digit."""
-    if n is None or n >= len(images):
-        return images
-    keep = np.sort(np.random.default_rng(SUBSET_SEED).choice(len(images), n, replace=False))
-    return images[keep]
-
-
-def subset(dataset: Dataset, config: RunConfig) -> Dataset:
-    """At most ``max_*`` images of each split (reduced budgets); the split itself is fixed."""
-    import dataclasses
-
-    return dataclasses.replace(dataset, train=pick(dataset.train, config.max_train),
-                               valid=pick(dataset.valid, config.max_valid),
-                               test=pick(dataset.test, config.max_test))
-
-
-def model_for(config: RunConfig, dataset: Dataset) -> LatentVariableModel:
-    return build_model(config.model, config.prior, dataset.input_dim, dataset.likelihood,
-                       latent_dim=config.latent_dim, hidden_units=config.hidden_units,
-                       num_layers=config.num_layers, activation=config.activation,
-                       init=config.weight_init, closed_form_kl=config.kl_estimator == "closed_form",
-                       num_components=config.components, train_images=dataset.train,
-                       pseudo_init=dataset.pseudo_init,
-                       trainable_pseudo_inputs=config.trainable_pseudo_inputs, seed=config.seed)
-
+from .trainer import Trainer
 
 def use_threads(threads: int | None) -> int:
     """Hold TensorFlow to ``threads`` threads (None: its default, every core) and return the number
@@ -87,9 +56,9 @@ def run_experiment(config: RunConfig, run_dir, data_dir=None, progress: bool = T
     with run_lock(run_dir):
         if is_complete(run_dir):
             return read_json(run_dir / METRICS)
-        dataset = subset(dataset if dataset is not None else load_dataset(config.dataset, data_dir), config)
+        dataset = reduced_splits(dataset if dataset is not None else load_dataset(config.dataset, data_dir), config)
         threads = use_threads(threads)
-        model = model_for(config, dataset)
+        model = build_model(config, dataset)
         trainer = Trainer(model, config, run_dir / CHECKPOINT, run_dir / HISTORY,
                           progress=progress, checkpoint_every_seconds=checkpoint_every_seconds,
                           binarize=dataset.dynamic_binarization)
@@ -131,7 +100,7 @@ def run_experiment(config: RunConfig, run_dir, data_dir=None, progress: bool = T
             seconds_per_epoch=float(np.median(epoch_seconds)) if epoch_seconds else float("nan"),
             threads=threads,
             config=config.to_dict(), data_sha256=dataset.sources, provenance=provenance())
-        if dataset.likelihood == "logistic256":
+        if dataset.likelihood == "discretized_logistic":
             metrics["test_bits_per_dim"] = float(bits_per_dim(metrics["test_ll"], dataset.input_dim))
         _write_results(run_dir, IMAGES, **images)
         _write_results(run_dir, METRICS, metrics)  # last: it marks a complete run

@@ -307,7 +307,7 @@ def _checkpoint_status(cell: Cell) -> str:
     if state["stopped_early"] or epoch >= cap:
         return (f"trained {epoch} epochs (best {best}); test log-likelihood with "
                 f"S={c.eval_samples}")
-    stop_at = projected_end(epoch, best, cap, c)
+    stop_at = projected_end(epoch, best, cap, c.warmup_epochs, c.patience)
     # the pace of the last epochs (this machine, now), not the run's average over earlier sessions
     recent = [row["seconds"] for row in state.get("history", [])[-20:] if "seconds" in row]
     pace = sorted(recent)[len(recent) // 2] if recent else None

@@ -1,6 +1,7 @@
-"""Training: Adam on the negative ELBO, weighed by the KL warm-up and stopped early on the
-validation loss (both rules in :mod:`vae_lib.schedule`), restore of the best weights, and
-checkpoints from which an interrupted run resumes exactly.
+"""The paper-protocol trainer: the model's own gradient step (the one ``fit`` runs) on the
+negative ELBO, weighed by the KL warm-up and stopped early on the validation loss (both rules in
+:mod:`vae_lib.schedule`), restore of the best weights, and checkpoints from which an interrupted
+run, even one killed mid-epoch, resumes exactly.
 
 Randomness is a function of (seed, epoch, step) only: the batch order of epoch e comes from
 ``default_rng([seed, e])``, the noise of step t from the "train" stream at counter t (and, for a
@@ -16,17 +17,17 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from .config import OPTIMIZERS, RunConfig
 from ..densities import RNG_ALG
-from ..errors import ConfigError, TrainingError, check_choice
-from .io import atomic_write_csv, atomic_write_npz
+from ..errors import ConfigError, TrainingError
 from ..progress import progress_bar
 from ..schedule import TrainState, early_stopping_update, kl_weight, projected_end
 from ..seeds import stream_key
+from .build import optimizer_for
+from .config import RunConfig
+from .io import atomic_write_csv, atomic_write_npz
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_distortion", "train_rate", "kl_weight",
                    "valid_loss", "seconds"]
@@ -50,12 +51,6 @@ def binarize(grey, seed, step):
     return tf.cast(tf.random.stateless_uniform(tf.shape(grey), bits_seed, alg=RNG_ALG) < grey, grey.dtype)
 
 
-def normalize_gradients(grads):
-    """The paper's AdamNormGrad (utils/optimizer.py in its code): each gradient tensor divided by its
-    L2 norm (+ 1e-7) before the Adam update."""
-    return [g / (tf.norm(g) + 1e-7) for g in grads]
-
-
 class Trainer:
     """Trains ``model`` under ``config``; with ``checkpoint_path`` it saves and resumes there."""
 
@@ -64,15 +59,16 @@ class Trainer:
                  binarize: bool = False):
         """``binarize``: the training images are grey levels, binarized afresh at every step (each
         pixel ~ Bernoulli(grey level); the dataset says so, see ``Dataset.dynamic_binarization``)."""
+        if model.seed != config.seed:
+            raise ConfigError(f"The model's noise seed is {model.seed}, the run's {config.seed}: build "
+                              f"the model for this config (vae_lib.pipeline.build.build_model).")
         self.model, self.config, self.binarize = model, config, binarize
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.history_path = Path(history_path) if history_path else None
         self.progress = progress
         self.checkpoint_every_seconds = checkpoint_every_seconds
-        check_choice("optimizer", config.optimizer, OPTIMIZERS)
-        # epsilon 1e-8 as in the paper's code (PyTorch's default); Keras' form of the update
-        # (epsilon added to sqrt(v) before the bias correction of the step size) is the paper's.
-        self.optimizer = keras.optimizers.Adam(config.learning_rate, epsilon=1e-8)
+        model.compile(optimizer=optimizer_for(config))
+        self.optimizer = model.optimizer
         self.optimizer.build(model.trainable_variables)
         self.state = TrainState()
         self.best_weights = None  # numpy copies of model.weights at the best epoch
@@ -90,15 +86,7 @@ class Trainer:
         x = tf.gather(data, index)
         if self.binarize:
             x = binarize(x, self.config.seed, step)
-        noise_seed = tf.stack([tf.constant(stream_key(self.config.seed, "train"), tf.int64), step])
-        variables = self.model.trainable_variables
-        with tf.GradientTape() as tape:
-            distortion, rate = self.model.elbo_terms(x, noise_seed)
-            loss = tf.reduce_mean(distortion + beta * rate)
-        grads = tape.gradient(loss, variables)
-        if self.config.optimizer == "adamnormgrad":
-            grads = normalize_gradients(grads)
-        self.optimizer.apply_gradients(zip(grads, variables))
+        loss, distortion, rate = self.model.gradient_step(x, self.model.noise_seed("train", step), beta)
         return tf.stack([loss, tf.reduce_mean(distortion), tf.reduce_mean(rate)])
 
     def _train_steps_fn(self, data, batches, first_step, beta):
@@ -176,7 +164,7 @@ class Trainer:
             state.history.append(dict(epoch=epoch, train_loss=float(train_loss),
                                       train_distortion=float(distortion), train_rate=float(rate),
                                       kl_weight=beta, valid_loss=valid_loss, seconds=seconds))
-            if early_stopping_update(state, epoch, valid_loss, cfg):
+            if early_stopping_update(state, epoch, valid_loss, cfg.warmup_epochs, cfg.patience):
                 self.best_weights = [w.numpy() for w in self.model.weights]
             done = state.stopped_early or epoch >= max_epochs
             if done or time.monotonic() - last_save >= self.checkpoint_every_seconds:
@@ -192,7 +180,8 @@ class Trainer:
         return state
 
     def _projected_end(self, max_epochs: int) -> int:
-        return projected_end(self.state.epoch, self.state.best_epoch, max_epochs, self.config)
+        return projected_end(self.state.epoch, self.state.best_epoch, max_epochs,
+                             self.config.warmup_epochs, self.config.patience)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def save_checkpoint(self):
@@ -240,10 +229,10 @@ class Trainer:
         binarized at every step (``binarize``), and validation images must already be bits. Grey
         levels under a Bernoulli likelihood would train and score something that is not a
         log-likelihood of binary images, without any error."""
-        bernoulli = self.model.likelihood == "bernoulli"
+        bernoulli = self.model.likelihood.name == "bernoulli"
         if self.binarize and not bernoulli:
             raise ConfigError(f"binarize=True is for a Bernoulli likelihood; this model's is "
-                              f"{self.model.likelihood}.")
+                              f"{self.model.likelihood.name}.")
         if not bernoulli:
             return
         checks = [("validation", valid, "binarize them once with a fixed seed")]

@@ -1,0 +1,137 @@
+"""Likelihoods p(x | .): how a decoder's output is read as a distribution over images.
+
+A likelihood holds no weights. The decoder outputs unconstrained numbers; ``params`` turns them into
+the distribution's parameters (shaped like the images), ``log_prob`` scores images under them (one
+value per image: every pixel summed) and ``mean`` gives the expected image, for figures. Both models
+call the likelihood, so any decoder (a ``keras.Sequential`` of ``Dense`` or ``Conv2DTranspose``
+layers) works as long as it outputs ``params_per_pixel`` numbers per pixel: in one tensor whose size
+matches (flat, or image-shaped with the parameters side by side on the last axis), or, for two
+parameters, as a pair of tensors.
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from .densities import log_bernoulli, log_discretized_logistic
+from .errors import check_choice
+
+LOG_SCALE_RANGE = (-4.5, 0.0)  # discretized-logistic log-scales, clipped as in the paper's code
+
+
+class Likelihood:
+    """Interface. ``params(output, event_shape)``: the decoder's output for N inputs -> parameters
+    of shape (N, *event_shape) each; ``log_prob(x, params)``: images (B, *event_shape) against
+    parameters (..., B, *event_shape) -> (..., B); ``mean(params)``: (N, *event_shape)."""
+
+    name = None  # the string that names it (see :func:`get`)
+    params_per_pixel = 1
+
+    def params(self, output, event_shape):
+        raise NotImplementedError
+
+    def log_prob(self, x, params):
+        raise NotImplementedError
+
+    def mean(self, params):
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __hash__(self):
+        return hash((type(self), tuple(sorted(self.get_config().items()))))
+
+
+def _as_event(tensor, event_shape):
+    """(N, ...) -> (N, *event_shape), float32 (a decoder under a mixed-precision policy outputs
+    bfloat16; densities are computed in float32)."""
+    tensor = tf.cast(tensor, tf.float32)
+    if tuple(tensor.shape[1:]) == tuple(event_shape):
+        return tensor
+    return tf.reshape(tensor, tf.concat([tf.shape(tensor)[:1], list(event_shape)], 0))
+
+
+def _sum_event(log_p, event_rank: int):
+    """Sum the last ``event_rank`` axes (the pixels of each image)."""
+    return tf.reduce_sum(log_p, axis=list(range(-event_rank, 0))) if event_rank > 1 else tf.reduce_sum(log_p, -1)
+
+
+@keras.saving.register_keras_serializable(package="vae_lib")
+class Bernoulli(Likelihood):
+    """Independent Bernoulli pixels (binary images); the decoder outputs their logits."""
+
+    name = "bernoulli"
+
+    def params(self, output, event_shape):
+        return _as_event(output, event_shape)
+
+    def log_prob(self, x, logits):
+        rank = len(x.shape) - 1
+        if rank == 1:
+            return log_bernoulli(x, logits)
+        return _sum_event(x * logits - tf.nn.softplus(logits), rank)
+
+    def mean(self, logits):
+        return tf.sigmoid(logits)
+
+
+@keras.saving.register_keras_serializable(package="vae_lib")
+class DiscretizedLogistic(Likelihood):
+    """A logistic per pixel discretized into ``num_bins`` grey levels x = k / (num_bins - 1), the
+    first and last bins open-ended (see :func:`vae_lib.densities.log_discretized_logistic`). The
+    decoder outputs two numbers per pixel: the location before a sigmoid (so the mean lies in
+    [0, 1]) and the log-scale before its clip to [-4.5, 0] (as in the paper's code)."""
+
+    name = "discretized_logistic"
+    params_per_pixel = 2
+
+    def __init__(self, num_bins: int = 256):
+        if int(num_bins) < 2:
+            from .errors import ConfigError
+            raise ConfigError(f"A discretized logistic needs at least 2 bins, got {num_bins}.")
+        self.num_bins = int(num_bins)
+
+    def params(self, output, event_shape):
+        if isinstance(output, (tuple, list)):
+            loc, log_scale = output
+        else:
+            loc, log_scale = tf.split(output, 2, axis=-1)
+        loc, log_scale = _as_event(loc, event_shape), _as_event(log_scale, event_shape)
+        return tf.sigmoid(loc), tf.clip_by_value(log_scale, *LOG_SCALE_RANGE)
+
+    def log_prob(self, x, params):
+        mean, log_scale = params
+        rank = len(x.shape) - 1
+        if rank == 1:
+            return log_discretized_logistic(x, mean, log_scale, self.num_bins)
+        # the density sums its last axis: give it the pixels of each image on one axis
+        flat = lambda t: tf.reshape(t, tf.concat([tf.shape(t)[:-rank], [-1]], 0))
+        return log_discretized_logistic(flat(x), flat(mean), flat(log_scale), self.num_bins)
+
+    def mean(self, params):
+        return params[0]
+
+    def get_config(self):
+        return {"num_bins": self.num_bins}
+
+
+LIKELIHOODS = {cls.name: cls for cls in (Bernoulli, DiscretizedLogistic)}
+
+
+def get(likelihood) -> Likelihood:
+    """A :class:`Likelihood` from itself or its name ("bernoulli", "discretized_logistic"), as
+    Keras resolves ``optimizer="adam"``."""
+    if isinstance(likelihood, Likelihood):
+        return likelihood
+    return LIKELIHOODS[check_choice("likelihood", likelihood, LIKELIHOODS)]()
