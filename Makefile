@@ -30,8 +30,9 @@ bench-bf16:  ## does bfloat16 mixed precision pay for training here? (not part o
 sync:  ## re-pair the notebooks after editing their .py sources
 	$(PYTHON) -m jupytext --sync notebooks/*.py
 
-notebooks:  ## execute the experiment notebook (smoke) and theory (quick) in place, as committed
+notebooks:  ## execute the training and evaluation notebooks (smoke), own_model and theory (quick) in place, as committed
 	$(PYTHON) -m jupytext --sync notebooks/*.py
-	$(PYTHON) -m jupyter nbconvert --to notebook --execute --inplace notebooks/experiment.ipynb
+	$(PYTHON) -m jupyter nbconvert --to notebook --execute --inplace notebooks/training.ipynb
+	$(PYTHON) -m jupyter nbconvert --to notebook --execute --inplace notebooks/evaluation.ipynb
 	$(PYTHON) -m papermill notebooks/theory.ipynb notebooks/theory.ipynb -p profile quick
-	$(PYTHON) -m vae_lib.pipeline.nbclean notebooks/experiment.ipynb notebooks/theory.ipynb
+	$(PYTHON) -m vae_lib.pipeline.nbclean notebooks/training.ipynb notebooks/evaluation.ipynb notebooks/theory.ipynb

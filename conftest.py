@@ -22,3 +22,18 @@ def pytest_configure(config):
     shared = Path(__file__).resolve().parent.parent / "shared" / "data"
     if "VAE_DATA_DIR" not in os.environ and shared.is_dir():
         os.environ["VAE_DATA_DIR"] = str(shared)
+
+
+# nbval executes the notebooks in this order: the evaluation notebook evaluates what the training
+# notebook trained (the same parameters name the same run directory).
+NOTEBOOK_ORDER = ("training", "evaluation", "own_model", "report")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    def rank(item):
+        path = Path(str(item.fspath))
+        if path.suffix != ".ipynb":
+            return (0, 0)
+        return (1, NOTEBOOK_ORDER.index(path.stem) if path.stem in NOTEBOOK_ORDER else len(NOTEBOOK_ORDER))
+
+    items.sort(key=rank)  # stable: each notebook's cells keep their order

@@ -9,24 +9,26 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import HTML, Markdown, display
 
-from vae_lib.pipeline.config import (K_SWEEP_SETTINGS, K_SWEEPS, PROFILE_DESCRIPTIONS, PROFILES, default_report_dir,
-                            make_config)
-from vae_lib.pipeline.convergence import (convergence_table_html, mean_by_samples, past_protocol, read_convergence,
-                                 run_label, scope_text)
 from vae_lib.datasets import DATASETS
+from vae_lib.pipeline.cells import REPO
+from vae_lib.pipeline.config import (K_SWEEP_SETTINGS, K_SWEEPS, PROFILE_DESCRIPTIONS, PROFILES, default_report_dir,
+                                     make_config)
+from vae_lib.pipeline.convergence import past_protocol, read_convergence, run_label, scope_text
+from vae_lib.pipeline.figures import convergence_curves
 from vae_lib.pipeline.io import read_json
-from vae_lib.plots import convergence_curves, image_grid, ll_histogram
-from vae_lib.progress import duration
+from vae_lib.pipeline.plans import plan
 from vae_lib.pipeline.provenance import hardware_label
-from vae_lib.pipeline.records import read_history, read_images, training_seconds
+from vae_lib.pipeline.records import read_images, training_seconds
+from vae_lib.pipeline.references import PAPER_SOURCE, REFERENCE_SOURCE
 from vae_lib.pipeline.registry import MODELS, PRIORS
+from vae_lib.pipeline.results import (collect_rows, grid_components, model_differences, paired_difference, select,
+                                      spread_text, summarize, sweep_variant, test_ll_of, write_results_csv)
 from vae_lib.pipeline.rundir import changes_text, failure_summary, variant_of
-from vae_lib.pipeline.results import (PAPER, PAPER_SOURCE, REFERENCE, REFERENCE_SAMPLES, REFERENCE_SOURCE, collect_rows,
-                             grid_components, interval_halfwidth, model_differences, model_paired_table_html,
-                             paired_difference, paired_table_html, select, summarize, sweep_variant, table1_html,
-                             spread_text, table1_markdown, test_ll_of, verdict, write_results_csv)
-from vae_lib.pipeline.runner import REPO, plan
-from vae_lib.schedule import kl_weight
+from vae_lib.pipeline.tables import (convergence_table_html, model_paired_table_html, paired_table_html,
+                                     table1_html, table1_markdown)
+from vae_lib.pipeline.verdicts import Evidence, findings, findings_markdown
+from vae_lib.plots import image_grid, ll_histogram
+from vae_lib.progress import duration
 
 report_dir = Path(report_dir or Path(default_report_dir()) / profile)
 figures = report_dir / "figures"
@@ -439,254 +441,11 @@ for dataset in present:
 # for one seed (which cannot see how much another seed would move it).
 
 # %%
-def error_text(d):
-    return f"{d.err_kind} {d.err:.2f}, {len(d.per_seed)} seed(s)"
-
-
-def difference_numbers(d):
-    return f"{d.mean:+.2f} nats per image, {error_text(d)}"
-
-
-def difference_text(d, subject):
-    return f"{d.mean:+.2f} nats per image ({error_text(d)}): {verdict(d, subject)}"
-
-
-def grid_cell(dataset, prior, model="vae"):
-    return select(rows, dataset=dataset, model=model, prior=prior, profile=profile, own_cell=True)
-
-
-sections = []  # (heading, bullet lines)
-lines, prior_diffs = [], {}  # (dataset, model, prior) -> paired difference to the standard prior
-for model in models:
-    for dataset in datasets:
-        base = grid_cell(dataset, "standard", model)
-        for prior in [p for p in PRIORS if p != "standard"]:
-            d = paired_difference(grid_cell(dataset, prior, model), base)
-            if d is not None:
-                prior_diffs[dataset, model, prior] = d
-                lines.append(f"- {dataset} ({model.upper()}): {prior} &minus; standard = "
-                             f"{difference_text(d, prior)}.")
-sections.append(("Each prior against the standard prior (paired)", lines))
-sections.append(("The HVAE against the VAE (paired, same prior)",
-                 [f"- {dataset}, {prior}: HVAE &minus; VAE = {difference_text(d, 'the HVAE')}."
-                  for dataset, prior, _, _, d in hvae_vs_vae]))
-
-lines = []  # the paper's numbers (verdicts only at the paper's protocol)
-for (dataset, model, prior), value in PAPER.items():
-    ours = summarize(grid_cell(dataset, prior, model))
-    head = f"- {dataset}, {model.upper()} + {prior}: "
-    if ours is None:
-        lines.append(head + ("not run yet" if (dataset, model, prior) in planned else "not planned")
-                     + f" (the paper: {value:.2f}).")
-        continue
-    gap = ours.mean - value
-    verdict_text = ("" if profile != "paper" else
-                    ": reproduced, within two of our errors" if abs(gap) <= 2 * ours.err else
-                    f": {'not reproduced' if gap < 0 else 'above it'}, {abs(gap):.2f} nats "
-                    f"{'below' if gap < 0 else 'above'} ({abs(gap) / ours.err:.1f} of our errors)")
-    line = (head + f"{ours.mean:.2f} &plusmn; {ours.err:.2f} ({ours.err_kind}, {ours.n_seeds} seed(s)) "
-            f"against the paper's {value:.2f}{verdict_text}.")
-    # the same cell with the paper code's initialisation and optimizer, where the plan has it
-    code_rows = select(rows, dataset=dataset, model=model, prior=prior, components=K,
-                       variant=variant_of(make_config(dataset, prior, profile, model=model,
-                                                      weight_init="he", optimizer="adamnormgrad")))
-    if code_rows:
-        code, d = summarize(code_rows), paired_difference(code_rows, grid_cell(dataset, prior, model))
-        line += (f" With the paper code's initialisation and optimizer: {code.mean:.2f} &plusmn; "
-                 f"{code.err:.2f} ({code.n_seeds} seed(s)), {code.mean - value:+.2f} from the paper's"
-                 + ("" if d is None else f"; paired against ours, {difference_text(d, f'that {model.upper()}')}")
-                 + ".")
-    lines.append(line)
-sections.append((f"Against the paper ({PAPER_SOURCE})", lines))
-
-# The reference report: how far ours is above its numbers, what the larger S accounts for (the
-# convergence check scores the same images at the reference's S and at ours), and its gaps.
-lines = []
-# Frey Faces first: if the reference's numbers lie much further from ours than our runs lie from
-# each other, they are on another scale, and its cells are left out of the counts below.
-frey = select(rows, dataset="frey_faces", model="vae")  # every Frey Faces VAE run, variants too
-incomparable, frey_line = set(), None
-if frey and "test_bits_per_dim" in frey[0]["metrics"]:
-    per_nat = frey[0]["metrics"]["test_bits_per_dim"] / -frey[0]["metrics"]["test_ll"]  # bits/dim per nat
-    frey_cells = [(p, summarize(grid_cell("frey_faces", p)), ref) for p, ref in REFERENCE["frey_faces"].items()]
-    frey_cells = [(p, s, ref) for p, s, ref in frey_cells if s is not None]
-    ours_spread = max(r["test_ll"] for r in frey) - min(r["test_ll"] for r in frey)
-    frey_gaps = [s.mean - ref for _, s, ref in frey_cells]
-    if frey_cells:
-        if min(frey_gaps) > 2 * ours_spread:
-            incomparable.add("frey_faces")
-        frey_line = ("- Frey Faces in bits/dim, ours vs the reference's: "
-                     + "; ".join(f"{p} {-s.mean * per_nat:.2f} vs {-ref * per_nat:.2f}" for p, s, ref in frey_cells)
-                     + f". Ours are {min(frey_gaps):.0f} to {max(frey_gaps):.0f} nats per image higher, "
-                       f"where all {len(frey)} of our Frey Faces VAE runs (every prior, seed and "
-                       f"setting) lie within {ours_spread:.0f} nats of each other"
-                     + ("; the reference does not say which likelihood it used (below), so its Frey "
-                        "Faces numbers are most likely on another scale, ours being higher says "
-                        "nothing about the models, and they are left out of the counts above."
-                        if "frey_faces" in incomparable else "."))
-s_gain = {}  # dataset -> the largest rise of a seed-0 estimate from the reference's S to ours
-for e in conv:
-    sizes, means = mean_by_samples(e)
-    if (S > REFERENCE_SAMPLES and REFERENCE_SAMPLES in sizes and S in sizes and e["model"] == "vae"
-            and not e["variant"]):
-        gain = means[sizes.index(S)] - means[sizes.index(REFERENCE_SAMPLES)]
-        s_gain[e["dataset"]] = max(gain, s_gain.get(e["dataset"], gain))
-margins = []  # (dataset, margin, our error) of the comparable cells
-for dataset, by_prior in REFERENCE.items():
-    parts = []
-    for prior, ref in by_prior.items():
-        ours = summarize(grid_cell(dataset, prior))
-        if ours is not None:
-            if dataset not in incomparable:
-                margins.append((dataset, ours.mean - ref, ours.err))
-            parts.append(f"{prior} {ours.mean:.2f} vs {ref:.2f} ({ours.mean - ref:+.2f})")
-    if parts:
-        lines.append(f"- {dataset}: " + "; ".join(parts) + ".")
-if margins:
-    clear = [m for m in margins if m[1] > 2 * m[2]]
-    count = (f"- Ours is higher in {sum(m[1] > 0 for m in margins)} of {len(margins)} cells"
-             + (f" (Frey Faces left out, below)" if incomparable else "")
-             + f", by more than two of our errors in {len(clear)}.")
-    if S != REFERENCE_SAMPLES:
-        count += f" The reference scored with S={REFERENCE_SAMPLES}, we with S={S}"
-        gains = {d: g for d, g in s_gain.items() if d not in incomparable}
-        checked = [m for m in margins if m[0] in gains]
-        if gains:
-            count += (f"; on the convergence check's images our estimates at S={REFERENCE_SAMPLES} were "
-                      f"lower by up to " + ", ".join(f"{g:.2f} ({d})" for d, g in sorted(gains.items()))
-                      + f" nats. Less that much, ours is still higher by more than two errors in "
-                        f"{sum(m[1] - gains[m[0]] > 2 * m[2] for m in checked)} of the {len(checked)} "
-                        f"cells with a check.")
-        else:
-            count += "."
-    lines.append(count)
-# Where the VampPrior (or VampPrior-data) gains on the standard prior: the reference (the difference
-# of its numbers) and ours (paired); say plainly where the two disagree in sign.
-gaps, reversed_ = [], []
-for dataset, by_prior in REFERENCE.items():
-    for prior in [p for p in by_prior if p != "standard"]:
-        d = prior_diffs.get((dataset, "vae", prior))
-        if d is None:
-            continue
-        ref_gap = by_prior[prior] - by_prior["standard"]
-        gaps.append(f"{dataset}/{prior} {ref_gap:+.2f} vs {d.mean:+.2f}")
-        if (ref_gap > 0) != (d.mean > 0) and abs(d.mean) > interval_halfwidth(d):  # a clear reversal
-            reversed_.append((dataset, prior, ref_gap, d))
-if gaps:
-    lines.append("- Gain over the standard prior, the reference's (its two numbers) vs ours (paired): "
-                 + "; ".join(gaps) + ".")
-for dataset, prior, ref_gap, d in reversed_:
-    he = code_diffs.get((dataset, HE)) if prior == "vampprior" else None
-    line = (f"- **On {dataset}, {prior} is {'worse' if d.mean < 0 else 'better'} than the standard "
-            f"prior in our runs** ({difference_numbers(d)}), where the reference report's numbers "
-            f"{'gain' if ref_gap > 0 else 'lose'} {abs(ref_gap):.2f}: "
-            + ("the paper's claim that the VampPrior beats the standard prior on every dataset "
-               if prior == "vampprior" else "the reference's ranking "))
-    if he is None:
-        line += "does not hold in our runs."
-    else:
-        he_vamp = summarize(select(rows, dataset=dataset, model="vae", prior="vampprior", components=K, variant=HE))
-        ours_std = summarize(grid_cell(dataset, "standard"))
-        line += (f"does not hold with our initialisation. With the paper code's, VampPrior &minus; "
-                 f"standard = {difference_text(he, 'the VampPrior')} (section *The small datasets*)"
-                 + (f"; but that VampPrior ({he_vamp.mean:.2f}) stays "
-                    f"{'below' if he_vamp.mean < ours_std.mean else 'above'} our standard prior "
-                    f"({ours_std.mean:.2f}): it wins against a baseline trained worse."
-                    if he_vamp is not None and ours_std is not None and he_vamp.mean < ours_std.mean else "."))
-    lines.append(line)
-if frey_line:
-    lines.append(frey_line)
-sections.append((f"Against {REFERENCE_SOURCE}", lines))
-
-lines = []  # does each of the paper code's settings, alone, change which prior wins?
-for (dataset, variant), d in code_diffs.items():
-    ours = code_diffs.get((dataset, ""))
-    if not variant or d is None or ours is None:
-        continue
-    ours_says, it_says = verdict(ours, "the VampPrior"), verdict(d, "the VampPrior")
-    lines.append(f"- {dataset}, {CODE_SETTINGS[variant]}: VampPrior &minus; standard = {d.mean:+.2f} nats "
-                 f"per image ({error_text(d)}), against {ours.mean:+.2f} with ours: "
-                 + (f"the same verdict, {it_says}." if it_says == ours_says else
-                    f"**the verdict changes**, from '{ours_says}' to '{it_says}'."))
-sections.append(("The paper code's settings on the small datasets (paired, section *The small datasets*)", lines))
-
-lines = []  # how the runs trained: cells whose best epoch came inside the KL warm-up
-warmup = settings["warmup_epochs"]
-
-
-def last_epoch_losses(runs):
-    """(training loss, validation loss) of the runs' last epochs, means over the runs; None when a
-    run has no history."""
-    last = [read_history(r["run_dir"])[-1:] for r in runs]
-    if not runs or not all(last):
-        return None
-    return tuple(float(np.mean([h[0][key] for h in last])) for key in ("train_loss", "valid_loss"))
-
-
-for model in models:
-    for dataset in datasets:
-        base = None  # the standard prior's last-epoch losses, read once a dataset
-        for prior in PRIORS:
-            runs = grid_cell(dataset, prior, model)
-            if not runs or not all(r["metrics"]["best_epoch"] < warmup for r in runs):
-                continue
-            losses = last_epoch_losses(runs)
-            if losses is None:
-                continue
-            best = sorted(r["metrics"]["best_epoch"] for r in runs)
-            fit = (f"at the last epoch training loss {losses[0]:.1f} and validation loss {losses[1]:.1f} "
-                   f"nats (means over seeds")
-            if prior != "standard":
-                base = base or last_epoch_losses(grid_cell(dataset, "standard", model))
-                if base is not None:
-                    fit += f"; the standard prior's: {base[0]:.1f} and {base[1]:.1f}"
-            fit += ")"
-            lines.append(f"- {dataset} ({model.upper()}), {prior}: every seed's best validation loss came "
-                         f"during the KL warm-up (epochs {', '.join(map(str, best))} of {warmup}, KL weight "
-                         f"{kl_weight(best[0], warmup):.2f} to {kl_weight(best[-1], warmup):.2f}); {fit}: "
-                         f"it overfits the {runs[0]['metrics']['n_train']} training "
-                         f"images early, and the weights kept (the best validation epoch's, as the "
-                         f"protocol says) were trained with the KL term down-weighted.")
-for dataset, (flat, shown) in flat_counts.items():
-    if flat >= shown / 2:
-        lines.append(f"- {dataset}, vampprior: {flat} of the {shown} pseudo-inputs shown (of {K}; the "
-                     f"first seed's run) are still nearly uniform at the kept epoch, near-copies of their "
-                     f"start (section *Pseudo-inputs*): many of its components likely coincide.")
-sections.append(("How the runs trained", lines))
-
-lines = [f"- {dataset}: learned &minus; fixed pseudo-inputs = {difference_text(d, 'learning them')}."
-         for dataset, d in learned_diffs.items() if d is not None]
-sections.append(("VampPrior-data: learning the pseudo-inputs (paired)", lines))
-
-lines = []
-if rises:  # the convergence check: how far the estimates and the paired differences move past S
-    # (how far a paired difference to the standard prior moved, its s.e. at S)
-    shifts = [(abs(r.paired_at_top[0] - r.paired_at_s[0]), r.paired_at_s[1]) for r in past_s
-              if r.paired_at_s and r.paired_at_top]
-    moved = ""
-    if shifts and all(m < se for m, se in shifts):
-        moved = (f"; the paired differences to the standard prior moved by at most "
-                 f"{max(m for m, _ in shifts):.2f} nats (less than their s.e., "
-                 f"{min(se for _, se in shifts):.2f} to {max(se for _, se in shifts):.2f}), so the "
-                 f"prior comparisons checked there do not depend on it")
-    elif shifts:
-        moved = "; some paired differences to the standard prior moved by more than their s.e."
-    lines.append(f"- Importance sampling at S={S} has not converged where the ESS is small: from "
-                 f"S={S} to the largest S the estimate rose by up to "
-                 f"{max(max(r) for r in rises.values()):.2f} nats "
-                 f"({', '.join(f'{d} {max(r):.2f}' for d, r in sorted(rises.items()))}){moved} "
-                 f"({scope_text([r.entry for r in past_s])}; section *Has the estimate converged*).")
-lines.append("- Frey Faces: our likelihood is a discretized logistic over the 256 grey levels whose "
-             "first and last bins extend to -inf and +inf, so the 256 probabilities sum to one. The "
-             "paper's code uses bins of width 1/256 with no open ends (mass beyond the edges is "
-             "lost, which lowers its log-likelihoods slightly for the same model). Both are "
-             "log-probabilities of 8-bit images in nats, so they compare up to that edge effect; the "
-             "reference report does not say which it used.")
-if profile != "paper":
-    lines.append(f"- All of this is at the **{profile}** budget, not the paper's protocol.")
-sections.append(("The estimates themselves", lines))
-text = "\n\n".join(f"**{heading}**\n\n" + "\n".join(body) for heading, body in sections if body)
-display(Markdown(text if complete else "No complete runs yet."))
+evidence = Evidence(rows, profile, models, datasets, list(PRIORS), planned, K, S, settings["warmup_epochs"],
+                    conv=conv, past_s=past_s, rises=rises, hvae_vs_vae=hvae_vs_vae, code_diffs=code_diffs,
+                    code_settings=CODE_SETTINGS, he_variant=HE, learned_diffs=learned_diffs,
+                    flat_counts=flat_counts)
+display(Markdown(findings_markdown(findings(evidence)) if complete else "No complete runs yet."))
 
 # %% [markdown]
 # ## Compute

@@ -24,27 +24,17 @@
 # `smoke` (seconds; the numbers mean little, the tests run it) or `paper` (hours).
 
 # %%
-import importlib.util
-import os
-import subprocess
-import sys
-
-if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:  # quiet C++ logs; set before TensorFlow is imported
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-if importlib.util.find_spec("vae_lib") is None:  # e.g. a fresh Colab runtime: install the package
-    REPOSITORY = os.environ.get("VAE_LIB_REPOSITORY", "https://github.com/<OWNER>/<REPO>")
-    if "<OWNER>" in REPOSITORY:
-        raise RuntimeError("vae_lib is not installed. Set VAE_LIB_REPOSITORY to this repository's "
-                           "URL (os.environ['VAE_LIB_REPOSITORY'] = 'https://github.com/...') and "
-                           "run this cell again, or pip install the package first (README, Colab).")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"vae_lib @ git+{REPOSITORY}"], check=True)
+import importlib.util, os, subprocess, sys  # noqa: E401
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quiet TensorFlow's C++ start-up lines (before it loads)
+if importlib.util.find_spec("vae_lib") is None:  # a fresh Colab runtime: set VAE_LIB_REPOSITORY first (README, Colab)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    f"vae_lib @ git+{os.environ['VAE_LIB_REPOSITORY']}"], check=True)
 
 import time
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-import vae_lib  # noqa: F401  (keeps TensorFlow's C++ start-up lines out, if the cell above did not)
 import tensorflow as tf
 from vae_lib import StandardNormal, densities, estimators
 from vae_lib.datasets import load_dataset, static_mnist_test_digits

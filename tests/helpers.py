@@ -90,3 +90,32 @@ def paper_model(model: str, prior: str, input_dim: int, likelihood: str = "berno
              else HVAE(*nets, p, lik, seed=seed))
     built.build((None, input_dim))
     return built
+
+
+def synthetic_record(root, dataset, prior, seed, log_px=None, failed=False, metrics=None, profile="paper",
+                     **settings):
+    """A record folder as the runner keeps it: config.json, and metrics.json + test_ll.npz (complete)
+    or failure.json (failed), or neither (incomplete); ``metrics``: more of metrics.json."""
+    import json
+
+    import numpy as np
+
+    from vae_lib.pipeline.config import make_config
+    from vae_lib.pipeline.io import atomic_write_npz
+    from vae_lib.pipeline.rundir import run_dir_name
+
+    config = make_config(dataset, prior, profile, seed=seed, **settings)
+    folder = root / run_dir_name(config)
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(config.to_dict()))
+    if failed:
+        (folder / "failure.json").write_text(json.dumps(dict(error="DataError", message="bad file")))
+    elif log_px is not None:
+        log_px = np.asarray(log_px, np.float64)
+        atomic_write_npz(folder / "test_ll.npz", compressed=True, log_px=log_px, ess=np.ones_like(log_px))
+        metrics = dict(test_ll=float(log_px.mean()), test_ll_stderr=float(log_px.std(ddof=1) / np.sqrt(len(log_px))),
+                       n_test=len(log_px), provenance={"git": {"commit": "abc"}}, **(metrics or {}))
+        if dataset == "frey_faces":
+            metrics["test_bits_per_dim"] = float(-log_px.mean() / (560 * np.log(2)))
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder

@@ -14,7 +14,7 @@ import pytest
 
 from vae_lib.pipeline import cli
 from vae_lib.pipeline.records import read_test_ll
-from vae_lib.pipeline.rundir import RECORD_FILES, CHECKPOINT
+from vae_lib.pipeline.rundir import CHECKPOINT, NOTEBOOKS, RECORD_FILES
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = ["--dataset", "static_mnist", "--prior", "vampprior", "--profile", "smoke"]
@@ -76,14 +76,14 @@ def test_train_smoke_run(complete_run):
     assert metrics["test_ll"] == pytest.approx(log_px.mean(), rel=1e-12) and len(log_px) == metrics["n_test"]
     assert metrics["n_valid"] == 150 and metrics["threads"] == 1  # --threads is not a setting: not in config
     assert metrics["test_ll"] >= metrics["test_elbo"]
-    assert set(RECORD_FILES) - {"experiment.ipynb"} | {CHECKPOINT} <= set(os.listdir(run_dir))
+    assert set(RECORD_FILES) - set(NOTEBOOKS) | {CHECKPOINT} <= set(os.listdir(run_dir))  # no notebooks: the CLI ran
 
 
 @pytest.mark.slow
 def test_train_without_out_uses_the_run_directory_the_report_would(data_dir, tmp_path):
     """No --out: the run goes to $VAE_RUNS_DIR/<profile>/<name>, the directory in which
     `vampprior report` trains the same settings (so it would reuse the run), and says so."""
-    from vae_lib.pipeline.runner import plan
+    from vae_lib.pipeline.plans import plan
 
     env = dict(_env(data_dir), VAE_RUNS_DIR=str(tmp_path / "runs"))
     result = subprocess.run([sys.executable, "-m", "vae_lib", "train", "--dataset", "static_mnist",

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from vae_lib.pipeline.convergence import (convergence_table_html, image_subset, main, mean_by_samples,
+from vae_lib.pipeline.tables import convergence_table_html
+from vae_lib.pipeline.convergence import (image_subset, main, mean_by_samples,
                                  paired_by_samples, read_convergence, scope_text)
 from vae_lib.errors import ConfigError
 from vae_lib.estimators import ImportanceSampler

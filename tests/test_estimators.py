@@ -320,7 +320,7 @@ def test_nonpositive_sample_count_is_a_config_error(approx_model, bad):
 @pytest.mark.parametrize("model_name", ["vae", "hvae"])
 def test_bfloat16_matmuls_are_refused_for_the_8_bit_likelihood(model_name):
     """On Frey Faces' discretized logistic, bfloat16 matmul inputs moved a trained paper model's test
-    log-likelihood by -0.19 nats (README, Speed): the sampler refuses them there, by the model's
+    log-likelihood by -0.19 nats (benchmarks/README.md): the sampler refuses them there, by the model's
     likelihood, and so does a run's configuration, by the dataset's; binary images keep them."""
     from vae_lib.pipeline.config import RunConfig
 

@@ -9,7 +9,7 @@ from helpers import run_and_see_if_tensorflow_loads
 from vae_lib.pipeline.config import K_SWEEPS, PROFILES
 from vae_lib.datasets import DATASETS
 from vae_lib.pipeline.registry import PRIORS
-from vae_lib.pipeline.runner import SMALL, paper_plan, plan
+from vae_lib.pipeline.plans import SMALL, paper_plan, plan
 
 
 def _keys(pairs):
@@ -75,7 +75,7 @@ def test_purposes_pick_parts_of_a_plan_and_an_unknown_one_is_refused(tmp_path):
     """--purposes k_sweep is the K sweep alone (K = 1 to 1500 in the paper plan, in its order);
     two purposes are their union; a name the plans do not use is a clear error."""
     from vae_lib.errors import ConfigError
-    from vae_lib.pipeline.runner import PURPOSES
+    from vae_lib.pipeline.plans import PURPOSES
 
     full = plan("paper", tmp_path, tmp_path)
     assert {c.purpose for c in full} == set(PURPOSES)
@@ -107,7 +107,7 @@ def test_the_driver_and_dask_workers_handle_cells_without_tensorflow(tmp_path):
     plan, and a cell unpickled in a fresh interpreter (as a worker receives it) load no TensorFlow;
     only the notebooks' kernels do."""
     cells = tmp_path / "cells.pickle"
-    plan_them = ("import pickle\nfrom vae_lib.pipeline.cli import build_parser\nfrom vae_lib.pipeline.runner import plan\n"
+    plan_them = ("import pickle\nfrom vae_lib.pipeline.cli import build_parser\nfrom vae_lib.pipeline.plans import plan\n"
                  "build_parser().parse_args(['report', '--profile', 'paper'])\n"
                  f"cells = plan('paper', {str(tmp_path)!r}, {str(tmp_path)!r})\n"
                  f"open({str(cells)!r}, 'wb').write(pickle.dumps(cells))\n"

@@ -24,7 +24,8 @@ from helpers import another_process_holding, can_mount_tmpfs, env_with_data, his
 from vae_lib.pipeline.config import make_config
 from vae_lib.pipeline.records import checkpoint_epoch, read_test_ll
 from vae_lib.pipeline.rundir import LOCK, RUNNER_LOCK, prepare_run_dir, runner_lock
-from vae_lib.pipeline.runner import EXIT_BUSY, plan
+from vae_lib.pipeline.cli import EXIT_BUSY
+from vae_lib.pipeline.plans import plan
 
 pytestmark = pytest.mark.slow
 
@@ -157,7 +158,9 @@ def test_grid_with_a_broken_dataset_reports_failures_and_reruns_only_them(tmp_pa
     failure = runs / "smoke" / "frey_faces__vampprior__K20__seed0" / "failure.json"
     message = json.loads(failure.read_text())["message"]
     assert "frey_rawface.mat" in message and "sha256" in message
-    assert (failure.parent / "experiment.ipynb").is_file(), "the executed notebook is kept"
+    assert json.loads(failure.read_text())["notebook"].endswith("training.ipynb")  # loading the data failed
+    assert (failure.parent / "training.ipynb").is_file(), "the executed notebook is kept"
+    assert not (failure.parent / "evaluation.ipynb").exists(), "nothing to evaluate after a failed training"
     with open(report / "smoke" / "results.csv") as f:
         status = {(r["dataset"], r["prior"]): r["status"] for r in csv.DictReader(f)}
     assert status == {("caltech101_silhouettes", "vampprior"): "complete", ("frey_faces", "vampprior"): "failed"}

@@ -3,38 +3,17 @@ paired per-image differences, Table 1 in HTML and Markdown, results.csv, the REA
 from __future__ import annotations
 
 import csv
-import json
 
 import numpy as np
 import pytest
 
-from vae_lib.pipeline.config import make_config
-from vae_lib.pipeline.io import atomic_write_npz
-from vae_lib.pipeline.results import (REFERENCE, collect_rows, paired_difference, paired_table_html, select, spread_text,
-                             summarize, table1_html, table1_markdown, write_results_csv,
-                             model_differences, model_paired_table_html)
+from helpers import synthetic_record as _record
+from vae_lib.pipeline.references import REFERENCE
+from vae_lib.pipeline.results import (collect_rows, model_differences, paired_difference, select, spread_text,
+                                      summarize, write_results_csv)
 from vae_lib.pipeline.results import test_ll_of as per_image_ll  # (a name pytest does not collect)
-from vae_lib.pipeline.rundir import changes_text, copy_record, run_dir_name
-
-
-def _record(root, dataset, prior, seed, log_px=None, failed=False, **settings):
-    """A record folder as the runner keeps it: config.json, and metrics.json + test_ll.npz (complete)
-    or failure.json (failed), or neither (incomplete)."""
-    config = make_config(dataset, prior, "paper", seed=seed, **settings)
-    folder = root / run_dir_name(config)
-    folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps(config.to_dict()))
-    if failed:
-        (folder / "failure.json").write_text(json.dumps(dict(error="DataError", message="bad file")))
-    elif log_px is not None:
-        log_px = np.asarray(log_px, np.float64)
-        atomic_write_npz(folder / "test_ll.npz", compressed=True, log_px=log_px, ess=np.ones_like(log_px))
-        metrics = dict(test_ll=float(log_px.mean()), test_ll_stderr=float(log_px.std(ddof=1) / np.sqrt(len(log_px))),
-                       n_test=len(log_px), provenance={"git": {"commit": "abc"}})
-        if dataset == "frey_faces":
-            metrics["test_bits_per_dim"] = float(-log_px.mean() / (560 * np.log(2)))
-        (folder / "metrics.json").write_text(json.dumps(metrics))
-    return folder
+from vae_lib.pipeline.rundir import changes_text, copy_record
+from vae_lib.pipeline.tables import model_paired_table_html, paired_table_html, table1_html, table1_markdown
 
 
 @pytest.fixture

@@ -76,7 +76,7 @@ def test_compute_left_is_estimated_from_recorded_cells_of_the_same_kind(tmp_path
     import numpy as np
 
     from vae_lib.pipeline.rundir import CHECKPOINT, METRICS
-    from vae_lib.pipeline.runner import Cell, plan
+    from vae_lib.pipeline.plans import Cell, plan
     from vae_lib.pipeline.status import compute_left
 
     cells = {(c.config.prior, c.config.seed): c for c in plan(

@@ -125,8 +125,6 @@ def test_frey_faces_trains_with_discretized_logistic(datasets, tmp_path):
 
 def _scripted(curve, warmup, patience):
     """Feed a scripted validation curve to the early-stopping rule; (stopped at, best epoch, kept)."""
-    config = make_config("static_mnist", "standard", "smoke", warmup_epochs=warmup, patience=patience,
-                         epochs=len(curve))
     state, kept = TrainState(), []
     for epoch, loss in enumerate(curve, 1):
         if early_stopping_update(state, epoch, loss, warmup, patience):
@@ -185,8 +183,6 @@ def test_early_stopping_matches_the_paper_codes_counter_on_random_curves():
     for trial in range(200):
         warmup, patience = int(rng.integers(0, 8)), int(rng.integers(1, 6))
         curve = list(np.round(rng.normal(size=40) - 0.05 * np.arange(40), 1))
-        config = make_config("static_mnist", "standard", "smoke", warmup_epochs=warmup,
-                             patience=patience, epochs=len(curve))
         ours, best, best_epoch, counter, theirs = TrainState(), math.inf, 0, 0, None
         for epoch, loss in enumerate(curve, 1):
             if loss < best:
@@ -211,7 +207,8 @@ def test_a_running_cells_status_names_the_epoch_at_which_early_stopping_will_end
     writes: at every epoch of two scripted validation curves from their best on (nothing improves
     after it), the epoch it names is the one at which the rule then stops; a finished one says it
     is being evaluated."""
-    from vae_lib.pipeline.runner import Cell, cell_status
+    from vae_lib.pipeline.plans import Cell
+    from vae_lib.pipeline.status import cell_status
 
     for curve, warmup, patience, stop in [([10, 9, 8, 8.5, 9, 8.1, 8.2], 0, 3, 7),
                                           ([5.0] + [5.0 + e for e in range(1, 12)], 10, 2, 12)]:
@@ -239,7 +236,8 @@ def test_a_running_cells_status_names_the_epoch_at_which_early_stopping_will_end
 def test_a_running_cells_status_says_when_training_ends_at_its_recent_pace(tmp_path):
     """The time left is the epochs until early stopping would end the run times the median
     seconds of its last 20 epochs (an earlier, slower session does not count)."""
-    from vae_lib.pipeline.runner import Cell, cell_status
+    from vae_lib.pipeline.plans import Cell
+    from vae_lib.pipeline.status import cell_status
 
     config = make_config("static_mnist", "standard", "smoke", warmup_epochs=0, patience=50, epochs=2000)
     model = paper_model("vae", "standard", 12, hidden_units=8)
@@ -411,7 +409,7 @@ def test_a_failure_after_the_importance_sampling_keeps_it_for_the_rerun(datasets
     with monkeypatch.context() as patch:
         patch.setattr(ImportanceSampler, "evaluate", sample_again)
         again = run_experiment(config, tmp_path / "run", dataset=data, progress=False)
-    timing = {"train_seconds", "eval_seconds", "seconds_per_epoch", "provenance"}
+    timing = {"train_seconds", "eval_seconds", "seconds_per_epoch", "provenance", "training_segments"}
     assert {k: v for k, v in again.items() if k not in timing} == {
         k: v for k, v in uninterrupted.items() if k not in timing}
 

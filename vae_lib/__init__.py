@@ -34,7 +34,7 @@ _LAZY = {  # public name -> the core module that defines it
     "StandardNormal": "priors", "VampPrior": "priors", "MixtureOfGaussians": "priors", "Prior": "priors",
     "Bernoulli": "likelihoods", "DiscretizedLogistic": "likelihoods", "Likelihood": "likelihoods",
     "log_likelihood": "estimators", "iwae_bound": "estimators", "elbo": "estimators",
-    "bits_per_dim": "estimators", "ImportanceSampler": "estimators",
+    "bits_per_dim": "estimators", "ImportanceSampler": "estimators", "paired_difference": "estimators",
     "KLWarmup": "callbacks", "PaperEarlyStopping": "callbacks",
     "AdamNormGrad": "optimizers",
     "load_dataset": "datasets",
@@ -45,7 +45,8 @@ __all__ = sorted(_LAZY) + ["ConfigError", "DataError", "TrainingError", "VaeLibE
 if TYPE_CHECKING:  # what the lazy names are, for readers and tools
     from .callbacks import KLWarmup, PaperEarlyStopping
     from .datasets import load_dataset
-    from .estimators import ImportanceSampler, bits_per_dim, elbo, iwae_bound, log_likelihood
+    from .estimators import (ImportanceSampler, bits_per_dim, elbo, iwae_bound, log_likelihood,
+                             paired_difference)
     from .likelihoods import Bernoulli, DiscretizedLogistic, Likelihood
     from .models import HVAE, VAE, LatentVariableModel, load_model
     from .optimizers import AdamNormGrad

@@ -96,7 +96,12 @@ class ImportanceSampler:
         return tf.experimental.numpy.logaddexp(totals, chunk)
 
     def evaluate(self, images, seed: int = 0, progress=None) -> ImportanceResult:
-        """Per-image log p(x) estimates and effective sample sizes for ``images`` of shape (N, D)."""
+        """Per-image log p(x) estimates and effective sample sizes for ``images`` of shape (N, ...).
+        ``progress``: True for a progress bar over the images, or a bar of one's own (anything
+        with ``update(n)``)."""
+        if progress is True:
+            with progress_bar(len(images), f"log p(x), S={self.num_samples}", "img") as bar:
+                return self.evaluate(images, seed, bar)
         images = np.asarray(images, np.float32)
         self.model.ensure_built(images)
         prior_params = self.model.prior_params()  # now, not when the sampler was built
@@ -114,7 +119,7 @@ class ImportanceSampler:
             lse_w, lse_w2 = totals.numpy().astype(np.float64)
             log_px[start:start + len(x)] = lse_w - math.log(self.num_samples)
             ess[start:start + len(x)] = np.exp(2 * lse_w - lse_w2)
-            if progress is not None:
+            if progress is not None and progress is not False:
                 progress.update(len(x))
         return ImportanceResult(log_px, ess, self.num_samples)
 
@@ -123,9 +128,20 @@ class ImportanceSampler:
         return self.evaluate(images, seed, progress).log_px
 
 
+def sampler_for(model, num_samples: int, **kwargs) -> ImportanceSampler:
+    """The model's :class:`ImportanceSampler` for these settings, made once and kept on the model,
+    so that repeated calls (every epoch, every k of an IWAE curve) do not compile it again."""
+    samplers = model.__dict__.setdefault("_vae_lib_samplers", {})  # not a Keras-tracked attribute
+    key = (int(num_samples), tuple(sorted(kwargs.items())))
+    if key not in samplers:
+        samplers[key] = ImportanceSampler(model, num_samples, **kwargs)
+    return samplers[key]
+
+
 def log_likelihood(model, images, num_samples=5000, seed=0, progress=None, **kwargs) -> np.ndarray:
-    """Per-image importance-sampled log p(x) in nats; see :class:`ImportanceSampler`."""
-    return ImportanceSampler(model, num_samples, **kwargs)(images, seed=seed, progress=progress)
+    """Per-image importance-sampled log p(x) in nats with ``num_samples`` samples per image; see
+    :class:`ImportanceSampler` (``kwargs``: its settings). ``progress=True`` draws a bar."""
+    return sampler_for(model, num_samples, **kwargs)(images, seed=seed, progress=progress)
 
 
 def iwae_bound(model, images, k, seed=0, **kwargs) -> np.ndarray:
@@ -143,6 +159,17 @@ def elbo(model, images, seed=0, batch_size=1000, purpose="test_elbo") -> np.ndar
                                 stateless_seed(seed, purpose, start))
         out.append(-(d + r).numpy())
     return np.concatenate(out).astype(np.float64)
+
+
+def paired_difference(log_px, baseline_log_px) -> tuple[float, float]:
+    """(mean, standard error) over the images of ``log_px - baseline_log_px``: two models' per-image
+    log-likelihoods of the same images, compared image by image (far tighter than the difference
+    of their means, as images that are hard for one model are hard for the other)."""
+    if np.shape(log_px) != np.shape(baseline_log_px) or np.ndim(log_px) != 1:
+        raise ConfigError(f"paired_difference needs two per-image arrays of one shape, got "
+                          f"{np.shape(log_px)} and {np.shape(baseline_log_px)}.")
+    d = np.asarray(log_px, np.float64) - np.asarray(baseline_log_px, np.float64)
+    return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else float("nan")
 
 
 def bits_per_dim(log_likelihood_nats, num_dims: int):

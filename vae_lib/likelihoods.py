@@ -13,7 +13,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from .densities import log_bernoulli, log_discretized_logistic
+from .densities import RNG_ALG, log_bernoulli, log_discretized_logistic
 from .errors import check_choice
 
 LOG_SCALE_RANGE = (-4.5, 0.0)  # discretized-logistic log-scales, clipped as in the paper's code
@@ -34,6 +34,10 @@ class Likelihood:
         raise NotImplementedError
 
     def mean(self, params):
+        raise NotImplementedError
+
+    def draw(self, params, seed):
+        """Pixels drawn from the distribution at ``params`` (any shape), from a stateless seed."""
         raise NotImplementedError
 
     def get_config(self) -> dict:
@@ -85,6 +89,10 @@ class Bernoulli(Likelihood):
     def mean(self, logits):
         return tf.sigmoid(logits)
 
+    def draw(self, logits, seed):
+        u = tf.random.stateless_uniform(tf.shape(logits), seed, alg=RNG_ALG)
+        return tf.cast(u < tf.sigmoid(logits), tf.float32)
+
 
 @keras.saving.register_keras_serializable(package="vae_lib")
 class DiscretizedLogistic(Likelihood):
@@ -121,6 +129,15 @@ class DiscretizedLogistic(Likelihood):
 
     def mean(self, params):
         return params[0]
+
+    def draw(self, params, seed):
+        """A logistic draw, rounded to the nearest of the grey levels (the open-ended first and
+        last bins take everything below and above)."""
+        mean, log_scale = params
+        u = tf.random.stateless_uniform(tf.shape(mean), seed, minval=1e-6, maxval=1 - 1e-6, alg=RNG_ALG)
+        y = mean + tf.exp(log_scale) * (tf.math.log(u) - tf.math.log1p(-u))
+        levels = self.num_bins - 1
+        return tf.clip_by_value(tf.round(y * levels), 0.0, levels) / levels
 
     def get_config(self):
         return {"num_bins": self.num_bins}

@@ -82,11 +82,13 @@ class LatentVariableModel(keras.Model):
         self.data_shape = None
 
     # -- the maths a model implements -------------------------------------------------------------
-    def top_encoder(self, x):
+    def top_encoder(self, x, training=False):
         """(mean, logvar) of the latent the prior is on, given x."""
         raise NotImplementedError
 
-    def elbo_terms(self, x, seed):
+    def elbo_terms(self, x, seed, training=False):
+        """Per image: the distortion and the rate of one draw (``training``: the networks run as
+        they train, e.g. batch normalisation on the batch's statistics)."""
         raise NotImplementedError
 
     def log_weights(self, x, seed, num_samples, prior_params=None):
@@ -99,16 +101,16 @@ class LatentVariableModel(keras.Model):
         raise NotImplementedError
 
     # -- shared ---------------------------------------------------------------------------------
-    def encode_with_prior(self, x):
+    def encode_with_prior(self, x, training=False):
         """(mean, logvar) of the top latent for a batch, and the prior's params. A prior built on the
         encoder (the VampPrior) has its inputs encoded in the same pass as the batch: one (B+K)-row
         matmul per layer runs faster on a CPU than a B-row and a K-row one, with the same numbers."""
         extra = self.prior.encoder_inputs()
         if extra is None:
-            mean, logvar = self.top_encoder(x)
+            mean, logvar = self.top_encoder(x, training)
             return mean, logvar, self.prior.params()
         n = tf.shape(x)[0]
-        mean, logvar = self.top_encoder(tf.concat([x, extra], axis=0))
+        mean, logvar = self.top_encoder(tf.concat([x, extra], axis=0), training)
         return mean[:n], logvar[:n], (mean[n:], logvar[n:])
 
     def prior_params(self):
@@ -116,19 +118,19 @@ class LatentVariableModel(keras.Model):
         extra = self.prior.encoder_inputs()
         return self.prior.params() if extra is None else self.top_encoder(extra)
 
-    def map_samples(self, network, z):
+    def map_samples(self, network, z, training=False):
         """``network`` on z of shape (..., Z), through a (N, Z) batch: the outputs come back with
         z's leading axes ((S, B) samples of the importance sampler)."""
         lead = tf.shape(z)[:-1]
-        outputs = network(tf.reshape(z, [-1, z.shape[-1]]))
+        outputs = network(tf.reshape(z, [-1, z.shape[-1]]), training=training)
         return tf.nest.map_structure(
             lambda y: tf.reshape(y, tf.concat([lead, tf.shape(y)[1:]], 0)), outputs)
 
-    def decode(self, network, z):
+    def decode(self, network, z, training=False):
         """The likelihood's parameters for latents of shape (..., Z): (..., *data_shape) each."""
         lead = tf.shape(z)[:-1]
         flat = tf.reshape(z, [-1, z.shape[-1]])
-        params = self.likelihood.params(network(flat), self.data_shape)
+        params = self.likelihood.params(network(flat, training=training), self.data_shape)
         return tf.nest.map_structure(
             lambda y: tf.reshape(y, tf.concat([lead, tf.shape(y)[1:]], 0)), params)
 
@@ -196,7 +198,7 @@ class LatentVariableModel(keras.Model):
         both run it."""
         variables = self.trainable_variables
         with tf.GradientTape() as tape:
-            distortion, rate = self.elbo_terms(x, seed)
+            distortion, rate = self.elbo_terms(x, seed, training=True)
             loss = tf.reduce_mean(distortion + beta * rate)
             scaled = self.optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, variables)
@@ -252,17 +254,17 @@ class VAE(LatentVariableModel):
         self.closed_form_kl = bool(closed_form_kl)
         self.use_closed_form_kl = self.closed_form_kl and prior.has_closed_form_kl
 
-    def top_encoder(self, x):
-        return gaussian_params(self.encoder(x))
+    def top_encoder(self, x, training=False):
+        return gaussian_params(self.encoder(x, training=training))
 
     def _build_networks(self, x):
         mean, _ = self._build_top(x)
         self.decode(self.decoder, mean)
 
-    def elbo_terms(self, x, seed):
-        mean, logvar, params = self.encode_with_prior(x)
+    def elbo_terms(self, x, seed, training=False):
+        mean, logvar, params = self.encode_with_prior(x, training)
         z = reparameterize(mean, logvar, seed)
-        distortion = -self.likelihood.log_prob(x, self.decode(self.decoder, z))
+        distortion = -self.likelihood.log_prob(x, self.decode(self.decoder, z, training))
         if self.use_closed_form_kl:
             rate = self.prior.closed_form_kl(mean, logvar)
         else:
@@ -319,34 +321,35 @@ class HVAE(LatentVariableModel):
         super().__init__(prior, likelihood, seed, **kwargs)
         self.q_z2, self.q_z1, self.p_z1, self.p_x = q_z2, q_z1, p_z1, p_x
 
-    def top_encoder(self, x):
-        return gaussian_params(self.q_z2(x))
+    def top_encoder(self, x, training=False):
+        return gaussian_params(self.q_z2(x, training=training))
 
-    def q_z1_params(self, x, z2):
+    def q_z1_params(self, x, z2, training=False):
         """(mean, logvar) of q(z1 | x, z2) for z2 of shape (..., B, Z): (S, B) samples, or B."""
-        return gaussian_params(self._two_inputs(self.q_z1, x, z2, a_per_image=True))
+        return gaussian_params(self._two_inputs(self.q_z1, x, z2, True, training))
 
-    def p_x_params(self, z1, z2):
-        """The likelihood's parameters of p(x | z1, z2), with z1's and z2's leading shape."""
-        out = self._two_inputs(self.p_x, z1, z2, a_per_image=False)
+    def p_x_params(self, z1, z2, x=None, training=False):
+        """The likelihood's parameters of p(x | z1, z2), with z1's and z2's leading shape (``x``:
+        the images scored, which only an autoregressive decoder reads)."""
+        out = self._two_inputs(self.p_x, z1, z2, False, training)
         n_lead, lead = len(z2.shape) - 1, tf.shape(z2)[:-1]
         flat = tf.nest.map_structure(lambda y: tf.reshape(y, tf.concat([[-1], tf.shape(y)[n_lead:]], 0)), out)
         params = self.likelihood.params(flat, self.data_shape)
         return tf.nest.map_structure(lambda y: tf.reshape(y, tf.concat([lead, tf.shape(y)[1:]], 0)), params)
 
     @staticmethod
-    def _two_inputs(network, a, b, a_per_image):
+    def _two_inputs(network, a, b, a_per_image, training=False):
         """``network([a, b])`` for b of shape (..., B, Z) and a of the same leading shape, or, with
         ``a_per_image``, of shape (B, ...) alone (x); the output has b's leading shape. A network
         with ``broadcasts_samples`` gets a and b as they are; others get x repeated per sample and
         (N, ...) batches."""
         if getattr(network, "broadcasts_samples", False):
-            return network([a, b])
+            return network([a, b], training=training)
         lead, n_lead = tf.shape(b)[:-1], len(b.shape) - 1
         if a_per_image and n_lead > 1:
             a = tf.broadcast_to(a, tf.concat([lead, tf.shape(a)[1:]], 0))  # x repeated per sample
         a_flat = tf.reshape(a, tf.concat([[-1], tf.shape(a)[n_lead:]], 0))
-        out = network([a_flat, tf.reshape(b, [-1, b.shape[-1]])])
+        out = network([a_flat, tf.reshape(b, [-1, b.shape[-1]])], training=training)
         return tf.nest.map_structure(lambda y: tf.reshape(y, tf.concat([lead, tf.shape(y)[1:]], 0)), out)
 
     def _build_networks(self, x):
@@ -355,23 +358,23 @@ class HVAE(LatentVariableModel):
         gaussian_params(self.map_samples(self.p_z1, mean2))
         self.p_x_params(mean1, mean2)
 
-    def _log_px_and_log_ratio(self, x, seed, num_samples, prior_params):
+    def _log_px_and_log_ratio(self, x, seed, num_samples, prior_params, training=False):
         """log p(x|z1, z2) and log p(z1, z2) - log q(z1, z2|x) for draws (z2, z1) ~ q."""
         if prior_params is None:
-            mean2, logvar2, prior_params = self.encode_with_prior(x)
+            mean2, logvar2, prior_params = self.encode_with_prior(x, training)
         else:
             mean2, logvar2 = self.top_encoder(x)
         seed2, seed1 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         z2 = reparameterize(mean2, logvar2, seed2, num_samples)
-        mean1, logvar1 = self.q_z1_params(x, z2)
+        mean1, logvar1 = self.q_z1_params(x, z2, training)
         z1 = reparameterize(mean1, logvar1, seed1)
-        p_mean1, p_logvar1 = gaussian_params(self.map_samples(self.p_z1, z2))
+        p_mean1, p_logvar1 = gaussian_params(self.map_samples(self.p_z1, z2, training))
         log_q = log_normal_diag(z1, mean1, logvar1) + log_normal_diag(z2, mean2, logvar2)
         log_p = log_normal_diag(z1, p_mean1, p_logvar1) + self.prior.log_prob(z2, prior_params)
-        return self.likelihood.log_prob(x, self.p_x_params(z1, z2)), log_p - log_q
+        return self.likelihood.log_prob(x, self.p_x_params(z1, z2, x, training)), log_p - log_q
 
-    def elbo_terms(self, x, seed):
-        log_px, log_ratio = self._log_px_and_log_ratio(x, seed, None, None)
+    def elbo_terms(self, x, seed, training=False):
+        log_px, log_ratio = self._log_px_and_log_ratio(x, seed, None, None, training)
         return -log_px, -log_ratio
 
     def log_weights(self, x, seed, num_samples, prior_params=None):

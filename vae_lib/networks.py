@@ -80,8 +80,16 @@ def matmul_inputs(model, dtype):
             layer.matmul_dtype = value
 
 
+class Composite(keras.layers.Layer):
+    """A layer made of layers that create their weights on its first call. A loaded model runs
+    it once (the model's build), so it keeps no build config of its own to replay."""
+
+    def get_build_config(self):
+        return None
+
+
 @keras.saving.register_keras_serializable(package="vae_lib")
-class GatedDense(keras.layers.Layer):
+class GatedDense(Composite):
     """h = (W x + b) * sigmoid(W' x + b'), the paper's gated layer; one matmul for both halves."""
 
     def __init__(self, units, init="glorot", **kwargs):
@@ -98,7 +106,7 @@ class GatedDense(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="vae_lib")
-class ReluDense(keras.layers.Layer):
+class ReluDense(Composite):
     """h = relu(W x + b)."""
 
     def __init__(self, units, init="glorot", **kwargs):
@@ -119,7 +127,7 @@ def hidden_layer(units: int, activation: str, init: str) -> keras.layers.Layer:
 
 
 @keras.saving.register_keras_serializable(package="vae_lib")
-class MLP(keras.layers.Layer):
+class MLP(Composite):
     """``num_layers`` hidden layers of ``hidden_units``: (N, D_in) -> (N, hidden_units)."""
 
     def __init__(self, hidden_units: int = 300, num_layers: int = 2, activation: str = "gated",
@@ -152,7 +160,7 @@ def as_float32(*tensors):
 
 
 @keras.saving.register_keras_serializable(package="vae_lib")
-class GaussianHead(keras.layers.Layer):
+class GaussianHead(Composite):
     """h -> (mean, logvar) of a diagonal Gaussian, log-variances clipped to LOGVAR_RANGE."""
 
     def __init__(self, dim: int, init: str = "glorot", **kwargs):
@@ -169,7 +177,7 @@ class GaussianHead(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="vae_lib")
-class GaussianMLP(keras.layers.Layer):
+class GaussianMLP(Composite):
     """x -> MLP -> (mean, logvar): the encoder q(z|x) of the VAE, and q(z2|x), p(z1|z2) of the HVAE."""
 
     def __init__(self, dim, hidden_units=300, num_layers=2, activation="gated", init="glorot", **kwargs):
@@ -188,7 +196,7 @@ class GaussianMLP(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="vae_lib")
-class MLPDecoder(keras.layers.Layer):
+class MLPDecoder(Composite):
     """z -> MLP -> ``outputs`` numbers in ``blocks`` side-by-side blocks (the likelihood's
     parameters: one block of pixel logits, or the discretized logistic's two): p(x|z) of the VAE."""
 
@@ -210,7 +218,7 @@ class MLPDecoder(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="vae_lib")
-class TwoInputMLP(keras.layers.Layer):
+class TwoInputMLP(Composite):
     """[a, b] -> one hidden layer each, concatenated, -> one more hidden layer: the paper's HVAE
     block for q(z1|x, z2) and p(x|z1, z2). ``a`` may have fewer leading axes than ``b`` (x against
     (S, B) samples of z2): its layer then runs once per image and is broadcast over the samples."""
@@ -237,7 +245,7 @@ class TwoInputMLP(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="vae_lib")
-class TwoInputGaussian(keras.layers.Layer):
+class TwoInputGaussian(Composite):
     """[x, z2] -> TwoInputMLP -> (mean, logvar): q(z1|x, z2) of the HVAE."""
 
     broadcasts_samples = True
@@ -258,7 +266,7 @@ class TwoInputGaussian(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="vae_lib")
-class TwoInputMLPDecoder(keras.layers.Layer):
+class TwoInputMLPDecoder(Composite):
     """[z1, z2] -> TwoInputMLP -> the likelihood's parameters (as :class:`MLPDecoder`): p(x|z1, z2)
     of the HVAE."""
 

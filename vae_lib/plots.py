@@ -1,5 +1,5 @@
-"""Figures shared by the notebooks: image grids, learning curves, log-likelihood histograms, the
-importance-sampled estimate against the number of samples."""
+"""Figures for the notebooks: image grids, learning curves, per-image log-likelihood histograms.
+matplotlib only; nothing here knows a model."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -27,12 +27,19 @@ def image_grid(images, image_shape, ncols=10, ax=None, title=None, pad=1):
 
 
 def learning_curves(history, ax=None, title=None):
-    """Training loss (with the KL weight of its epoch) and validation negative ELBO per epoch."""
+    """Training loss (with the KL weight of its epoch) and validation negative ELBO per epoch, from
+    the rows of a run's history.csv, or from what ``fit`` returns (a ``keras.callbacks.History``,
+    or its ``history`` dict: ``loss`` and, with validation data, ``val_loss``)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
+    logs = getattr(history, "history", history)
+    if isinstance(logs, dict):
+        history = [dict(epoch=i + 1, train_loss=loss, valid_loss=(logs.get("val_loss") or [None] * (i + 1))[i])
+                   for i, loss in enumerate(logs["loss"])]
     epochs = [row["epoch"] for row in history]
     ax.plot(epochs, [row["train_loss"] for row in history], label="train loss (KL weighted)")
-    ax.plot(epochs, [row["valid_loss"] for row in history], label="valid -ELBO")
+    if any(row["valid_loss"] is not None for row in history):
+        ax.plot(epochs, [row["valid_loss"] for row in history], label="valid -ELBO")
     ax.set_xlabel("epoch")
     ax.set_ylabel("nats per image")
     ax.legend()
@@ -72,27 +79,3 @@ def ll_histogram(values_by_label: dict, ax=None, title=None, bins=50, lower_perc
     if title:
         ax.set_title(title)
     return ax
-
-
-def convergence_curves(entries, protocol_samples, label, color=None):
-    """One panel per dataset: the mean importance-sampled log p(x) over the same test images
-    against the number of samples S (log axis), one line per run (``color``: entry -> colour, so
-    that a prior keeps its colour across panels); the protocol's S dotted."""
-    from .pipeline.convergence import mean_by_samples
-
-    datasets = sorted({e["dataset"] for e in entries})
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.4), squeeze=False)
-    for ax, dataset in zip(axes[0], datasets):
-        runs = [e for e in entries if e["dataset"] == dataset]
-        for e in runs:
-            ax.plot(*mean_by_samples(e), marker="o", markersize=3, label=label(e),
-                    color=color(e) if color else None, linestyle="--" if e["model"] == "hvae" else "-")
-        ax.axvline(protocol_samples, color="grey", linestyle=":", linewidth=1)
-        ax.set_xscale("log")
-        ax.set_xlabel("importance samples S")
-        counts = sorted({len(e["images"]) for e in runs})
-        ax.set_ylabel(f"mean log p(x) (nats), {'/'.join(map(str, counts))} test images")
-        ax.set_title(dataset, fontsize=10)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig

@@ -18,6 +18,7 @@ class TrainState:
     stopped_early: bool = False
     train_seconds: float = 0.0
     history: list = field(default_factory=list)
+    segments: list = field(default_factory=list)  # one per start or resume: what trained from when
 
 
 def kl_weight(epoch: int, warmup_epochs: int) -> float:

@@ -4,11 +4,13 @@ classes, which are then built by calling them."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 
 from ..datasets import Dataset
 from .config import RunConfig
+from .rundir import CHECKPOINT
 
 SUBSET_SEED = 20180412  # the same images for every run, whatever its own seed
 
@@ -84,6 +86,15 @@ def build_model(config: RunConfig, dataset: Dataset):
         model = HVAE(q_z2, q_z1, p_z1, p_x, prior_for(config, dataset), likelihood, seed=config.seed,
                      name=f"hvae_{config.prior}")
     model.build((None, dataset.input_dim))
+    return model
+
+
+def load_trained_model(run_dir, config: RunConfig, dataset: Dataset):
+    """The run's model with the weights of its best epoch (else its last), from its checkpoint."""
+    model = build_model(config, dataset)
+    with np.load(Path(run_dir) / CHECKPOINT) as ckpt:
+        key = "best" if "best_0" in ckpt.files else "model"
+        model.set_weights([ckpt[f"{key}_{i}"] for i in range(len(model.weights))])
     return model
 
 

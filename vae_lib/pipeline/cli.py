@@ -76,16 +76,15 @@ def _train_parser(sub):
 
 
 def _train(args) -> int:
-    from .config import default_runs_dir, make_config
-    from .rundir import claimed, is_complete, prepare_run_dir, run_dir_name
+    from .config import make_config
+    from .rundir import claimed, default_run_dir, is_complete, prepare_run_dir
 
-    if args.threads is not None and args.threads < 1:
-        raise ConfigError(f"--threads must be at least 1, got {args.threads}.")
+    _check_threads(args.threads)
     settings = {flag[2:].replace("-", "_"): None for flag, _ in _SETTING_FLAGS}
     settings.update(trainable_pseudo_inputs=None, jit_compile=None)
     config = make_config(args.dataset, args.prior, args.profile,
                          **{key: getattr(args, key) for key in settings})
-    out = args.out or str(Path(default_runs_dir()) / config.profile / run_dir_name(config))
+    out = args.out or str(default_run_dir(config))
     if not args.out:
         print(f"Run directory: {out}", file=sys.stderr)
     import_tensorflow_quietly()  # once the settings are valid: a wrong flag fails at once
@@ -113,7 +112,7 @@ def _plan_arguments(p) -> None:
     from .config import PROFILE_DESCRIPTIONS
     from ..datasets import DATASETS
     from .registry import MODELS, PRIORS
-    from .runner import PURPOSES
+    from .plans import PURPOSES
 
     p.add_argument("--profile", default="quick",
                    help="; ".join(f"{k}: {v}" for k, v in PROFILE_DESCRIPTIONS.items()) + " (default: quick)")
@@ -140,7 +139,7 @@ def _plan_arguments(p) -> None:
 
 def _report_parser(sub):
     p = sub.add_parser("report", help=COMMANDS["report"][0],
-                       description="Execute the experiment notebook with papermill for every cell "
+                       description="Execute the training and evaluation notebooks with papermill for every cell "
                                    "of the profile's plan (datasets x priors x models x seeds, and "
                                    "the K sweep), skipping cells that already have a record, then "
                                    "render the report notebook to HTML (the paper profile's, in "
@@ -172,14 +171,44 @@ def _report_parser(sub):
                    help="run no cell: render the report from the records kept so far (cells "
                         "without one show as not run)")
     p.add_argument("--data-dir", help="folder with the dataset files (default: $VAE_DATA_DIR)")
-    p.add_argument("--notebooks", help="folder with experiment.ipynb and report.ipynb")
+    p.add_argument("--notebooks", help="folder with training.ipynb, evaluation.ipynb and report.ipynb (default: the checkout's notebooks/)")
     return p
 
 
-def _report(args) -> int:
-    from .runner import main_report
+EXIT_BUSY = 3  # the report was rendered, but cells another process runs show as not run yet
 
-    return main_report(args)
+
+def _check_threads(threads) -> None:
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}.")
+
+
+def _report(args) -> int:
+    from .cells import notebook_path
+    from .config import check_profile, default_report_dir
+    from .plans import parse_settings
+    from .runner import build_report, run_report
+
+    _check_threads(args.threads)
+    if args.workers < 1 or args.retries < 0:
+        raise ConfigError("--workers must be at least 1, and --retries at least 0.")
+    if args.render_only:
+        if args.rerun:
+            raise ConfigError("--render-only runs nothing, so it cannot --rerun; choose one.")
+        check_profile(args.profile)
+        html = build_report(args.profile, args.report_dir or default_report_dir(),
+                            notebook_path("report", args.notebooks))
+        print(f"report: {html}", file=sys.stderr)
+        return 0
+    counts = run_report(args.profile, args.runs_dir, args.report_dir, args.datasets, args.priors,
+                        tuple(args.seeds) if args.seeds else None, args.models, args.data_dir,
+                        args.notebooks, not args.no_k_sweep, args.rerun, args.workers,
+                        args.scheduler, args.retries, args.threads, parse_settings(args.set),
+                        args.checkpoint_every, log=lambda *a, **k: print(*a, **k, file=sys.stderr),
+                        purposes=args.purposes)
+    if counts["failed"]:
+        return 1
+    return EXIT_BUSY if counts.get("busy") else 0
 
 
 def _status_parser(sub):
@@ -193,9 +222,21 @@ def _status_parser(sub):
 
 
 def _status(args) -> int:
-    from .status import main_status
+    from .config import check_profile, default_report_dir, default_runs_dir
+    from .plans import parse_settings, plan, records_dir
+    from .status import compute_left, status_lines
 
-    return main_status(args)
+    check_profile(args.profile)
+    runs_dir = Path(args.runs_dir or default_runs_dir())
+    report_dir = Path(args.report_dir or default_report_dir())
+    cells = plan(args.profile, runs_dir, report_dir, args.datasets, args.priors,
+                 tuple(args.seeds) if args.seeds else None, args.models, not args.no_k_sweep,
+                 parse_settings(args.set), args.purposes)
+    print(f"profile {args.profile}: runs in {runs_dir / args.profile}, records in "
+          f"{records_dir(report_dir, args.profile)}")
+    print("\n".join(status_lines(cells)))
+    print(compute_left(cells))
+    return 0
 
 
 COMMANDS = {

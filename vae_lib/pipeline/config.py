@@ -103,16 +103,32 @@ class RunConfig:
         steps_per_epoch = -(-num_train // self.batch_size)
         return max(self.epochs, -(-self.min_steps // steps_per_epoch))
 
+    def differences_from_profile(self) -> dict:
+        """The settings whose values differ from this config's profile (dataset, prior and profile
+        aside), e.g. ``{"seed": 1, "weight_init": "he"}``."""
+        defaults = make_config(self.dataset, self.prior, self.profile).to_dict() \
+            if self.profile in PROFILES else RunConfig(dataset=self.dataset, prior=self.prior).to_dict()
+        return {key: value for key, value in self.to_dict().items()
+                if key not in ("dataset", "prior", "profile") and value != defaults[key]}
+
     @classmethod
     def from_dict(cls, values: dict) -> "RunConfig":
         """Settings from a config.json; a setting it lacks (written before the setting existed)
         takes its default, so older run directories stay valid (all but an HVAE's written with
         kl_estimator=monte_carlo before that was refused; none such was kept)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"Unknown setting(s) {', '.join(unknown)}. Known: {', '.join(sorted(known))}.")
+        check_settings(values, allowed=set(SETTINGS) | {"dataset", "prior", "profile"})
         return cls(**values)
+
+
+SETTINGS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in ("dataset", "prior", "profile"))
+
+
+def check_settings(settings: dict, allowed=SETTINGS) -> dict:
+    """``settings`` if every key is a RunConfig field in ``allowed``, else a ConfigError naming them."""
+    unknown = sorted(set(settings or {}) - set(allowed))
+    if unknown:
+        raise ConfigError(f"Unknown setting(s) {', '.join(unknown)}. Known: {', '.join(sorted(allowed))}.")
+    return settings
 
 
 # Budgets. "paper" is the paper's protocol; the others are reduced budgets, and every result

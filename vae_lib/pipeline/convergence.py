@@ -157,22 +157,6 @@ def past_protocol(entries, protocol_samples: int, baseline="standard") -> list[P
     return out
 
 
-def convergence_table_html(entries, protocol_samples: int, baseline="standard") -> str:
-    """Per run scored at the protocol's S and above: the mean estimate at that S and at the largest,
-    how much it rose, and (against the baseline prior of the same seed) the paired difference at
-    both."""
-    head = ("<table><tr><th>dataset</th><th>run</th><th>S</th><th>mean log p(x)</th><th>rise</th>"
-            f"<th>&minus; {baseline} (paired)</th></tr>")
-    diff = lambda p: "&ndash;" if p is None else f"{p[0]:+.2f} &plusmn; {p[1]:.2f}"
-    out = []
-    for r in past_protocol(entries, protocol_samples, baseline):
-        out.append(f"<tr><td rowspan='2'>{r.entry['dataset']}</td><td rowspan='2'>{run_label(r.entry)}</td>"
-                   f"<td>{protocol_samples}</td><td>{r.mean_at_s:.2f}</td>"
-                   f"<td rowspan='2'>{r.rise:+.2f}</td><td>{diff(r.paired_at_s)}</td></tr>"
-                   f"<tr><td>{r.top}</td><td>{r.mean_at_top:.2f}</td><td>{diff(r.paired_at_top)}</td></tr>")
-    return head + "".join(out) + "</table>"
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vae_lib.pipeline.convergence",
                                      description=__doc__.split("\n\n")[0])

@@ -40,7 +40,7 @@ def _threads_of_this_worker() -> int:
 TRANSIENT = ("Address already in use", "Another process is running in")
 
 
-def run_cell_task(cell, notebook, data_dir, rerun, checkpoint_every=30.0, patience_seconds=60.0):
+def run_cell_task(cell, notebooks, data_dir, rerun, checkpoint_every=30.0, patience_seconds=60.0):
     """What a worker runs for one cell: ``run_cell`` with TensorFlow held to the worker's threads.
     Transient failures (:data:`TRANSIENT`) and a cell found busy (its run directory locked: the
     kernel of a worker that just died letting go, or another job running it) are tried again for up
@@ -48,12 +48,12 @@ def run_cell_task(cell, notebook, data_dir, rerun, checkpoint_every=30.0, patien
     other failure raises CellFailed, so that Dask's retries apply."""
     from .io import read_json
     from .rundir import FAILURE, failure_summary
-    from .runner import run_cell
+    from .cells import run_cell
 
     threads = _threads_of_this_worker()
     give_up = time.monotonic() + patience_seconds
     while True:
-        status = run_cell(cell, notebook, data_dir, rerun, threads=threads,
+        status = run_cell(cell, notebooks, data_dir, rerun, threads=threads,
                           checkpoint_every=checkpoint_every)
         failure = read_json(cell.run_dir / FAILURE) if status == "failed" else {}
         message = failure.get("message") or ""
@@ -155,7 +155,7 @@ def connect(workers: int, scheduler: str | None):
     return Client(cluster), cluster
 
 
-def run_cells(cells, notebook, data_dir=None, rerun=False, workers=2, scheduler=None, retries=1,
+def run_cells(cells, notebooks, data_dir=None, rerun=False, workers=2, scheduler=None, retries=1,
               runs_dir=None, report_dir=None, checkpoint_every=30.0, log=print) -> dict:
     """Run ``cells`` on Dask; counts of done/skipped/failed. Cells are independent: their order
     of completion does not matter, the records and the report do not depend on it."""
@@ -168,7 +168,7 @@ def run_cells(cells, notebook, data_dir=None, rerun=False, workers=2, scheduler=
             log(f"Dask dashboard: {client.dashboard_link}")
         check_workers(client, {"runs": runs_dir, "report": report_dir})
         options = one_cell_per_worker(client)
-        futures = {client.submit(run_cell_task, cell, notebook, data_dir, rerun, checkpoint_every,
+        futures = {client.submit(run_cell_task, cell, notebooks, data_dir, rerun, checkpoint_every,
                                  key=f"cell-{cell.run_dir.name}", pure=False, retries=retries,
                                  **options): cell
                    for cell in cells}
@@ -200,17 +200,11 @@ def run_cells(cells, notebook, data_dir=None, rerun=False, workers=2, scheduler=
 def _note_failure(cell, err) -> None:
     """A cell that failed outside its notebook (a worker kept dying: KilledWorker) gets a
     failure.json and a failed record like any other; CellFailed already has them."""
-    import traceback
-
-    from .io import atomic_write_json
-    from .rundir import FAILURE, copy_record
+    from .cells import write_failure
+    from .rundir import CONFIG, copy_record
 
     if isinstance(err, CellFailed):
         return
-    cell.run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(cell.run_dir / FAILURE, dict(
-        cell=cell.label, error=type(err).__name__, message=str(err)[-4000:],
-        traceback="".join(traceback.format_exception(err))[-4000:],
-        time=time.strftime("%Y-%m-%dT%H:%M:%S")))
-    if (cell.run_dir / "config.json").is_file():
+    write_failure(cell, err)
+    if (cell.run_dir / CONFIG).is_file():
         copy_record(cell.run_dir, cell.record_dir)

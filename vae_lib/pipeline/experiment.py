@@ -1,6 +1,7 @@
-"""One run: train (or resume) and evaluate under a :class:`RunConfig`, writing everything into a
-run directory (layout: :mod:`vae_lib.pipeline.rundir`). The command line (``vampprior train``) and the
-experiment notebook both call :func:`run_experiment`.
+"""One run: train (or resume) it under a :class:`RunConfig`, then evaluate it, each writing into
+its run directory (layout: :mod:`vae_lib.pipeline.rundir`). The training and evaluation notebooks
+call :func:`train_run` and :func:`evaluate_run`; the command line (``vampprior train``) calls both
+through :func:`run_experiment`.
 """
 from __future__ import annotations
 
@@ -10,17 +11,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import RunConfig
 from ..datasets import Dataset, load_dataset
 from ..errors import ConfigError, TrainingError
 from ..estimators import ImportanceResult, ImportanceSampler, bits_per_dim, elbo
-from .io import atomic_write_json, atomic_write_npz, read_json
 from ..models import LatentVariableModel
-from .build import SUBSET_SEED, build_model, reduced_splits
 from ..progress import progress_bar
-from .provenance import provenance
-from .rundir import CHECKPOINT, HISTORY, IMAGES, METRICS, TEST_LL, is_complete, prepare_run_dir, run_lock
 from ..seeds import stateless_seed
+from .build import SUBSET_SEED, build_model, load_trained_model, reduced_splits
+from .config import RunConfig
+from .io import atomic_write_json, atomic_write_npz, read_json
+from .provenance import git_state, provenance
+from .records import checkpoint_state
+from .rundir import (CHECKPOINT, HISTORY, IMAGES, METRICS, TEST_LL, is_complete, prepare_run_dir,
+                     read_config, run_lock)
 from .trainer import Trainer
 
 def use_threads(threads: int | None) -> int:
@@ -43,29 +46,50 @@ def use_threads(threads: int | None) -> int:
     return tf.config.threading.get_intra_op_parallelism_threads() or usable
 
 
-def run_experiment(config: RunConfig, run_dir, data_dir=None, progress: bool = True,
-                   dataset: Dataset | None = None, checkpoint_every_seconds: float = 30.0,
-                   threads: int | None = None) -> dict:
-    """Train (resuming from a checkpoint in ``run_dir`` if there is one) and evaluate, with
-    TensorFlow held to ``threads`` threads (see :func:`use_threads`).
-
-    Returns the metrics; a run directory that is already complete is not touched again.
-    """
+def train_run(config: RunConfig, run_dir, data_dir=None, progress: bool = True,
+              dataset: Dataset | None = None, checkpoint_every_seconds: float = 30.0,
+              threads: int | None = None):
+    """Train the run of ``config`` in ``run_dir`` (resuming from its checkpoint if there is one)
+    with TensorFlow held to ``threads`` threads (see :func:`use_threads`), and return its training
+    state. Each start and each resume adds a segment to the state (the epoch it starts from, the
+    code's commit and whether it was modified, the threads), so that a record names all the code
+    that trained it. A run that has finished training is not trained again."""
     run_dir = Path(run_dir)
     prepare_run_dir(run_dir, config)
     with run_lock(run_dir):
-        if is_complete(run_dir):
-            return read_json(run_dir / METRICS)
         dataset = reduced_splits(dataset if dataset is not None else load_dataset(config.dataset, data_dir), config)
         threads = use_threads(threads)
-        model = build_model(config, dataset)
-        trainer = Trainer(model, config, run_dir / CHECKPOINT, run_dir / HISTORY,
+        trainer = Trainer(build_model(config, dataset), config, run_dir / CHECKPOINT, run_dir / HISTORY,
                           progress=progress, checkpoint_every_seconds=checkpoint_every_seconds,
                           binarize=dataset.dynamic_binarization)
-        state = trainer.fit(dataset.train, dataset.valid)
+        if not trainer.finished(len(dataset.train)):
+            trainer.state.segments.append(dict(from_epoch=trainer.state.epoch, threads=threads,
+                                               started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **git_state()))
+        trainer.fit(dataset.train, dataset.valid)
+        return trainer.state
 
+
+def evaluate_run(run_dir, data_dir=None, progress: bool = True, dataset: Dataset | None = None,
+                 threads: int | None = None) -> dict:
+    """Evaluate the trained run in ``run_dir`` (its best weights, from its checkpoint): the
+    importance-sampled test log-likelihood with the run's S, the test ELBO and the figures'
+    images, written into the run directory with ``metrics.json`` last. Returns the metrics; a
+    complete run directory is not touched again."""
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    with run_lock(run_dir):
+        if is_complete(run_dir):
+            return read_json(run_dir / METRICS)
+        state = checkpoint_state(run_dir)
+        dataset = reduced_splits(dataset if dataset is not None else load_dataset(config.dataset, data_dir), config)
+        if state is None or not (state["stopped_early"] or state["epoch"] >= config.epochs_for(len(dataset.train))):
+            where = f"it is at epoch {state['epoch']}" if state else "it has no checkpoint"
+            raise TrainingError(f"{run_dir} is not trained yet ({where}): train it first (the training "
+                                f"notebook with the same parameters, or `vampprior train`).")
+        threads = use_threads(threads)
+        model = load_trained_model(run_dir, config, dataset)
         trained = dict(num_samples=config.eval_samples, num_test=len(dataset.test),
-                       epochs_trained=state.epoch, best_epoch=state.best_epoch)
+                       epochs_trained=state["epoch"], best_epoch=state["best_epoch"])
         result, sampling_seconds = kept_evaluation(run_dir, trained)
         if result is None:
             started = time.perf_counter()
@@ -83,28 +107,39 @@ def run_experiment(config: RunConfig, run_dir, data_dir=None, progress: bool = T
         eval_seconds = sampling_seconds + time.perf_counter() - started
         images = example_images(model, dataset, config.seed)
 
-        epoch_seconds = [row["seconds"] for row in state.history]
+        epoch_seconds = [row["seconds"] for row in state["history"]]
         metrics = dict(
             dataset=config.dataset, model=config.model, prior=config.prior,
             components=config.components, seed=config.seed, profile=config.profile,
             activation=config.activation, epochs=config.epochs_for(len(dataset.train)),
             n_train=len(dataset.train), n_valid=len(dataset.valid), n_test=len(dataset.test),
-            epochs_trained=state.epoch, best_epoch=state.best_epoch,
-            stopped_early=state.stopped_early, best_valid_loss=state.best_loss,
+            epochs_trained=state["epoch"], best_epoch=state["best_epoch"],
+            stopped_early=state["stopped_early"], best_valid_loss=state["best_loss"],
             test_ll=float(np.mean(test_ll)),
             test_ll_stderr=float(np.std(test_ll, ddof=1) / np.sqrt(len(test_ll))) if len(test_ll) > 1 else float("nan"),
             test_ll_mc_stderr=result.mean_mc_stderr(),
             test_ess_median=float(np.median(result.ess)), test_ess_min=float(np.min(result.ess)),
             test_elbo=float(np.mean(test_elbo)), eval_samples=config.eval_samples,
-            train_seconds=state.train_seconds, eval_seconds=eval_seconds,
+            train_seconds=state["train_seconds"], eval_seconds=eval_seconds,
             seconds_per_epoch=float(np.median(epoch_seconds)) if epoch_seconds else float("nan"),
-            threads=threads,
+            threads=threads, training_segments=state.get("segments", []),
             config=config.to_dict(), data_sha256=dataset.sources, provenance=provenance())
         if dataset.likelihood == "discretized_logistic":
             metrics["test_bits_per_dim"] = float(bits_per_dim(metrics["test_ll"], dataset.input_dim))
         _write_results(run_dir, IMAGES, **images)
         _write_results(run_dir, METRICS, metrics)  # last: it marks a complete run
         return metrics
+
+
+def run_experiment(config: RunConfig, run_dir, data_dir=None, progress: bool = True,
+                   dataset: Dataset | None = None, checkpoint_every_seconds: float = 30.0,
+                   threads: int | None = None) -> dict:
+    """:func:`train_run`, then :func:`evaluate_run`: the metrics of the run of ``config``."""
+    if is_complete(run_dir):
+        prepare_run_dir(Path(run_dir), config)  # refuses another config's run directory
+        return read_json(Path(run_dir) / METRICS)
+    train_run(config, run_dir, data_dir, progress, dataset, checkpoint_every_seconds, threads)
+    return evaluate_run(run_dir, data_dir, progress, dataset, threads)
 
 
 def kept_evaluation(run_dir: Path, trained: dict):

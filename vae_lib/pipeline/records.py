@@ -88,7 +88,7 @@ def read_history(run_dir) -> list[dict]:
 
 def load_run(run_dir, data_dir=None, with_model=True, dataset: Dataset | None = None) -> FinishedRun:
     """Read a run directory; with ``with_model`` also rebuild its model with the best weights."""
-    from .build import build_model, reduced_splits
+    from .build import load_trained_model, reduced_splits
 
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG).is_file():
@@ -105,9 +105,5 @@ def load_run(run_dir, data_dir=None, with_model=True, dataset: Dataset | None = 
             raise ConfigError(f"{run_dir} has no {CHECKPOINT} (a record keeps no weights); "
                               f"train the run again to get its model.")
         data = reduced_splits(dataset if dataset is not None else load_dataset(config.dataset, data_dir), config)
-        model = build_model(config, data)
-        with np.load(checkpoint) as ckpt:
-            key = "best" if "best_0" in ckpt.files else "model"
-            model.set_weights([ckpt[f"{key}_{i}"] for i in range(len(model.weights))])
-        result.model, result.dataset = model, data
+        result.model, result.dataset = load_trained_model(run_dir, config, data), data
     return result

@@ -1,13 +1,8 @@
 """Results gathered from run records, for the report: rows, results.csv, seed summaries, paired
-per-image differences between priors, and the HTML tables.
-
-The reference numbers are what we compare against, not results of ours: test LL in nats from the
-VampPrior reproduction we follow (1000 epochs, S=500) and the paper's own numbers (S=5000) where
-the paper-results issue quotes them.
-"""
+per-image differences between priors, and the verdict a paired difference gives. The report's
+tables are :mod:`.tables`; the numbers we compare with, :mod:`.references`."""
 from __future__ import annotations
 
-import html
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,23 +11,8 @@ import numpy as np
 
 from .config import K_SWEEP_SETTINGS, PROFILES, RunConfig
 from .io import atomic_write_csv, read_json
+from .references import PAPER, REFERENCE
 from .rundir import CONFIG, FAILURE, METRICS, read_config, variant_of
-
-REFERENCE_SAMPLES = 500  # the importance samples behind the reference report's numbers
-REFERENCE_SOURCE = ("the reference report (a reproduction of Tomczak & Welling 2018): 1000 epochs, "
-                    f"S={REFERENCE_SAMPLES}")
-REFERENCE = {  # dataset -> prior -> test LL (nats), one-level VAE
-    "static_mnist": {"standard": -93.08, "vampprior": -88.72, "vampprior_data": -90.85},
-    "fashion_mnist": {"standard": -235.32, "vampprior": -231.94, "vampprior_data": -232.79},
-    "frey_faces": {"standard": -2281.16, "vampprior": -2257.76, "vampprior_data": -2286.52},
-    "caltech101_silhouettes": {"standard": -137.32, "vampprior": -135.15, "vampprior_data": -142.02},
-}
-PAPER_SOURCE = "Tomczak & Welling (2018), S=5000"
-PAPER = {  # (dataset, model, prior) -> test LL (nats)
-    ("static_mnist", "vae", "vampprior"): -85.57,
-    ("static_mnist", "hvae", "vampprior"): -83.19,
-    ("dynamic_mnist", "hvae", "vampprior"): -81.24,
-}
 
 CSV_COLUMNS = ["dataset", "model", "prior", "components", "seed", "variant", "profile", "status",
                "epochs", "epochs_trained", "best_epoch", "stopped_early", "eval_samples", "n_train",
@@ -187,12 +167,6 @@ def paired_difference(rows, baseline_rows) -> PairedDifference | None:
     return PairedDifference(per_seed, float(means.mean()), float(means.std(ddof=1)), "std over seeds")
 
 
-def fmt(value, digits=2, signed=False) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "&ndash;"
-    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
-
-
 def _is_planned(planned, dataset, model, prior, **_) -> bool:
     """Whether the profile's plan has the cell (``planned``: (dataset, model, prior) keys; None: all)."""
     return planned is None or (dataset, model, prior) in planned
@@ -220,79 +194,6 @@ def cell_summary(rows, planned=None, **where) -> tuple[Summary | None, str]:
     return s, ", ".join(n for n in notes if n)
 
 
-def cell_html(rows, planned=None, **where) -> str:
-    """'mean &plusmn; err' of the complete rows matching ``where`` (with their seeds), or why
-    there is none (:func:`cell_summary`)."""
-    s, note = cell_summary(rows, planned, **where)
-    if s is None:
-        return f"<em>{note}</em>"
-    return f"{s.mean:.2f} &plusmn; {s.err:.2f}" + (f"<br><small>{note}</small>" if note else "")
-
-
-def _table1_rows(rows, datasets, models, planned=None):
-    """(model, dataset, selector) of Table 1's rows: every dataset for the VAE, and a row for another
-    model where it was run, where the plan has it, or where the paper reports a number for it (a
-    result still to reproduce shows as not run). The selector picks the profile's own cells."""
-    for model in models:
-        for dataset in datasets:
-            where = dict(dataset=dataset, model=model, own_cell=True)
-            if (model == "vae" or select(rows, status=None, **where)
-                    or any(key[:2] == (dataset, model) for key in [*PAPER, *(planned or ())])):
-                yield model, dataset, where
-
-
-def table1_html(rows, datasets, priors, models=("vae",), planned=None) -> str:
-    """Table 1: per dataset (and model) x prior, ours (mean &plusmn; error) beside the reference
-    report's number and the paper's where known; Frey Faces also in bits/dim. ``planned``: the
-    (dataset, model, prior) cells of the profile's plan (a set, or a dict to each cell's seeds);
-    others without a record say so."""
-    head = "".join(f"<th colspan=2>{html.escape(p)}</th>" for p in priors)
-    sub = "".join("<th>ours</th><th>reference</th>" for _ in priors)
-    body = []
-    for model, dataset, where in _table1_rows(rows, datasets, models, planned):
-        cells = []
-        for prior in priors:
-            ours = cell_html(rows, planned, prior=prior, **where)
-            done = select(rows, prior=prior, **where)
-            bpd = [r.get("test_bits_per_dim") for r in done if r.get("test_bits_per_dim") is not None]
-            if bpd:
-                ours += f"<br><small>{np.mean(bpd):.3f} bits/dim</small>"
-            ref = REFERENCE.get(dataset, {}).get(prior) if model == "vae" else None
-            paper = PAPER.get((dataset, model, prior))
-            ref_text = fmt(ref)
-            if paper is not None:
-                ref_text += f"<br><small>paper: {paper:.2f}</small>"
-            cells.append(f"<td>{ours}</td><td style='color:#666'>{ref_text}</td>")
-        label = html.escape(dataset) + ("" if model == "vae" else f" <small>({html.escape(model.upper())})</small>")
-        body.append(f"<tr><th>{label}</th>{''.join(cells)}</tr>")
-    return (f"<table><thead><tr><th rowspan=2>dataset</th>{head}</tr><tr>{sub}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table>")
-
-
-def paired_table_html(rows, datasets, priors, baseline="standard", models=("vae",)) -> str:
-    """Each prior's per-image test LL minus the baseline prior's (the profile's own cells), on the
-    same test images and the same seeds: mean &plusmn; (std across seeds, or the paired standard
-    error for one seed)."""
-    others = [p for p in priors if p != baseline]
-    head = "".join(f"<th>{html.escape(p)} &minus; {html.escape(baseline)}</th>" for p in others)
-    body = []
-    for model in models:
-        for dataset in datasets:
-            where = dict(dataset=dataset, model=model, own_cell=True)
-            base = select(rows, prior=baseline, **where)
-            if not base:
-                continue
-            cells = []
-            for prior in others:
-                d = paired_difference(select(rows, prior=prior, **where), base)
-                cells.append("<td>&ndash;</td>" if d is None else
-                             f"<td>{d.mean:+.2f} &plusmn; {d.err:.2f}<br><small>{len(d.per_seed)} "
-                             f"seed{'s' if len(d.per_seed) > 1 else ''}, {d.err_kind}</small></td>")
-            label = html.escape(dataset) + ("" if model == "vae" else f" ({model.upper()})")
-            body.append(f"<tr><th>{label}</th>{''.join(cells)}</tr>")
-    return f"<table><thead><tr><th>dataset</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
 def model_differences(rows, datasets, priors, model="hvae", baseline="vae"):
     """(dataset, prior, ``model``'s summary, ``baseline``'s summary, paired difference) wherever
     both models have complete runs of the profile's own cells, over the seeds both have (so the
@@ -309,35 +210,3 @@ def model_differences(rows, datasets, priors, model="hvae", baseline="vae"):
             if d is not None:
                 out.append((dataset, prior, summarize(a), summarize(b), d))
     return out
-
-
-def model_paired_table_html(rows, datasets, priors, model="hvae", baseline="vae") -> str:
-    """One row per dataset x prior run with both models: each model's test LL and the paired
-    difference ``model`` - ``baseline`` (mean &plusmn; std across seeds, or paired s.e. for one)."""
-    body = []
-    for dataset, prior, a, b, d in model_differences(rows, datasets, priors, model, baseline):
-        body.append(f"<tr><th>{html.escape(dataset)}</th><td>{html.escape(prior)}</td>"
-                    f"<td>{b.mean:.2f} &plusmn; {b.err:.2f}</td><td>{a.mean:.2f} &plusmn; {a.err:.2f}</td>"
-                    f"<td>{d.mean:+.2f} &plusmn; {d.err:.2f}<br><small>{len(d.per_seed)} "
-                    f"seed{'s' if len(d.per_seed) > 1 else ''}, {d.err_kind}</small></td></tr>")
-    m, base = html.escape(model.upper()), html.escape(baseline.upper())
-    return (f"<table><thead><tr><th>dataset</th><th>prior</th><th>{base}</th><th>{m}</th>"
-            f"<th>{m} &minus; {base} (paired)</th></tr></thead><tbody>{''.join(body)}</tbody></table>")
-
-
-def table1_markdown(rows, datasets, priors, models=("vae",), planned=None) -> str:
-    """Table 1 as Markdown (for the README): ours (mean &plusmn; error, seeds) / reference / paper."""
-    lines = ["| dataset | " + " | ".join(priors) + " |", "|---|" + "---:|" * len(priors)]
-    for model, dataset, where in _table1_rows(rows, datasets, models, planned):
-        cells = []
-        for prior in priors:
-            s, note = cell_summary(rows, planned, prior=prior, **where)
-            text = note if s is None else f"**{s.mean:.2f}** ± {s.err:.2f}" + (f" ({note})" if note else "")
-            ref = REFERENCE.get(dataset, {}).get(prior) if model == "vae" else None
-            paper = PAPER.get((dataset, model, prior))
-            extra = [f"ref. {ref:.2f}"] if ref is not None else []
-            extra += [f"paper {paper:.2f}"] if paper is not None else []
-            cells.append(" / ".join([text] + extra))
-        label = dataset if model == "vae" else f"{dataset} (HVAE)"
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)

@@ -3,13 +3,15 @@ keeps a second process out, and the light record of a finished run that is kept 
 
 A run directory holds:
   config.json        every setting (a directory is only ever reused for the same settings)
-  checkpoint.npz     weights, optimizer state, best weights and training state (resume point)
+  checkpoint.npz     weights, optimizer state, best weights and training state (resume point), with
+                     the segments of its training (each start or resume: epoch, commit, threads)
   history.csv        one row per epoch
   test_ll.npz        per-image importance-sampled test log-likelihoods (nats) and effective sample sizes,
                      with S, the training they score (epochs, best epoch) and the sampling's seconds;
                      written as soon as sampled (a rerun after a later failure keeps it)
   images.npz         test images and their reconstructions, samples, pseudo-inputs (8-bit, for figures)
-  experiment.ipynb   the executed experiment notebook (runs made by `vampprior report`)
+  training.ipynb     the executed training and evaluation notebooks (runs made by `vampprior
+  evaluation.ipynb   report`; records made before the two were split hold one experiment.ipynb)
   metrics.json       the results; written last, so its presence means the run is complete
 The record of a run is all of it but the checkpoint (:data:`RECORD_FILES`).
 """
@@ -22,15 +24,16 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .config import PROFILES, RunConfig
+from .config import RunConfig, default_runs_dir
 from ..errors import ConfigError
 from .io import atomic_write_bytes, atomic_write_json, read_json, remove_stale_temporaries
 from .nbclean import portable
 
-CONFIG, CHECKPOINT, HISTORY, TEST_LL, IMAGES, NOTEBOOK, METRICS, FAILURE = (
-    "config.json", "checkpoint.npz", "history.csv", "test_ll.npz", "images.npz",
-    "experiment.ipynb", "metrics.json", "failure.json")
-RECORD_FILES = (CONFIG, HISTORY, TEST_LL, IMAGES, NOTEBOOK, METRICS)
+CONFIG, CHECKPOINT, HISTORY, TEST_LL, IMAGES, METRICS, FAILURE = (
+    "config.json", "checkpoint.npz", "history.csv", "test_ll.npz", "images.npz", "metrics.json",
+    "failure.json")
+NOTEBOOKS = ("training.ipynb", "evaluation.ipynb", "experiment.ipynb")  # the last: older records
+RECORD_FILES = (CONFIG, HISTORY, TEST_LL, IMAGES, *NOTEBOOKS, METRICS)
 
 
 def failure_summary(failure: dict) -> str:
@@ -57,11 +60,8 @@ _SHORT = {"epochs": "ep", "warmup_epochs": "wu", "patience": "pat", "eval_sample
 def changed_settings(config: RunConfig) -> dict:
     """The settings that differ from the profile's defaults (the dataset, model, prior, K and seed
     aside), e.g. ``{"weight_init": "he"}``."""
-    defaults = RunConfig(dataset=config.dataset, prior=config.prior,
-                         **PROFILES.get(config.profile, {})).to_dict()
-    return {key: value for key, value in config.to_dict().items()
-            if key not in ("dataset", "prior", "model", "components", "seed", "profile")
-            and value != defaults[key]}
+    return {key: value for key, value in config.differences_from_profile().items()
+            if key not in ("model", "components", "seed")}
 
 
 def changes_text(config: RunConfig) -> str:
@@ -85,6 +85,12 @@ def run_dir_name(config: RunConfig) -> str:
         config.prior, f"K{config.components}", f"seed{config.seed}"]
     variant = variant_of(config)
     return "__".join(parts + ([variant] if variant else []))
+
+
+def default_run_dir(config: RunConfig) -> Path:
+    """Where a run of ``config`` goes unless told: ``$VAE_RUNS_DIR`` (else ``runs``), then
+    ``<profile>/<run_dir_name>``, where `vampprior report` trains its cells."""
+    return Path(default_runs_dir()) / config.profile / run_dir_name(config)
 
 
 def is_complete(run_dir) -> bool:
@@ -235,7 +241,7 @@ def copy_record(run_dir: Path, record_dir: Path) -> bool:
     record_dir.mkdir(parents=True, exist_ok=True)
     for name in RECORD_FILES + (FAILURE,):
         if name != METRICS and (run_dir / name).is_file() and not (complete and name == FAILURE):
-            if name == NOTEBOOK:
+            if name in NOTEBOOKS:
                 _copy_portable_notebook(run_dir / name, record_dir / name)
             else:
                 shutil.copyfile(run_dir / name, record_dir / name)

@@ -10,14 +10,79 @@ do next.
 """
 from __future__ import annotations
 
+import math
+import os
+import sys
+import threading
 from collections import Counter
-from pathlib import Path
+from contextlib import contextmanager
 
+from ..progress import duration, progress_bar
+from ..schedule import projected_end
 from .io import read_json
-from ..progress import duration
+from .plans import Cell
 from .records import checkpoint_state, training_seconds
 from .rundir import FAILURE, METRICS, failure_summary, is_complete, is_locked
-from .runner import Cell, cell_status
+
+def cell_status(cell: Cell, unreadable: str = "running") -> str:
+    """Where a running cell is, from its run directory's last checkpoint (saved every
+    ``--checkpoint-every`` seconds): its epoch, its best validation loss and the epoch at which early
+    stopping ends it unless it improves (and the training time until then at its recent pace), then
+    its evaluation; ``unreadable`` for a checkpoint of another version."""
+    try:
+        return _checkpoint_status(cell)
+    except (KeyError, TypeError, ZeroDivisionError):
+        return unreadable
+
+
+def _checkpoint_status(cell: Cell) -> str:
+    state = checkpoint_state(cell.run_dir)
+    if not state or not state["epoch"]:
+        return "starting"
+    c, epoch, best = cell.config, state["epoch"], state["best_epoch"]
+    cap = c.epochs
+    if c.min_steps:  # the cap in epochs depends on the steps per epoch, known from the steps so far
+        cap = max(cap, math.ceil(c.min_steps / (state["step"] / epoch)))
+    if state["stopped_early"] or epoch >= cap:
+        return (f"trained {epoch} epochs (best {best}); test log-likelihood with "
+                f"S={c.eval_samples}")
+    stop_at = projected_end(epoch, best, cap, c.warmup_epochs, c.patience)
+    # the pace of the last epochs (this machine, now), not the run's average over earlier sessions
+    recent = [row["seconds"] for row in state.get("history", [])[-20:] if "seconds" in row]
+    pace = sorted(recent)[len(recent) // 2] if recent else None
+    eta = f" (about {duration((stop_at - epoch) * pace)} more at {pace:.0f} s an epoch)" if pace else ""
+    return (f"epoch {epoch}/{cap}, best validation loss {state['best_loss']:.2f} at epoch {best}; "
+            f"ends at epoch {stop_at} unless it improves{eta}")
+
+
+@contextmanager
+def watching(cell: Cell, prefix: str, enabled: bool, every: float = 5.0):
+    """While the block runs, one line on the terminal with :func:`cell_status`, refreshed every
+    ``every`` seconds, cleared at the end (``enabled=False``: nothing)."""
+    if not enabled:
+        yield
+        return
+    # the terminal as it is now: while the cell runs, file descriptor 2 goes to its kernel.log
+    terminal = os.fdopen(os.dup(sys.stderr.fileno()), "w")
+    bar = progress_bar(None, prefix, "", bar_format="{desc} [{elapsed}]", leave=False, file=terminal)
+    stop = threading.Event()
+
+    def poll():
+        while True:
+            bar.set_description_str(f"{prefix}: {cell_status(cell)}", refresh=True)
+            if stop.wait(every):
+                return
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        bar.close()
+        terminal.close()
+
 
 STATES = ("recorded", "complete", "running", "interrupted", "failed", "not started")
 OTHER_VERSION = "checkpoint of another version"  # what a checkpoint this version cannot read says
@@ -107,20 +172,3 @@ def compute_left(cells: list[Cell]) -> str:
         return f"{unknown} cell(s) left, none with {kind} to estimate its time by"
     return (f"about {duration(left)} of run time left for {counted} cell(s) (at the pace of {kind})"
             + (f"; {unknown} more cell(s) with no such record to go by" if unknown else ""))
-
-
-def main_status(args) -> int:
-    from .config import check_profile, default_report_dir, default_runs_dir
-    from .runner import parse_settings, plan, records_dir
-
-    check_profile(args.profile)
-    runs_dir = Path(args.runs_dir or default_runs_dir())
-    report_dir = Path(args.report_dir or default_report_dir())
-    cells = plan(args.profile, runs_dir, report_dir, args.datasets, args.priors,
-                 tuple(args.seeds) if args.seeds else None, args.models, not args.no_k_sweep,
-                 parse_settings(args.set), args.purposes)
-    print(f"profile {args.profile}: runs in {runs_dir / args.profile}, records in "
-          f"{records_dir(report_dir, args.profile)}")
-    print("\n".join(status_lines(cells)))
-    print(compute_left(cells))
-    return 0

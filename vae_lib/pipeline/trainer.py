@@ -134,13 +134,17 @@ class Trainer:
                 step += len(batches)
         return np.concatenate([t.numpy() for t in losses])
 
+    def finished(self, num_train: int) -> bool:
+        """Whether training is over: stopped early, or at the epoch cap for ``num_train`` images."""
+        return self.state.stopped_early or self.state.epoch >= self.config.epochs_for(num_train)
+
     def fit(self, train: np.ndarray, valid: np.ndarray) -> TrainState:
         cfg, state = self.config, self.state
         self._check_pixels(train, valid)
         data = tf.constant(train, tf.float32)
         valid = tf.constant(valid, tf.float32)
         max_epochs = cfg.epochs_for(len(train))
-        done = state.stopped_early or state.epoch >= max_epochs
+        done = self.finished(len(train))
         # The bar ends where early stopping would end the run if no later epoch improved (it moves
         # on as the run improves), not at the cap of 2000 epochs: its ETA is then a lower bound that
         # means something, where the cap's is tens of hours for a run that stops after a few hundred.
