@@ -1,6 +1,7 @@
 """VAE with a VampPrior (Tomczak & Welling, AISTATS 2018) for Keras, in TensorFlow.
 
-The core, what a practitioner imports: the models (:class:`VAE`, :class:`HVAE`), the priors
+The core, what a practitioner imports: the models (:class:`VAE`, :class:`HVAE`, and the paper's
+convolutional :class:`ConvHVAE` and :class:`PixelHVAE`), the priors
 (:class:`StandardNormal`, :class:`VampPrior` and ``VampPrior.from_data``,
 :class:`MixtureOfGaussians`), the likelihoods (:class:`Bernoulli`, :class:`DiscretizedLogistic`),
 the estimators (:func:`log_likelihood`, :func:`iwae_bound`, :func:`elbo`, :func:`bits_per_dim`),
@@ -30,7 +31,8 @@ from .errors import ConfigError, DataError, TrainingError, VaeLibError
 __version__ = "0.1.0"
 
 _LAZY = {  # public name -> the core module that defines it
-    "VAE": "models", "HVAE": "models", "LatentVariableModel": "models", "load_model": "models",
+    "VAE": "models", "HVAE": "models", "ConvHVAE": "models", "PixelHVAE": "models",
+    "LatentVariableModel": "models", "load_model": "models",
     "StandardNormal": "priors", "VampPrior": "priors", "MixtureOfGaussians": "priors", "Prior": "priors",
     "Bernoulli": "likelihoods", "DiscretizedLogistic": "likelihoods", "Likelihood": "likelihoods",
     "log_likelihood": "estimators", "iwae_bound": "estimators", "elbo": "estimators",
@@ -48,7 +50,7 @@ if TYPE_CHECKING:  # what the lazy names are, for readers and tools
     from .estimators import (ImportanceSampler, bits_per_dim, elbo, iwae_bound, log_likelihood,
                              paired_difference)
     from .likelihoods import Bernoulli, DiscretizedLogistic, Likelihood
-    from .models import HVAE, VAE, LatentVariableModel, load_model
+    from .models import HVAE, VAE, ConvHVAE, LatentVariableModel, PixelHVAE, load_model
     from .optimizers import AdamNormGrad
     from .priors import MixtureOfGaussians, Prior, StandardNormal, VampPrior
 

@@ -71,7 +71,7 @@ class ImportanceSampler:
     encoded once per evaluation, with the model as it is then) and each pass is one compiled call.
     """
 
-    def __init__(self, model, num_samples: int, rows_per_pass: int = 8192, jit_compile=True,
+    def __init__(self, model, num_samples: int, rows_per_pass: int | None = None, jit_compile=True,
                  matmul_inputs="float32"):
         """``matmul_inputs="bfloat16"``: the passes' matmuls (of the model's :class:`~vae_lib.networks.Linear`
         layers) take bfloat16 inputs and accumulate in float32 (see
@@ -81,6 +81,8 @@ class ImportanceSampler:
             raise ConfigError(f"The number of importance samples must be positive, got {num_samples}.")
         self.model, self.num_samples = model, int(num_samples)
         self.matmul_inputs = check_matmul_inputs(matmul_inputs, model.likelihood)
+        # the model's own size where it has one (convolutional activations are large), else 8192
+        rows_per_pass = rows_per_pass or getattr(model, "rows_per_pass", 8192)
         self.samples_per_pass = min(self.num_samples, rows_per_pass)
         self.images_per_pass = max(1, rows_per_pass // self.samples_per_pass)
         self._pass = tf.function(self._pass_fn, jit_compile=jit_compile, reduce_retracing=True,

@@ -356,7 +356,7 @@ class HVAE(LatentVariableModel):
         mean2, _ = self._build_top(x)
         mean1, _ = self.q_z1_params(x, mean2)
         gaussian_params(self.map_samples(self.p_z1, mean2))
-        self.p_x_params(mean1, mean2)
+        self.p_x_params(mean1, mean2, x)
 
     def _log_px_and_log_ratio(self, x, seed, num_samples, prior_params, training=False):
         """log p(x|z1, z2) and log p(z1, z2) - log q(z1, z2|x) for draws (z2, z1) ~ q."""
@@ -424,3 +424,128 @@ def load_model(path):
         raise ConfigError(f"{path} is not a complete .keras file ({broken or 'no config.json'} is "
                           f"damaged or missing). Save the model again.")
     return keras.saving.load_model(path)
+
+
+@keras.saving.register_keras_serializable(package="vae_lib")
+class ConvHVAE(HVAE):
+    """The paper's convolutional two-level HVAE (models/convHVAE_2level.py in its code) for images of
+    shape ``data_shape`` (H, W, C), given flat or shaped: q(z2|x) five gated convolutions,
+    q(z1|x, z2) five more beside a gated dense layer for z2, p(z1|z2) two gated dense layers of
+    300, p(x|z1, z2) gated dense layers to an image and four gated convolutions
+    (:mod:`vae_lib.convnets`). Both latents have ``latent_dim`` dimensions; the prior is on z2."""
+
+    rows_per_pass = 1024  # importance sampling: (image, sample) pairs a pass (conv activations are large)
+
+    def __init__(self, prior: Prior, likelihood="bernoulli", data_shape=(28, 28, 1), latent_dim: int = 40,
+                 seed: int | None = None, **kwargs):
+        from .convnets import ConvGaussianEncoder, ConvTwoInputGaussian
+        from .networks import GaussianMLP
+
+        lik = likelihoods_lib.get(likelihood)
+        image_shape = tuple(int(d) for d in data_shape)
+        if len(image_shape) != 3:
+            raise ConfigError(f"data_shape is (height, width, channels), got {data_shape}.")
+        super().__init__(ConvGaussianEncoder(latent_dim, name="q_z2"), ConvTwoInputGaussian(latent_dim, name="q_z1"),
+                         GaussianMLP(latent_dim, name="p_z1"), self.decoder_for(image_shape, lik), prior, lik,
+                         seed, **kwargs)
+        self.image_shape, self.latent_size = image_shape, int(latent_dim)
+
+    @staticmethod
+    def decoder_for(image_shape, likelihood):
+        from .convnets import ConvDecoder
+
+        return ConvDecoder(image_shape, likelihood.params_per_pixel, name="p_x")
+
+    def as_images(self, x):
+        """x, flat or shaped, as (N, H, W, C) images."""
+        return tf.reshape(x, tf.concat([tf.shape(x)[:1], self.image_shape], 0))
+
+    def top_encoder(self, x, training=False):
+        return gaussian_params(self.q_z2(self.as_images(x), training=training))
+
+    def q_z1_params(self, x, z2, training=False):
+        return gaussian_params(self._two_inputs(self.q_z1, self.as_images(x), z2, True, training))
+
+    def get_config(self):
+        return {"name": self.name, "prior": keras.saving.serialize_keras_object(self.prior),
+                "likelihood": keras.saving.serialize_keras_object(self.likelihood), "seed": self.seed,
+                "data_shape": self.image_shape, "latent_dim": self.latent_size}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("prior", "likelihood"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="vae_lib")
+class PixelHVAE(ConvHVAE):
+    """The paper's PixelHVAE (models/PixelHVAE_2level.py in its code): the convolutional HVAE's
+    encoders and p(z1|z2), with p(x|z1, z2) a PixelCNN (:class:`vae_lib.convnets.PixelCNNDecoder`)
+    over the pixels in raster order. Its log-likelihood is scored with the image itself as the
+    PixelCNN's input (teacher forcing); its samples and reconstructions are drawn pixel by pixel,
+    each pixel from the conditional that scores it. Batch normalisation in the PixelCNN uses the
+    batch's statistics in training steps only, its moving averages everywhere else."""
+
+    @staticmethod
+    def decoder_for(image_shape, likelihood):
+        from .convnets import PixelCNNDecoder
+
+        return PixelCNNDecoder(image_shape, likelihood.params_per_pixel, name="p_x")
+
+    def p_x_params(self, z1, z2, x=None, training=False):
+        if x is None:
+            raise ConfigError("The PixelHVAE's p(x|z1, z2) is autoregressive: it scores an image x "
+                              "(teacher forcing); draw images with sample() or reconstruct().")
+        lead = tf.shape(z2)[:-1]
+        images = self.as_images(x)  # (B, H, W, C), broadcast over (S, B) samples of the latents
+        images = tf.broadcast_to(images, tf.concat([lead, self.image_shape], 0))
+        flat = lambda z: tf.reshape(z, [-1, z.shape[-1]])
+        out = self.p_x([tf.reshape(images, [-1, *self.image_shape]), flat(z1), flat(z2)], training=training)
+        params = self.likelihood.params(out, self.data_shape)
+        return tf.nest.map_structure(lambda y: tf.reshape(y, tf.concat([lead, tf.shape(y)[1:]], 0)), params)
+
+    def draw_pixels(self, z1, z2, seed):
+        """Images for latents (N, Z), drawn pixel by pixel in raster order, each pixel from its
+        conditional given the pixels drawn before it; and each pixel's conditional mean given those
+        (a picture of what the PixelCNN expects there): (images, means), in the inputs' shape."""
+        height, width, channels = self.image_shape
+        canvas = tf.zeros(tf.concat([tf.shape(z1)[:1], self.image_shape], 0))
+        means = canvas
+        seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), height * width)
+        step = self._draw_step
+        for index in range(height * width):
+            canvas, means = step(z1, z2, canvas, means, tf.constant(index), seeds[index])
+        shaped = lambda t: tf.reshape(t, tf.concat([tf.shape(t)[:1], self.data_shape], 0))
+        return shaped(canvas), shaped(means)
+
+    @property
+    def _draw_step(self):
+        """One pixel of :meth:`draw_pixels`, compiled once per model (a pass of the PixelCNN)."""
+        if "_draw_step_fn" not in self.__dict__:  # kept off Keras' tracked attributes
+            height, width, channels = self.image_shape
+
+            def step(z1, z2, canvas, means, index, seed):
+                image = lambda t: tf.reshape(t, [-1, *self.image_shape])
+                params = tf.nest.map_structure(image, self.p_x_params(z1, z2, canvas))
+                i, j = index // width, index % width
+                pixel = self.likelihood.draw(tf.nest.map_structure(lambda t: t[:, i, j], params), seed)
+                where = tf.reshape(tf.one_hot(index, height * width), [1, height, width, 1])
+                mean_here = self.likelihood.mean(params)
+                return (canvas * (1 - where) + where * tf.reshape(pixel, [-1, 1, 1, channels]),
+                        means * (1 - where) + where * mean_here)
+
+            self.__dict__["_draw_step_fn"] = tf.function(step, autograph=False, reduce_retracing=True)
+        return self.__dict__["_draw_step_fn"]
+
+    def reconstruct(self, x):
+        z2, _ = self.top_encoder(x)
+        z1, _ = self.q_z1_params(x, z2)
+        return self.draw_pixels(z1, z2, tf.constant([0, 0], tf.int64))[1]
+
+    def sample(self, n, seed=None):
+        seed2, seed1, seed_x = tf.unstack(tf.random.experimental.stateless_split(self.seed_tensor(seed), 3))
+        z2 = self.prior.sample(n, seed2, self.prior_params())
+        z1 = reparameterize(*gaussian_params(self.map_samples(self.p_z1, z2)), seed1)
+        return self.draw_pixels(z1, z2, seed_x)[1]

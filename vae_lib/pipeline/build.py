@@ -64,7 +64,7 @@ def build_model(config: RunConfig, dataset: Dataset):
     run's seed and built."""
     import keras
 
-    from ..models import HVAE, VAE
+    from ..models import HVAE, VAE, ConvHVAE, PixelHVAE
     from ..networks import GaussianMLP, MLPDecoder, TwoInputGaussian, TwoInputMLPDecoder
 
     keras.utils.set_random_seed(config.seed)  # the weights' initial values
@@ -78,6 +78,10 @@ def build_model(config: RunConfig, dataset: Dataset):
         model = VAE(encoder, decoder, prior_for(config, dataset), likelihood,
                     closed_form_kl=config.kl_estimator == "closed_form", seed=config.seed,
                     name=f"vae_{config.prior}")
+    elif config.model in ("convhvae", "pixelhvae"):
+        kind = ConvHVAE if config.model == "convhvae" else PixelHVAE
+        model = kind(prior_for(config, dataset), likelihood, data_shape=(*dataset.image_shape, 1),
+                     latent_dim=z, seed=config.seed, name=f"{config.model}_{config.prior}")
     else:
         q_z2 = GaussianMLP(z, units, layers, name="q_z2", **mlp)
         q_z1 = TwoInputGaussian(z, units, name="q_z1", **mlp)

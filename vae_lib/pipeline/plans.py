@@ -19,7 +19,7 @@ from pathlib import Path
 from ..datasets import DATASETS, check_name
 from ..errors import ConfigError, check_choice
 from .config import K_SWEEP_SETTINGS, K_SWEEPS, RunConfig, check_profile, check_settings, make_config
-from .registry import MODELS, PRIORS, check_prior_name
+from .registry import CONV_MODELS, MODELS, PRIORS, check_prior_name, model_label
 from .rundir import changes_text, run_dir_name
 
 
@@ -32,7 +32,20 @@ PURPOSES = {
     "k_sweep": "test LL and training time against K",
     "paper_code": "the paper code's optimizer and KL estimator, one at a time, on the small datasets; "
                   "its initialisation and optimizer on the static-MNIST HVAE",
+    "conv": "the paper's convolutional models (convHVAE, PixelHVAE) on static and dynamic MNIST; "
+            "at the paper's protocol they need a GPU",
 }
+CONV_DATASETS = ("static_mnist", "dynamic_mnist")
+
+
+def conv_plan(profile: str) -> list[tuple[RunConfig, str]]:
+    """The convolutional models' cells: convHVAE and PixelHVAE with the standard prior and the
+    VampPrior on static and dynamic MNIST, seed 0 (the quick and paper profiles; too slow for the
+    smoke profile's seconds)."""
+    if profile == "smoke":
+        return []
+    return [(make_config(dataset, prior, profile, model=model), "conv")
+            for dataset in CONV_DATASETS for model in CONV_MODELS for prior in HEADLINE_PRIORS]
 
 
 @dataclass(frozen=True)
@@ -114,7 +127,7 @@ def paper_plan() -> list[tuple[RunConfig, str]]:
             add(dataset, "standard", seed, "paper_code", kl_estimator="monte_carlo")
     # ... and on the HVAE, which stays short of the paper's number with ours
     add("static_mnist", "vampprior", 0, "paper_code", model="hvae", weight_init="he", optimizer="adamnormgrad")
-    return out
+    return out + conv_plan("paper")
 
 
 def grid_plan(profile, datasets=DATASETS, priors=tuple(PRIORS), seeds=(0,), models=("vae",),
@@ -149,6 +162,8 @@ def plan(profile: str, runs_dir, report_dir, datasets=None, priors=None, seeds=N
     else:
         pairs = grid_plan(profile, datasets or DATASETS, priors or tuple(PRIORS), seeds or (0,),
                           models or ("vae",), k_sweep)
+        if seeds is None:  # the profile's own plan: the grid, the K sweep, the convolutional cells
+            pairs += conv_plan(profile)
     cells, seen = [], set()
     for config, purpose in pairs:
         if ((datasets and config.dataset not in datasets) or (priors and config.prior not in priors)
@@ -159,7 +174,7 @@ def plan(profile: str, runs_dir, report_dir, datasets=None, priors=None, seeds=N
             config = config.replace(**(settings or {}))
         except ConfigError as err:
             raise ConfigError(f"--set {' '.join(f'{k}={v}' for k, v in settings.items())} does not apply "
-                              f"to the {config.model.upper()} cell {run_dir_name(config)}: {err} Leave "
+                              f"to the {model_label(config.model)} cell {run_dir_name(config)}: {err} Leave "
                               f"such cells out with the filters (e.g. --models vae).") from None
         if config in seen:
             continue

@@ -29,7 +29,15 @@ PRIORS: dict[str, PriorName] = {
 MODELS: dict[str, str] = {
     "vae": "one latent layer: gated MLP encoder and decoder",
     "hvae": "two latent layers (z1, z2), the prior on z2 (the paper's HVAE)",
+    "convhvae": "the paper's convolutional HVAE (gated convolutions)",
+    "pixelhvae": "the paper's PixelHVAE: the convolutional HVAE's encoders, a PixelCNN decoder",
 }
+CONV_MODELS = ("convhvae", "pixelhvae")
+MODEL_LABELS = {"vae": "VAE", "hvae": "HVAE", "convhvae": "convHVAE", "pixelhvae": "PixelHVAE"}  # for people
+
+
+def model_label(model: str) -> str:
+    return MODEL_LABELS.get(model, model.upper())  # their MLP settings (hidden units, layers, activation) do not apply
 
 
 def check_prior_name(name: str) -> str:

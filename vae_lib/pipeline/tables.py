@@ -9,6 +9,7 @@ import numpy as np
 
 from .convergence import past_protocol, run_label
 from .references import PAPER, REFERENCE
+from .registry import model_label
 from .results import cell_summary, model_differences, paired_difference, select
 
 
@@ -76,7 +77,7 @@ def table1_html(rows, datasets, priors, models=("vae",), planned=None) -> str:
             if paper is not None:
                 ref_text += f"<br><small>paper: {paper:.2f}</small>"
             out.append(f"<td>{ours}</td><td style='color:#666'>{ref_text}</td>")
-        label = html.escape(dataset) + ("" if model == "vae" else f" <small>({html.escape(model.upper())})</small>")
+        label = html.escape(dataset) + ("" if model == "vae" else f" <small>({html.escape(model_label(model))})</small>")
         body.append(f"<tr><th>{label}</th>{''.join(out)}</tr>")
     return (f"<table><thead><tr><th rowspan=2>dataset</th>{head}</tr><tr>{sub}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>")
@@ -101,7 +102,7 @@ def paired_table_html(rows, datasets, priors, baseline="standard", models=("vae"
                 cells.append("<td>&ndash;</td>" if d is None else
                              f"<td>{d.mean:+.2f} &plusmn; {d.err:.2f}<br><small>{len(d.per_seed)} "
                              f"seed{'s' if len(d.per_seed) > 1 else ''}, {d.err_kind}</small></td>")
-            label = html.escape(dataset) + ("" if model == "vae" else f" ({model.upper()})")
+            label = html.escape(dataset) + ("" if model == "vae" else f" ({model_label(model)})")
             body.append(f"<tr><th>{label}</th>{''.join(cells)}</tr>")
     return f"<table><thead><tr><th>dataset</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -115,7 +116,7 @@ def model_paired_table_html(rows, datasets, priors, model="hvae", baseline="vae"
                     f"<td>{b.mean:.2f} &plusmn; {b.err:.2f}</td><td>{a.mean:.2f} &plusmn; {a.err:.2f}</td>"
                     f"<td>{d.mean:+.2f} &plusmn; {d.err:.2f}<br><small>{len(d.per_seed)} "
                     f"seed{'s' if len(d.per_seed) > 1 else ''}, {d.err_kind}</small></td></tr>")
-    m, base = html.escape(model.upper()), html.escape(baseline.upper())
+    m, base = html.escape(model_label(model)), html.escape(model_label(baseline))
     return (f"<table><thead><tr><th>dataset</th><th>prior</th><th>{base}</th><th>{m}</th>"
             f"<th>{m} &minus; {base} (paired)</th></tr></thead><tbody>{''.join(body)}</tbody></table>")
 
@@ -130,7 +131,7 @@ def table1_markdown(rows, datasets, priors, models=("vae",), planned=None) -> st
             extra = [f"ref. {ref:.2f}"] if ref is not None else []
             extra += [f"paper {paper:.2f}"] if paper is not None else []
             out.append(" / ".join([text] + extra))
-        label = dataset if model == "vae" else f"{dataset} (HVAE)"
+        label = dataset if model == "vae" else f"{dataset} ({model_label(model)})"
         lines.append(f"| {label} | " + " | ".join(out) + " |")
     return "\n".join(lines)
 

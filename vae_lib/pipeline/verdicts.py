@@ -16,6 +16,7 @@ from .convergence import mean_by_samples, scope_text
 from .records import read_history
 from .references import PAPER, PAPER_SOURCE, REFERENCE, REFERENCE_SAMPLES, REFERENCE_SOURCE
 from .results import interval_halfwidth, paired_difference, select, summarize, verdict
+from .registry import model_label
 from .rundir import variant_of
 from ..schedule import kl_weight
 
@@ -75,7 +76,7 @@ def prior_sections(ev: Evidence) -> tuple[list, dict]:
                 d = paired_difference(grid_cell(dataset, prior, model), base)
                 if d is not None:
                     prior_diffs[dataset, model, prior] = d
-                    lines.append(f"- {dataset} ({model.upper()}): {prior} &minus; standard = "
+                    lines.append(f"- {dataset} ({model_label(model)}): {prior} &minus; standard = "
                                  f"{difference_text(d, prior)}.")
     sections.append(("Each prior against the standard prior (paired)", lines))
     sections.append(("The HVAE against the VAE (paired, same prior)",
@@ -91,7 +92,7 @@ def paper_section(ev: Evidence) -> tuple[str, list]:
     lines = []  # the paper's numbers (verdicts only at the paper's protocol)
     for (dataset, model, prior), value in PAPER.items():
         ours = summarize(grid_cell(dataset, prior, model))
-        head = f"- {dataset}, {model.upper()} + {prior}: "
+        head = f"- {dataset}, {model_label(model)} + {prior}: "
         if ours is None:
             lines.append(head + ("not run yet" if (dataset, model, prior) in planned else "not planned")
                          + f" (the paper: {value:.2f}).")
@@ -111,7 +112,7 @@ def paper_section(ev: Evidence) -> tuple[str, list]:
             code, d = summarize(code_rows), paired_difference(code_rows, grid_cell(dataset, prior, model))
             line += (f" With the paper code's initialisation and optimizer: {code.mean:.2f} &plusmn; "
                      f"{code.err:.2f} ({code.n_seeds} seed(s)), {code.mean - value:+.2f} from the paper's"
-                     + ("" if d is None else f"; paired against ours, {difference_text(d, f'that {model.upper()}')}")
+                     + ("" if d is None else f"; paired against ours, {difference_text(d, f'that {model_label(model)}')}")
                      + ".")
         lines.append(line)
     return (f"Against the paper ({PAPER_SOURCE})", lines)
@@ -274,7 +275,7 @@ def training_section(ev: Evidence) -> tuple[str, list]:
                     if base is not None:
                         fit += f"; the standard prior's: {base[0]:.1f} and {base[1]:.1f}"
                 fit += ")"
-                lines.append(f"- {dataset} ({model.upper()}), {prior}: every seed's best validation loss came "
+                lines.append(f"- {dataset} ({model_label(model)}), {prior}: every seed's best validation loss came "
                              f"during the KL warm-up (epochs {', '.join(map(str, best))} of {warmup}, KL weight "
                              f"{kl_weight(best[0], warmup):.2f} to {kl_weight(best[-1], warmup):.2f}); {fit}: "
                              f"it overfits the {runs[0]['metrics']['n_train']} training "
