@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from helpers import run_and_see_if_tensorflow_loads
-from vae_lib.pipeline.config import K_SWEEPS, PROFILES
+from vae_lib.pipeline.config import K_SWEEPS, PROFILES, make_config
 from vae_lib.datasets import DATASETS
 from vae_lib.pipeline.registry import PRIORS
 from vae_lib.pipeline.plans import SMALL, paper_plan, plan
@@ -117,3 +117,13 @@ def test_the_driver_and_dask_workers_handle_cells_without_tensorflow(tmp_path):
                     "print(len(cells))")
     for code in (plan_them, receive_them):
         assert run_and_see_if_tensorflow_loads(code) == (str(len(paper_plan())), False)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])
+def test_every_cell_is_rebuilt_from_the_settings_its_notebooks_are_given(profile, tmp_path):
+    """The main job gives each cell's notebooks its dataset, prior, profile and the settings that
+    differ from the profile; from those they must rebuild that very cell's config (and so its run
+    directory), for every cell of every plan, the convolutional ones with their own defaults too."""
+    for cell in plan(profile, tmp_path, tmp_path):
+        c = cell.config
+        assert make_config(c.dataset, c.prior, c.profile, **c.differences_from_profile()) == c, cell.label

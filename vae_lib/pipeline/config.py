@@ -106,9 +106,12 @@ class RunConfig:
 
     def differences_from_profile(self) -> dict:
         """The settings whose values differ from this config's profile (dataset, prior and profile
-        aside), e.g. ``{"seed": 1, "weight_init": "he"}``."""
+        aside; for a model other than the VAE, its own settings, :data:`MODEL_SETTINGS`, count as
+        the profile's), e.g. ``{"seed": 1, "weight_init": "he"}``: with the dataset, prior and
+        profile, what rebuilds this config through :func:`make_config`."""
         defaults = make_config(self.dataset, self.prior, self.profile, model=self.model).to_dict() \
             if self.profile in PROFILES else RunConfig(dataset=self.dataset, prior=self.prior).to_dict()
+        defaults["model"] = RunConfig.model  # the model's own settings are defaults, the model is not
         return {key: value for key, value in self.to_dict().items()
                 if key not in ("dataset", "prior", "profile") and value != defaults[key]}
 
