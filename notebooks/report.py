@@ -104,8 +104,9 @@ wall-clock sum is {duration(train_wall_s)}) and {duration(eval_s)} of evaluation
 # ## Table 1: test log-likelihood (nats, higher is better)
 
 # %%
-display(HTML(table1_html(rows, datasets, list(PRIORS), models, planned)))
-(report_dir / "table1.md").write_text(table1_markdown(rows, datasets, list(PRIORS), models, planned) + "\n")
+gpu_cells = {(c.config.dataset, c.config.model, c.config.prior) for c in plan_cells if c.needs_gpu}
+display(HTML(table1_html(rows, datasets, list(PRIORS), models, planned, gpu_cells)))
+(report_dir / "table1.md").write_text(table1_markdown(rows, datasets, list(PRIORS), models, planned, gpu_cells) + "\n")
 display(Markdown(
     f"Ours: mean over the test images &plusmn; its standard error for one seed, or the mean "
     f"&plusmn; the standard deviation across seeds (their number is given, and how many the plan "
@@ -116,7 +117,9 @@ display(Markdown(
     f"no numbers for dynamic MNIST. *not run* = no record yet; "
     f"*failed* = see the record's `failure.json`; *record incomplete* = its copy was cut short "
     f"(the next `vampprior report` completes it); "
-    f"*not planned* = not in the {profile} profile's plan."))
+    f"*not planned* = not in the {profile} profile's plan"
+    + (f"; *needs a GPU* = the convolutional models at the paper's protocol, days of a 2-core CPU a cell "
+       f"(`vampprior status` estimates them), not run yet" if gpu_cells else "") + "."))
 for r in select(rows, status="failed"):
     print(f"FAILED {r['run']}: {failure_summary(r)}")
 

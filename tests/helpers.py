@@ -113,8 +113,8 @@ def synthetic_record(root, dataset, prior, seed, log_px=None, failed=False, metr
     elif log_px is not None:
         log_px = np.asarray(log_px, np.float64)
         atomic_write_npz(folder / "test_ll.npz", compressed=True, log_px=log_px, ess=np.ones_like(log_px))
-        metrics = dict(test_ll=float(log_px.mean()), test_ll_stderr=float(log_px.std(ddof=1) / np.sqrt(len(log_px))),
-                       n_test=len(log_px), provenance={"git": {"commit": "abc"}}, **(metrics or {}))
+        metrics = {**dict(test_ll=float(log_px.mean()), n_test=len(log_px), provenance={"git": {"commit": "abc"}},
+                          test_ll_stderr=float(log_px.std(ddof=1) / np.sqrt(len(log_px)))), **(metrics or {})}
         if dataset == "frey_faces":
             metrics["test_bits_per_dim"] = float(-log_px.mean() / (560 * np.log(2)))
         (folder / "metrics.json").write_text(json.dumps(metrics))

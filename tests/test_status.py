@@ -103,3 +103,40 @@ def test_compute_left_is_estimated_from_recorded_cells_of_the_same_kind(tmp_path
     assert compute_left([base, other_optimizer, other_budget]) == (
         f"about 2.0 h of run time left for 1 cell(s) (at the pace of {kind}); 1 more cell(s) with "
         f"no such record to go by")
+
+
+def test_cells_that_need_a_gpu_are_estimated_and_left_out_on_a_cpu(tmp_path):
+    """The convolutional models at the paper's protocol need a GPU: `status` says so with the time
+    they would take here, computed from their quick run's record and the MLP HVAE's epochs, and
+    `report` on a machine without a GPU leaves them out (exit 4) and still renders the report.
+    Here: 1.90 s a step (190 s for 100 steps), 256 epochs of 500 steps = 2.8 days; evaluation
+    1800 s x 10 (S) x 10 (images) = 2.1 days."""
+    from helpers import synthetic_record
+    from vae_lib.pipeline.plans import plan
+    from vae_lib.pipeline.provenance import gpus_visible
+    from vae_lib.pipeline.status import cell_state
+
+    if gpus_visible():
+        pytest.skip("this machine has a GPU: the cells would run")
+
+    report = tmp_path / "report"
+    synthetic_record(report / "quick" / "runs", "static_mnist", "vampprior", 0, [-100.0, -101.0], profile="quick",
+                     model="convhvae", metrics=dict(seconds_per_epoch=190.0, n_train=10_000, eval_seconds=1800.0,
+                                                    n_test=1000, threads=1, epochs_trained=30))
+    synthetic_record(report / "paper" / "runs", "static_mnist", "vampprior", 0, [-85.0, -84.0], model="hvae",
+                     metrics=dict(epochs_trained=256))
+    cells = plan("paper", tmp_path / "runs", report, datasets=["static_mnist"], purposes=["conv"])
+    states = {c.label: cell_state(c) for c in cells}
+    state, detail = states["static_mnist/convhvae/vampprior K=500 seed=0 [conv]"]
+    assert state == "needs a GPU"
+    assert detail == ("on this project's CPU about 2.8 days of training (1.90 s a step, as its quick run "
+                      "took on 1 thread(s), for 256 epochs, as the HVAE took) and 2.1 days of evaluation")
+    assert states["static_mnist/pixelhvae/vampprior K=500 seed=0 [conv]"][1].startswith("no quick-profile run")
+    empty = tmp_path / "empty_report"  # no records at all: the report renders, and nothing runs
+    done = subprocess.run([sys.executable, "-m", "vae_lib", "report", "--profile", "paper", "--purposes", "conv",
+                           "--datasets", "static_mnist", "--runs-dir", str(tmp_path / "runs"),
+                           "--report-dir", str(empty)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 4, done.stderr[-2000:]
+    assert done.stderr.count("needs a GPU, none is visible") == 4
+    assert not any((tmp_path / "runs" / "paper").iterdir())
+    assert "needs a GPU | needs a GPU" in (empty / "paper" / "table1.md").read_text()

@@ -146,7 +146,8 @@ def _report_parser(sub):
                                    "this checkout's report/paper, also puts its Table 1 into the "
                                    "README). Exit status: 0 when every cell has its record, 1 "
                                    "when a cell failed, 3 when cells were left to another process "
-                                   "that is running them (the report shows them as not run); "
+                                   "that is running them (the report shows them as not run), 4 "
+                                   "when cells that need a GPU were left out (none visible); "
                                    "with --render-only, 0 once rendered; 2 for bad arguments "
                                    "or settings, before any work.")
     _plan_arguments(p)
@@ -167,6 +168,9 @@ def _report_parser(sub):
     p.add_argument("--checkpoint-every", type=float, default=30.0, metavar="SECONDS",
                    help="save each cell's checkpoint when this long has passed since the last "
                         "(default: 30; 0: every epoch)")
+    p.add_argument("--gpu-cells-on-cpu", action="store_true",
+                   help="also run the cells that need a GPU (the convolutional models at the paper's "
+                        "protocol: days each on a 2-core CPU) where none is visible")
     p.add_argument("--render-only", action="store_true",
                    help="run no cell: render the report from the records kept so far (cells "
                         "without one show as not run)")
@@ -176,6 +180,7 @@ def _report_parser(sub):
 
 
 EXIT_BUSY = 3  # the report was rendered, but cells another process runs show as not run yet
+EXIT_NEEDS_GPU = 4  # the report was rendered, but cells that need a GPU were left out (none visible)
 
 
 def _check_threads(threads) -> None:
@@ -205,10 +210,12 @@ def _report(args) -> int:
                         args.notebooks, not args.no_k_sweep, args.rerun, args.workers,
                         args.scheduler, args.retries, args.threads, parse_settings(args.set),
                         args.checkpoint_every, log=lambda *a, **k: print(*a, **k, file=sys.stderr),
-                        purposes=args.purposes)
+                        purposes=args.purposes, gpu_cells_on_cpu=args.gpu_cells_on_cpu)
     if counts["failed"]:
         return 1
-    return EXIT_BUSY if counts.get("busy") else 0
+    if counts.get("busy"):
+        return EXIT_BUSY
+    return EXIT_NEEDS_GPU if counts.get("needs a GPU") else 0
 
 
 def _status_parser(sub):

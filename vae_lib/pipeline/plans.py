@@ -63,6 +63,16 @@ class Cell:
         return (f"{c.dataset}/{model}{c.prior} K={c.components} seed={c.seed}"
                 + (f" ({changes})" if changes else "") + f" [{self.purpose}]")
 
+    @property
+    def needs_gpu(self) -> bool:
+        """A convolutional model at the paper's protocol: days of a 2-core CPU (see
+        :func:`vae_lib.pipeline.status.cpu_estimate`), hours of a GPU."""
+        return needs_gpu(self.config)
+
+
+def needs_gpu(config: RunConfig) -> bool:
+    return config.model in CONV_MODELS and config.profile == "paper"
+
 
 def records_dir(report_dir, profile: str) -> Path:
     return Path(report_dir) / profile / "runs"

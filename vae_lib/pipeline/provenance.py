@@ -49,6 +49,16 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def gpus_visible() -> list[str]:
+    """The NVIDIA GPUs this machine shows (``nvidia-smi -L``; what a Colab GPU runtime has), without
+    loading TensorFlow; empty where there is none or no driver."""
+    try:
+        done = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line for line in done.stdout.splitlines() if line.startswith("GPU ")] if done.returncode == 0 else []
+
+
 def hardware() -> dict:
     import tensorflow as tf
 

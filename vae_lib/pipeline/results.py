@@ -172,11 +172,12 @@ def _is_planned(planned, dataset, model, prior, **_) -> bool:
     return planned is None or (dataset, model, prior) in planned
 
 
-def cell_summary(rows, planned=None, **where) -> tuple[Summary | None, str]:
+def cell_summary(rows, planned=None, needs_gpu=(), **where) -> tuple[Summary | None, str]:
     """The summary of the complete rows matching ``where`` and what to say beside it: their seeds
     ("3 seeds"; "1 of 3 seeds" while the plan has more, when ``planned`` maps each (dataset, model,
     prior) to its seeds; failed ones); or, with no complete row, why: failed, record incomplete (a
-    copy cut short: the next main job completes it), not run, or not planned."""
+    copy cut short: the next main job completes it), not run, needs a GPU (the (dataset, model,
+    prior) keys in ``needs_gpu``), or not planned."""
     found = select(rows, status=None, **where)
     statuses = [r["status"] for r in found]
     s = summarize([r for r in found if r["status"] == "complete"])
@@ -185,7 +186,9 @@ def cell_summary(rows, planned=None, **where) -> tuple[Summary | None, str]:
             return None, "not planned"
         if "failed" in statuses:
             return None, "failed"
-        return None, "record incomplete" if "incomplete" in statuses else "not run"
+        if "incomplete" in statuses:
+            return None, "record incomplete"
+        return None, "needs a GPU" if (where["dataset"], where["model"], where["prior"]) in needs_gpu else "not run"
     key = (where["dataset"], where["model"], where["prior"])
     n_planned = len(planned.get(key, ())) if isinstance(planned, dict) else 0
     notes = [f"{s.n_seeds} of {n_planned} seeds" if n_planned > s.n_seeds

@@ -13,20 +13,23 @@ from .config import default_report_dir, default_runs_dir
 from .io import fd2_to
 from .nbclean import portable
 from .plans import plan, records_dir
+from .provenance import gpus_visible
 from .rundir import FAILURE, check_writable, is_complete
-from .status import watching
+from .status import cpu_estimate, watching
 
 
 def run_report(profile="quick", runs_dir=None, report_dir=None, datasets=None, priors=None,
                seeds=None, models=None, data_dir=None, notebooks_dir=None, k_sweep=True,
                rerun=False, workers=1, scheduler=None, retries=1, threads=None, settings=None,
-               checkpoint_every=30.0, log=print, purposes=None) -> dict:
+               checkpoint_every=30.0, log=print, purposes=None, gpu_cells_on_cpu=False) -> dict:
     """Run every cell, then build the report. Returns counts of done/skipped/failed cells (and
     busy ones, running in another process, if any).
 
     ``workers`` > 1 or a ``scheduler`` runs the cells on Dask (:mod:`vae_lib.pipeline.distributed`; each
     cell's TensorFlow then uses its worker's threads); otherwise one after the other here, with
-    TensorFlow on ``threads`` threads (None: every core)."""
+    TensorFlow on ``threads`` threads (None: every core). Cells that need a GPU (the convolutional
+    models at the paper's protocol) are left out where none is visible, each with its estimated
+    time on this CPU, unless ``gpu_cells_on_cpu``."""
     # absolute, as Dask workers started in another folder must see them (and the data) too
     runs_dir = Path(runs_dir or default_runs_dir()).resolve()
     report_dir = Path(report_dir or default_report_dir()).resolve()
@@ -38,6 +41,14 @@ def run_report(profile="quick", runs_dir=None, report_dir=None, datasets=None, p
     check_writable(runs_dir / profile, "runs folder", "--runs-dir")
     check_writable(records_dir(report_dir, profile), "report folder", "--report-dir")
     counts = {"done": 0, "skipped": 0, "failed": 0}
+    if not gpus_visible() and not gpu_cells_on_cpu:
+        waiting = [c for c in cells if c.needs_gpu and (rerun or not is_complete(c.record_dir))]
+        for cell in waiting:
+            log(f"{cell.label}: needs a GPU, none is visible: {cpu_estimate(cell)}; left out "
+                f"(--gpu-cells-on-cpu runs it here anyway)")
+        cells = [c for c in cells if c not in waiting]
+        if waiting:
+            counts["needs a GPU"] = len(waiting)
     started = time.perf_counter()
     log(f"profile {profile}: {len(cells)} cells; runs in {runs_dir / profile}, records in "
         f"{records_dir(report_dir, profile)}")

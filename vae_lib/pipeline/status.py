@@ -84,7 +84,38 @@ def watching(cell: Cell, prefix: str, enabled: bool, every: float = 5.0):
         terminal.close()
 
 
-STATES = ("recorded", "complete", "running", "interrupted", "failed", "not started")
+def cpu_estimate(cell: Cell) -> str:
+    """How long a cell that needs a GPU would take on this project's CPUs, from the records: its
+    quick-profile cell's time a training step (with that record's threads) times the paper's steps
+    (500 an epoch, for as many epochs as the MLP HVAE with this prior took on this dataset, else
+    the VAE), and its quick evaluation scaled by the images and samples (10 x 10 at the paper's)."""
+    c = cell.config
+    report = cell.record_dir.parent.parent.parent  # report_dir/<profile>/runs/<name>
+    from .config import make_config
+    from .rundir import run_dir_name
+
+    quick = make_config(c.dataset, c.prior, "quick", model=c.model, seed=c.seed)
+    path = report / "quick" / "runs" / run_dir_name(quick) / METRICS
+    if not path.is_file():
+        return "no quick-profile run of it is recorded yet to estimate its time on a CPU by"
+    m = read_json(path)
+    step = m["seconds_per_epoch"] / -(-m["n_train"] // quick.batch_size)
+    epochs = None
+    for model in ("hvae", "vae"):
+        mlp = report / c.profile / "runs" / run_dir_name(make_config(c.dataset, c.prior, c.profile, model=model)) / METRICS
+        if mlp.is_file():
+            epochs, which = read_json(mlp)["epochs_trained"], model.upper()
+            break
+    if epochs is None:
+        epochs, which = c.epochs, "the cap"
+    steps = epochs * -(-50_000 // c.batch_size)
+    evaluation = m["eval_seconds"] * (c.eval_samples / quick.eval_samples) * (10_000 / m["n_test"])
+    return (f"on this project's CPU about {steps * step / 86400:.1f} days of training ({step:.2f} s a "
+            f"step, as its quick run took on {m.get('threads', '?')} thread(s), for {epochs} epochs, "
+            f"as the {which} took) and {evaluation / 86400:.1f} days of evaluation")
+
+
+STATES = ("recorded", "complete", "running", "interrupted", "failed", "needs a GPU", "not started")
 OTHER_VERSION = "checkpoint of another version"  # what a checkpoint this version cannot read says
 
 
@@ -107,6 +138,8 @@ def cell_state(cell: Cell) -> tuple[str, str]:
         if (folder / FAILURE).is_file():
             return "failed", f"{failure_summary(read_json(folder / FAILURE))} (see {folder / FAILURE})"
     if not run_dir.is_dir():
+        if cell.needs_gpu:
+            return "needs a GPU", cpu_estimate(cell)
         return "not started", ""
     if checkpoint_state(run_dir):
         return "interrupted", cell_status(cell, unreadable=OTHER_VERSION) + "; resumes from its checkpoint"

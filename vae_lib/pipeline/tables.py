@@ -43,7 +43,7 @@ def _table1_rows(rows, datasets, models, planned=None):
                 yield model, dataset, where
 
 
-def table1_cells(rows, datasets, priors, models=("vae",), planned=None):
+def table1_cells(rows, datasets, priors, models=("vae",), planned=None, needs_gpu=()):
     """Table 1's contents, for each of its rows (:func:`_table1_rows`): (model, dataset, cells), a
     cell per prior: (summary of ours or None, the note beside it or why there is none, our mean
     bits/dim or None, the reference report's number or None, the paper's or None). ``planned``:
@@ -52,7 +52,7 @@ def table1_cells(rows, datasets, priors, models=("vae",), planned=None):
     for model, dataset, where in _table1_rows(rows, datasets, models, planned):
         cells = []
         for prior in priors:
-            summary, note = cell_summary(rows, planned, prior=prior, **where)
+            summary, note = cell_summary(rows, planned, needs_gpu, prior=prior, **where)
             bpd = [r.get("test_bits_per_dim") for r in select(rows, prior=prior, **where)
                    if r.get("test_bits_per_dim") is not None]
             cells.append((summary, note, float(np.mean(bpd)) if bpd else None,
@@ -61,13 +61,13 @@ def table1_cells(rows, datasets, priors, models=("vae",), planned=None):
         yield model, dataset, cells
 
 
-def table1_html(rows, datasets, priors, models=("vae",), planned=None) -> str:
+def table1_html(rows, datasets, priors, models=("vae",), planned=None, needs_gpu=()) -> str:
     """Table 1: per dataset (and model) x prior, ours (mean &plusmn; error) beside the reference
     report's number and the paper's where known; Frey Faces also in bits/dim."""
     head = "".join(f"<th colspan=2>{html.escape(p)}</th>" for p in priors)
     sub = "".join("<th>ours</th><th>reference</th>" for _ in priors)
     body = []
-    for model, dataset, cells in table1_cells(rows, datasets, priors, models, planned):
+    for model, dataset, cells in table1_cells(rows, datasets, priors, models, planned, needs_gpu):
         out = []
         for summary, note, bpd, ref, paper in cells:
             ours = _summary_html(summary, note)
@@ -121,10 +121,10 @@ def model_paired_table_html(rows, datasets, priors, model="hvae", baseline="vae"
             f"<th>{m} &minus; {base} (paired)</th></tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 
-def table1_markdown(rows, datasets, priors, models=("vae",), planned=None) -> str:
+def table1_markdown(rows, datasets, priors, models=("vae",), planned=None, needs_gpu=()) -> str:
     """Table 1 as Markdown (for the README): ours (mean &plusmn; error, seeds) / reference / paper."""
     lines = ["| dataset | " + " | ".join(priors) + " |", "|---|" + "---:|" * len(priors)]
-    for model, dataset, cells in table1_cells(rows, datasets, priors, models, planned):
+    for model, dataset, cells in table1_cells(rows, datasets, priors, models, planned, needs_gpu):
         out = []
         for s, note, _, ref, paper in cells:
             text = note if s is None else f"**{s.mean:.2f}** ± {s.err:.2f}" + (f" ({note})" if note else "")
