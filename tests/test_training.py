@@ -324,11 +324,26 @@ def test_nan_after_checkpoint_keeps_last_good_checkpoint(datasets, tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_restores_state_and_replays_uninterrupted_run(datasets, tmp_path):
+@pytest.mark.parametrize("model", ["vae", "pixelhvae"])
+def test_resume_restores_state_and_replays_uninterrupted_run(datasets, tmp_path, model):
     """A new Trainer on a checkpoint restores weights, optimizer state and TrainState exactly; training
-    1 epoch, then resuming to 3, gives the same weights and history as 3 epochs in one go."""
-    config = _small_config("static_mnist", "vampprior", epochs=3, warmup_epochs=2, max_train=300,
-                           max_valid=100, jit_compile=True)
+    1 epoch, then resuming to 3, gives the same weights and history as 3 epochs in one go: bitwise
+    for the MLP models; for the convolutional ones to float32 rounding, because TensorFlow's CPU
+    convolution gradients are not bitwise repeatable across model instances (~1e-7 after one step,
+    with one thread and with op determinism too; Adam amplifies it where a gradient is near 0). The PixelHVAE's batch
+    normalisation's moving statistics are weights of the checkpoint."""
+    small = dict(max_train=300, jit_compile=True) if model == "vae" else dict(max_train=100, components=5,
+                                                                              jit_compile=False)
+    config = _small_config("static_mnist", "vampprior", epochs=3, warmup_epochs=2, max_valid=100,
+                           model=model, **small)
+    exact = model == "vae"
+
+    def same(a, b):
+        if exact:
+            np.testing.assert_array_equal(a, b)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-5)
+
     data = reduced_splits(datasets["static_mnist"], config)
 
     straight = build_model(config, data)
@@ -353,13 +368,21 @@ def test_resume_restores_state_and_replays_uninterrupted_run(datasets, tmp_path)
     assert int(trainer.optimizer.iterations.numpy()) == trainer.state.step
 
     resumed_state = trainer.fit(data.train, data.valid)
-    for a, b in zip(resumed.weights, straight.weights):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    if exact:
+        for a, b in zip(resumed.weights, straight.weights):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    else:  # the rounding gap (which Adam amplifies where a gradient is near 0) is small beside what
+        # epochs 2-3 moved the weights; a lost optimizer state moves them by a third of it (tried)
+        gap = np.sqrt(sum(np.sum((a.numpy() - b.numpy()) ** 2) for a, b in zip(resumed.weights, straight.weights)))
+        moved = np.sqrt(sum(np.sum((b.numpy() - w) ** 2) for b, w in zip(straight.weights, weights_1)))
+        assert gap < 0.05 * moved, (gap, moved)
     drop_seconds = [{k: v for k, v in row.items() if k != "seconds"}
                     for row in (straight_state.history, resumed_state.history) for row in row]
-    assert drop_seconds[:3] == drop_seconds[3:]
-    assert (resumed_state.best_epoch, resumed_state.best_loss) == (
-        straight_state.best_epoch, straight_state.best_loss)
+    for a, b in zip(drop_seconds[:3], drop_seconds[3:]):
+        assert a.keys() == b.keys()
+        same(np.array(list(a.values()), float), np.array(list(b.values()), float))
+    assert resumed_state.best_epoch == straight_state.best_epoch
+    same(resumed_state.best_loss, straight_state.best_loss)
     _, rows = _read_history(hist)
     assert [r["epoch"] for r in rows] == [1, 2, 3]
 

@@ -184,11 +184,11 @@ def example_images(model: LatentVariableModel, dataset: Dataset, seed: int, n: i
     prior, and the pseudo-inputs where the prior has them."""
     import tensorflow as tf
 
-    order = np.random.default_rng(SUBSET_SEED).permutation(len(dataset.test))[:n]
+    order = np.random.default_rng(SUBSET_SEED).permutation(len(dataset.test))[:n]  # (all, if fewer)
     inputs = dataset.test[order]
     arrays = dict(test_images=to_uint8(inputs),
                   reconstructions=to_uint8(model.reconstruct(tf.constant(inputs)).numpy()),
-                  samples=to_uint8(model.sample(n, stateless_seed(seed, "samples", 0)).numpy()),
+                  samples=to_uint8(model.sample(len(order), stateless_seed(seed, "samples", 0)).numpy()),
                   image_shape=np.array(dataset.image_shape))
     if hasattr(model.prior, "pseudo_inputs"):
         arrays["pseudo_inputs"] = to_uint8(model.prior.pseudo_inputs().numpy()[:n])
