@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads: quiet its C++ start-up lines
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -166,6 +167,74 @@ def bench_eval(cfg, dataset, samples, n_images, matmul_inputs) -> dict:
                 gflops=flops / seconds / 1e9, seconds_per_10000_images=seconds * 10_000 / len(images))
 
 
+CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
+
+
+def graph_flops(graph) -> float:
+    """The FLOPs of the convolutions and matmuls of a traced graph (its gradients included), from
+    their static shapes: 2 x (output or output-gradient elements) x kernel height x width x input
+    channels a convolution, 2 x M x K x N a matmul. Elementwise work is not counted."""
+    total = 0.0
+    for op in graph.get_operations():
+        if op.type in CONV_OPS:
+            kernel = op.inputs[1] if op.type != "Conv2DBackpropFilter" else op.outputs[0]
+            grad = op.outputs[0] if op.type == "Conv2D" else op.inputs[2]
+            kh, kw, cin, _ = [int(d) for d in (kernel.shape if op.type != "Conv2DBackpropInput" else op.inputs[1].shape)]
+            total += 2.0 * float(np.prod(grad.shape)) * kh * kw * cin
+        elif op.type in ("MatMul", "BatchMatMulV2"):
+            a, b = op.inputs[0].shape, op.inputs[1].shape
+            ta = op.get_attr("transpose_a") if op.type == "MatMul" else op.get_attr("adj_x")
+            m, k = (a[-1], a[-2]) if ta else (a[-2], a[-1])
+            n = b[-2] if (op.get_attr("transpose_b") if op.type == "MatMul" else op.get_attr("adj_y")) else b[-1]
+            total += 2.0 * float(np.prod(a[:-2])) * m * k * n
+    return total
+
+
+def bench_conv_step(model, prior, dataset, steps) -> dict:
+    """One training step of the paper's convolutional model (K=500 pseudo-inputs for the VampPrior,
+    batch 100), as the pipeline runs it (no XLA), timed over ``steps`` steps after one that
+    compiles; its FLOPs from the traced step's convolutions and matmuls."""
+    cfg = make_config("static_mnist", prior, "paper", model=model)
+    net = build_model(cfg, dataset)
+    net.compile(optimizer=keras.optimizers.Adam(5e-4))
+    x = tf.constant(dataset.train[:cfg.batch_size])
+    step = tf.function(lambda x, t: net.gradient_step(x, net.noise_seed("train", t), 1.0)[0],
+                       jit_compile=cfg.jit_compile, autograph=False)
+    step(x, tf.constant(0, tf.int64)).numpy()
+    flops = graph_flops(step.get_concrete_function(x, tf.constant(0, tf.int64)).graph)
+    seconds = [_time(lambda t=t: step(x, tf.constant(t, tf.int64)).numpy()) for t in range(1, steps + 1)]
+    median, fastest = statistics.median(seconds), min(seconds)
+    return dict(seconds_per_epoch=median, fastest_seconds=fastest, all_seconds=seconds,
+                gflop_per_epoch=flops / 1e9, gflops=flops / fastest / 1e9, gflops_at_median=flops / median / 1e9,
+                xla=cfg.jit_compile)
+
+
+def bench_fit(cfg, dataset, epochs) -> dict:
+    """Keras' fit on the paper's model (XLA, the epoch's 500 steps in one call:
+    steps_per_execution), its epochs timed as the Trainer's are (:func:`bench_training`)."""
+    import keras
+
+    model = build_model(cfg, dataset)
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate, epsilon=1e-8), jit_compile=cfg.jit_compile,
+                  steps_per_execution=len(dataset.train) // cfg.batch_size)
+    seconds = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds.append(time.perf_counter() - self.started)
+
+    model.fit(dataset.train, batch_size=cfg.batch_size, epochs=epochs + 1, verbose=0, callbacks=[Timer()])
+    seconds = seconds[1:]  # the first epoch compiles
+    learned = bool(model.prior.trainable_weights)
+    flops = train_flops_per_epoch(cfg, len(dataset.train), dataset.input_dim, learned)
+    median, fastest = statistics.median(seconds), min(seconds)
+    return dict(seconds_per_epoch=median, fastest_seconds=fastest, all_seconds=seconds,
+                gflop_per_epoch=flops / 1e9, gflops=flops / fastest / 1e9, gflops_at_median=flops / median / 1e9)
+
+
 def _shares(row, peak_gflops) -> None:
     row["fraction_of_peak"] = row["gflops"] / peak_gflops
     if "gflops_at_median" in row:
@@ -177,7 +246,8 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=5, help="timed epochs per configuration")
     parser.add_argument("--eval-images", type=int, default=10_000)
     parser.add_argument("--data-dir")
-    parser.add_argument("--only", choices=["train", "eval", "k_sweep"],
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per convolutional model")
+    parser.add_argument("--only", choices=["train", "fit", "conv", "eval", "k_sweep"],
                         help="run one half only, or time the K sweep's training epochs (written to "
                              "--k-sweep-out)")
     parser.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
@@ -201,7 +271,7 @@ def main(argv=None):
         rows.append(result)
         seconds = result.get("fastest_seconds", result.get("seconds"))
         median = f" (median {result['seconds_per_epoch']:.2f} s: {100 * result['fraction_of_peak_at_median']:.1f}%)" \
-            if kind == "train" else ""
+            if kind in ("train", "fit", "step") else ""
         print(f"{kind:6s} {label:50s} {seconds:8.2f} s  {result['gflops']:6.0f} GFLOP/s "
               f"{100 * result['fraction_of_peak']:5.1f}% of peak{median}", flush=True)
 
@@ -215,6 +285,18 @@ def main(argv=None):
             record("train", f"VAE vampprior K={k}", bench_training(cfg, dataset, args.epochs))
         cfg = make_config("static_mnist", "vampprior", "paper", model="hvae")
         record("train", "HVAE vampprior K=500", bench_training(cfg, dataset, args.epochs))
+    if args.only in (None, "fit"):  # Keras' fit beside the paper-protocol trainer, same model, same run
+        for prior in ("vampprior", "standard"):
+            cfg = make_config("static_mnist", prior, "paper")
+            name = f"VAE {prior}" + (" K=500" if PRIORS[prior].mixture else "")
+            if args.only == "fit":
+                record("train", name, bench_training(cfg, dataset, args.epochs))
+            record("fit", name + ", keras fit", bench_fit(cfg, dataset, args.epochs))
+    if args.only in (None, "conv"):
+        for model, label in (("convhvae", "convHVAE"), ("pixelhvae", "PixelHVAE")):
+            for prior in ("vampprior", "standard"):
+                record("step", f"{label} {prior}" + (" K=500" if prior == "vampprior" else "") + ", batch 100",
+                       bench_conv_step(model, prior, dataset, args.steps))
     if args.only in (None, "eval"):
         cfg = make_config("static_mnist", "vampprior", "paper")
         for matmul_inputs in ("float32", "bfloat16"):
@@ -233,7 +315,9 @@ def main(argv=None):
     by_label = {r["label"]: r for r in rows}
     ratios = {}
     for name, (a, b) in {"K=1000 / K=500": ("VAE vampprior K=1000", "VAE vampprior K=500"),
-                         "HVAE / VAE (VampPrior K=500)": ("HVAE vampprior K=500", "VAE vampprior K=500")}.items():
+                         "HVAE / VAE (VampPrior K=500)": ("HVAE vampprior K=500", "VAE vampprior K=500"),
+                         "fit / Trainer (VampPrior K=500)": ("VAE vampprior K=500, keras fit", "VAE vampprior K=500"),
+                         "fit / Trainer (standard)": ("VAE standard, keras fit", "VAE standard")}.items():
         if a in by_label and b in by_label:
             ratios[name] = by_label[a]["seconds_per_epoch"] / by_label[b]["seconds_per_epoch"]
             print(f"time per epoch (medians), {name}: {ratios[name]:.2f}")
@@ -282,8 +366,9 @@ def markdown_table(result) -> str:
              "| what | time: fastest (median) | GFLOP/s | share of peak: fastest (median) |",
              "|---|---:|---:|---:|"]
     for row in result["rows"]:
-        if row["kind"] == "train":
-            time_ = f"{row['fastest_seconds']:.2f} s/epoch ({row['seconds_per_epoch']:.2f})"
+        if row["kind"] in ("train", "fit", "step"):
+            unit = "step" if row["kind"] == "step" else "epoch"
+            time_ = f"{row['fastest_seconds']:.2f} s/{unit} ({row['seconds_per_epoch']:.2f})"
             share = f"{100 * row['fraction_of_peak']:.1f}% ({100 * row['fraction_of_peak_at_median']:.1f}%)"
         else:
             time_, share = f"{row['seconds']:.0f} s", f"{100 * row['fraction_of_peak']:.1f}%"
