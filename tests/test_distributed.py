@@ -255,3 +255,25 @@ def test_workers_without_dask_installed_get_a_clear_error(tmp_path, data_dir):
                           text=True, timeout=300)
     assert done.returncode == 2, done.stderr[-3000:]
     assert "pip install -e '.[dask]'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_existing_scheduler_is_given_time_for_its_first_worker_then_a_clear_error(tmp_path):
+    """A scheduler with no worker yet (as a batch queue starts them later): connecting waits for
+    one and goes on once it registers; with none within the time allowed, a ConfigError says how
+    to start one and how to wait longer."""
+    import threading
+
+    from distributed import Client, LocalCluster
+
+    from vae_lib.errors import ConfigError
+    from vae_lib.pipeline.distributed import wait_for_a_worker
+
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster:
+        client = Client(cluster.scheduler_address, timeout="30s")
+        with pytest.raises(ConfigError, match=r"No Dask worker registered .* within 1 s.*`dask worker .* --nthreads 1`.*VAE_WORKER_WAIT"):
+            wait_for_a_worker(client, cluster.scheduler_address, timeout=1)
+        client = Client(cluster.scheduler_address, timeout="30s")
+        threading.Timer(1.0, lambda: cluster.scale(1)).start()  # a worker that comes late
+        wait_for_a_worker(client, cluster.scheduler_address, timeout=60)
+        assert len(client.scheduler_info()["workers"]) == 1
+        client.close()

@@ -133,6 +133,26 @@ def one_cell_per_worker(client) -> dict:
     return {"resources": {"cell": 1}}
 
 
+WORKER_WAIT_SECONDS = 120.0  # how long a scheduler's first worker may take to register
+
+
+def wait_for_a_worker(client, scheduler: str, timeout: float | None = None) -> None:
+    """Wait (at most ``timeout`` seconds, default WORKER_WAIT_SECONDS, or $VAE_WORKER_WAIT) for
+    the scheduler to have a worker: batch systems (dask-jobqueue, a job array of `dask worker`)
+    start workers after the scheduler, and the grid should not fail because the queue was slow.
+    Then a ConfigError that says how to start one."""
+    import os
+
+    timeout = float(os.environ.get("VAE_WORKER_WAIT", WORKER_WAIT_SECONDS)) if timeout is None else timeout
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except TimeoutError:
+        client.close()
+        raise ConfigError(f"No Dask worker registered with the scheduler {scheduler} within {timeout:.0f} s. "
+                          f"Start workers (`dask worker {scheduler if '://' in scheduler else '--scheduler-file ' + scheduler} "
+                          f"--nthreads 1`), or wait longer with VAE_WORKER_WAIT=SECONDS.") from None
+
+
 def connect(workers: int, scheduler: str | None):
     """A Client: to the scheduler given (address, or scheduler file), else to a new LocalCluster of
     ``workers`` single-threaded processes. Returns (client, cluster or None)."""
@@ -148,8 +168,11 @@ def connect(workers: int, scheduler: str | None):
             if not Path(scheduler).is_file():
                 raise ConfigError(f"No scheduler file at {scheduler}. Start the scheduler with "
                                   f"`dask scheduler --scheduler-file {scheduler}` first.")
-            return Client(scheduler_file=scheduler, timeout="30s"), None
-        return Client(scheduler, timeout="30s"), None
+            client = Client(scheduler_file=scheduler, timeout="30s")
+        else:
+            client = Client(scheduler, timeout="30s")
+        wait_for_a_worker(client, scheduler)
+        return client, None
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                            dashboard_address=":0")
     return Client(cluster), cluster
