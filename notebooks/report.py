@@ -13,16 +13,17 @@ from vae_lib.datasets import DATASETS
 from vae_lib.pipeline.cells import REPO
 from vae_lib.pipeline.config import (K_SWEEP_SETTINGS, K_SWEEPS, PROFILE_DESCRIPTIONS, PROFILES, default_report_dir,
                                      make_config)
-from vae_lib.pipeline.convergence import past_protocol, read_convergence, run_label, scope_text
+from vae_lib.pipeline.convergence import monte_carlo_check, past_protocol, read_convergence, run_label, scope_text
 from vae_lib.pipeline.figures import convergence_curves
 from vae_lib.pipeline.io import read_json
 from vae_lib.pipeline.plans import plan
 from vae_lib.pipeline.provenance import hardware_label
-from vae_lib.pipeline.records import read_images, training_seconds
+from vae_lib.pipeline.records import read_images, read_test_ll, training_seconds
 from vae_lib.pipeline.references import PAPER_SOURCE, REFERENCE_SOURCE
 from vae_lib.pipeline.registry import MODELS, PRIORS
-from vae_lib.pipeline.results import (collect_rows, grid_components, model_differences, paired_difference, select,
-                                      spread_text, summarize, sweep_variant, test_ll_of, write_results_csv)
+from vae_lib.pipeline.results import (NOT_RECORDED, collect_rows, grid_components, model_differences, paired_difference, select,
+                                      sample_spread, spread_text, summarize, sweep_variant, test_ll_of,
+                                      write_results_csv)
 from vae_lib.pipeline.rundir import changes_text, failure_summary, variant_of
 from vae_lib.pipeline.tables import (convergence_table_html, model_paired_table_html, paired_table_html,
                                      table1_html, table1_markdown)
@@ -40,6 +41,7 @@ K = grid_components(profile)
 settings = PROFILES[profile]
 hardware = sorted({hardware_label(r["metrics"]["provenance"]["hardware"]) for r in complete})
 commits = sorted({(r["git_commit"] or "unknown")[:10] for r in complete})
+unrecorded = sum(r["trained_by"] == NOT_RECORDED for r in complete)
 
 
 train_s = sum(training_seconds(r["metrics"]) for r in complete)
@@ -86,17 +88,21 @@ short_budget = (f"{profile} profile: up to {settings['epochs']} epochs{steps}, w
 display(Markdown(f"""# VAE with a VampPrior: results ({profile} profile)
 
 Reproduction of Tomczak & Welling, *VAE with a VampPrior* (AISTATS 2018) with `vae_lib`.
-Every number below is read from the run records in `runs/` beside this page; each record holds
-its configuration, history, per-image test log-likelihoods, the executed experiment notebook and
-`metrics.json` (data checksums, package versions, git commit, hardware).
+Every number below is read from the run records in `runs/` beside this page, except three kinds,
+each said where it appears: the convergence check's rescored estimates (`is_convergence.json`
+beside this page), the K sweep's timing panel (`benchmarks/k_sweep_timing.json`), and other work's
+numbers (the reference report, the paper, and public reruns of the paper's code, each with its
+source). Each record holds its configuration, history, per-image test log-likelihoods, the executed
+training and evaluation notebooks and `metrics.json` (data checksums, package versions, the commits
+that trained and evaluated it, hardware).
 
 **Budget:** {budget}.
 
 **Progress:** {len(planned_done)} of the {len(plan_cells)} cells of the {profile} profile's plan are
 recorded{f", {len(plan_cells) - len(planned_done)} still to run" if len(planned_done) < len(plan_cells) else ""}{outside_text}.
 Compute so far: {duration(train_s)} of training (epochs x median epoch time; the records'
-wall-clock sum is {duration(train_wall_s)}) and {duration(eval_s)} of evaluation; code at commit(s)
-{', '.join(commits) or 'none yet'}.
+wall-clock sum is {duration(train_wall_s)}) and {duration(eval_s)} of evaluation; evaluated at commit(s)
+{', '.join(commits) or 'none yet'}{f"; {unrecorded} of the {len(complete)} records were trained before the code of each training segment was recorded (their start commit not recorded; a run that resumed across commits is named only by the commit that evaluated it)" if unrecorded else ""}.
 {'**This is a reduced budget: its numbers are not comparable with the paper.**' if profile != 'paper' else ''}
 """))
 
@@ -156,13 +162,37 @@ else:
 # seed) says how much another test set would move the mean. The *Monte Carlo error* of importance
 # sampling says how much another set of S samples would move it: from each image's effective
 # sample size ESS = (sum w)^2 / sum w^2, its estimate has a standard error of about
-# sqrt(1/ESS - 1/S) nats (delta method; optimistic when the ESS is tiny). It is the spread of the
-# estimate at this S, not its bias: the estimate is biased low, by an amount no column here shows;
-# the next section measures how much of it more samples recover (a lower bound on the bias), which
-# can be many times the Monte Carlo s.e.
+# sqrt(1/ESS - 1/S) nats (delta method), which understates it where the weights are heavy-tailed.
+# So it is also *measured*: the convergence check below scores 200 test images of some runs again at
+# the same S with independent samples, and each image's two estimates differ by twice the variance
+# of one; that measured error is shown beside the delta method's, and scales the others. Either is
+# the spread of the estimate at this S, not its bias: the estimate is biased low, by an amount no
+# column here shows; the next section measures how much of it more samples recover (a lower bound
+# on the bias), which can be many times the Monte Carlo s.e.
 
 # %%
 TINY_ESS = 10  # below this median ESS the delta-method error says little (see the convergence check)
+S = settings["eval_samples"]
+conv = read_convergence(report_dir / "is_convergence.json")
+by_run = {r["run_dir"].name: r for r in complete}
+mc_checks = {}  # run name -> MonteCarloCheck, where the convergence check rescored its images at S
+for e in conv:
+    if e["run"] in by_run and (rec := read_test_ll(by_run[e["run"]]["run_dir"])) is not None:
+        if (check := monte_carlo_check(e, *rec, S)) is not None:
+            mc_checks[e["run"]] = check
+worst_ratio = {}  # dataset -> the largest measured / delta-method ratio among its checked runs
+for check in mc_checks.values():
+    worst_ratio[check.entry["dataset"]] = max(worst_ratio.get(check.entry["dataset"], 0.0), check.ratio)
+
+
+def measured_mc_text(r):
+    m, check = r["metrics"], mc_checks.get(r["run_dir"].name)
+    if check is not None:
+        return f"{check.mean_stderr(m['n_test']):.3f}"
+    ratio = worst_ratio.get(r["dataset"])
+    return "&ndash;" if ratio is None else f"({m['test_ll_mc_stderr'] * ratio:.3f})"
+
+
 lines = []
 for r in sorted(complete, key=lambda r: (r["dataset"], r["model"], r["prior"], r["variant"], r["components"], r["seed"])):
     m = r["metrics"]
@@ -170,14 +200,31 @@ for r in sorted(complete, key=lambda r: (r["dataset"], r["model"], r["prior"], r
     lines.append(f"<tr><td>{r['dataset']}</td><td>{r['model']}</td><td>{r['prior']}</td>"
                  f"<td>{changes_text(r['config']) or '&ndash;'}</td><td>{r['components']}</td><td>{r['seed']}</td>"
                  f"<td>{m['test_ll']:.2f}</td><td>{m['test_ll_stderr']:.2f}</td>"
-                 f"<td>{m['test_ll_mc_stderr']:.3f}{dagger}</td><td>{m['test_ess_median']:.1f}</td>"
+                 f"<td>{m['test_ll_mc_stderr']:.3f}{dagger}</td><td>{measured_mc_text(r)}</td><td>{m['test_ess_median']:.1f}</td>"
                  f"<td>{m['test_elbo']:.2f}</td></tr>")
 display(HTML("<table><tr><th>dataset</th><th>model</th><th>prior</th><th>settings changed</th><th>K</th>"
-             "<th>seed</th><th>test LL</th><th>s.e. over images</th><th>Monte Carlo s.e.</th>"
+             "<th>seed</th><th>test LL</th><th>s.e. over images</th><th>Monte Carlo s.e. (delta method)</th>"
+             "<th>Monte Carlo s.e. (measured)</th>"
              "<th>median ESS</th><th>test ELBO</th></tr>" + "".join(lines) + "</table>"))
 if any(r["metrics"]["test_ess_median"] < TINY_ESS for r in complete):
-    display(Markdown(f"&dagger; median ESS below {TINY_ESS}: the Monte Carlo s.e. there is a floor, "
+    display(Markdown(f"&dagger; median ESS below {TINY_ESS}: the delta method's s.e. there is a floor, "
                      f"not an error bar (the estimate can still rise by more; see the next section)."))
+if mc_checks:
+    ratios = {}
+    for check in mc_checks.values():
+        ratios.setdefault(check.entry["dataset"], []).append(check)
+    parts = [f"{dataset}: {min(c.empirical for c in cs):.2f}&ndash;{max(c.empirical for c in cs):.2f} nats per image "
+             f"against {min(c.predicted for c in cs):.2f}&ndash;{max(c.predicted for c in cs):.2f} from the delta method "
+             f"({min(c.ratio for c in cs):.1f}&ndash;{max(c.ratio for c in cs):.1f}x, {len(cs)} run(s))"
+             for dataset, cs in sorted(ratios.items())]
+    display(Markdown(
+        f"**Measured Monte Carlo error.** On the {len(mc_checks)} runs the convergence check rescored at S={S} "
+        f"with independent samples ({scope_text([c.entry for c in mc_checks.values()])}), the per-image error is "
+        + "; ".join(parts)
+        + ". *Measured* is that per-image error over the square root of the run's test images; in parentheses, "
+        "for a run not rescored, its delta-method s.e. times the largest ratio measured on its dataset; "
+        "&ndash;: no run of the dataset was rescored. Paired differences and the s.e. over images are not "
+        "affected: each image's Monte Carlo noise is already in the spread of its scores."))
 
 # %% [markdown]
 # ### Has the estimate converged at the protocol's S?
@@ -189,8 +236,6 @@ if any(r["metrics"]["test_ess_median"] < TINY_ESS for r in complete):
 # difference moves with S.
 
 # %%
-conv = read_convergence(report_dir / "is_convergence.json")
-S = settings["eval_samples"]
 past_s = past_protocol(conv, S)  # the runs scored at S and beyond
 rises = {}
 for r in past_s:
@@ -299,7 +344,17 @@ if sweep:
     stats = [summarize([r for r in sweep if r["components"] == k]) for k in ks]
     per_epoch = [np.mean([r["seconds_per_epoch"] for r in sweep if r["components"] == k]) for k in ks]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharex=True)  # one K axis for both panels
-    axes[0].errorbar(ks, [s.mean for s in stats], yerr=[s.err for s in stats], marker="o", capsize=3)
+    axes[0].errorbar(ks, [s.mean for s in stats], yerr=[s.err for s in stats], marker="o", capsize=3,
+                     label=f"mean ± {spread_text(stats)}")
+    # each step to the next K, paired on the same test images and seeds: far better resolved than
+    # the error bars (which include the spread of the images themselves) suggest
+    steps = [paired_difference([r for r in sweep if r["components"] == b], [r for r in sweep if r["components"] == a])
+             for a, b in zip(ks, ks[1:])]
+    for a, b, d, sa, sb in zip(ks, ks[1:], steps, stats, stats[1:]):
+        if d is not None:
+            axes[0].annotate(f"{d.mean:+.2f}\n±{d.err:.2f}", (np.sqrt(a * b), (sa.mean + sb.mean) / 2),
+                             fontsize=6, ha="center", va="top", xytext=(0, -6), textcoords="offset points")
+    axes[0].legend(fontsize=7, title="labels: paired step to the next K ± its error", title_fontsize=6)
     axes[0].set_xscale("log")
     axes[0].set_xlabel("number of pseudo-inputs K")
     axes[0].set_ylabel("test log-likelihood (nats)")
@@ -311,13 +366,15 @@ if sweep:
     bench = read_json(K_TIMING) if profile == "paper" and K_TIMING.is_file() else None
     if bench:
         b_hw = hardware_label(bench["provenance"]["hardware"])
+        b_git = bench["provenance"]["git"]
         axes[1].plot([r["components"] for r in bench["rows"]], [r["seconds_per_epoch"] for r in bench["rows"]],
-                     marker="s", label=f"one benchmark run: {bench['threads']} threads, {b_hw}, "
-                                       f"{bench['provenance']['created'][:10]}")
+                     marker="s", label=f"benchmark, one run: {bench['threads']} threads, {b_hw},\n"
+                                       f"{bench['provenance']['created'][:10]}, code {(b_git['commit'] or '?')[:7]}"
+                                       + (" modified" if b_git.get("modified") else ""))
     axes[1].plot(ks, per_epoch, marker="o", linestyle="none" if bench else "-",
                  label=f"each sweep run's own epochs ({threads_text} thread(s))")
     if bench:
-        axes[1].legend(fontsize=7)
+        axes[1].legend(fontsize=6, loc="upper left")
     axes[1].set_xscale("log")  # both panels: K on the same log axis
     axes[1].set_ylim(bottom=0)
     axes[1].set_xlabel("number of pseudo-inputs K")
@@ -341,7 +398,11 @@ if sweep:
                    f"without stopping early (best epochs {best[0]} to {best[-1]}): the curve compares K "
                    f"at a fixed budget" + (", as the reference report's figure does" if profile == "paper" else "")
                    + ", not converged models." if capped else "")
-    display(Markdown(f"Error bars: {spread_text(stats)}. "
+    step_text = "; ".join(f"K={a} to {b}: {d.mean:+.2f} &plusmn; {d.err:.2f} ({d.err_kind})"
+                          for a, b, d in zip(ks, ks[1:], steps) if d is not None)
+    display(Markdown(f"Error bars: {spread_text(stats)}, which includes how much the test images themselves "
+                     f"vary. The labels are the paired steps between neighbouring K (same images and seeds), "
+                     f"which resolve much smaller differences: {step_text}. "
                      + " ".join(f"K={k}: {s.mean:.2f}, {t:.2f} s/epoch." for k, s, t in zip(ks, stats, per_epoch))
                      + f" Times are each run's own epochs with {threads_text} TensorFlow thread(s). They "
                        f"depend on the machine and on what else ran on it (in these records the same "
@@ -349,8 +410,9 @@ if sweep:
                        f"so they compare only roughly"
                      + (f"; the benchmark line times every K in one run on one machine (median of "
                         f"{bench['epochs_timed']} epochs each, peak matmul {bench['peak_gflops']:.0f} "
-                        f"GFLOP/s, code {bench['provenance']['git']['commit'][:10]}): read the cost of K "
-                        f"from it." if bench else ".")
+                        f"GFLOP/s, code {bench['provenance']['git']['commit'][:10]}"
+                        + (", from a modified checkout" if bench["provenance"]["git"].get("modified") else "")
+                        + "): read the cost of K from it." if bench else ".")
                      + capped_text
                      + (f" Still to run: K = {', '.join(map(str, to_run))}." if to_run else "")))
 else:
@@ -414,6 +476,51 @@ if notes:
                      f"{FLAT}): " + "; ".join(notes) + "."))
 
 # %% [markdown]
+# ## How varied are the samples?
+# A likelihood says how well a model covers the test images, not whether its samples differ from
+# one another. For each prior and seed: the standard deviation of each pixel across the run's 50
+# samples from the prior, averaged over the pixels (8-bit grey levels; 0 would be 50 copies of one
+# image). Beside each VampPrior run, how many of its stored pseudo-inputs are still nearly uniform
+# (as in *Pseudo-inputs*): a mixture whose components coincide samples near a few images.
+
+# %%
+sample_spreads = {}  # (dataset, prior) -> [(seed, spread, nearly uniform pseudo-inputs or None, stored)]
+for dataset in present:
+    for prior in PRIORS:
+        for r in sorted(select(complete, dataset=dataset, model="vae", prior=prior, own_cell=True), key=lambda r: r["seed"]):
+            imgs = read_images(r["run_dir"])
+            if imgs is None or len(imgs["samples"]) < 2:
+                continue
+            pseudo = imgs.get("pseudo_inputs") if prior == "vampprior" else None  # learned ones only
+            flat = None if pseudo is None else int(np.sum(pseudo.reshape(len(pseudo), -1).std(axis=1) < FLAT))
+            sample_spreads.setdefault((dataset, prior), []).append(
+                (r["seed"], sample_spread(imgs["samples"]), flat, None if pseudo is None else len(pseudo)))
+spread_datasets = [d for d in present if any(k[0] == d for k in sample_spreads)]
+if spread_datasets:
+    fig, axes = plt.subplots(1, len(spread_datasets), figsize=(3.3 * len(spread_datasets), 3.2), squeeze=False)
+    for ax, dataset in zip(axes[0], spread_datasets):
+        priors_here = [p for p in PRIORS if (dataset, p) in sample_spreads]
+        for i, prior in enumerate(priors_here):
+            points = sample_spreads[dataset, prior]
+            values = [v for _, v, _, _ in points]
+            ax.bar(i, np.mean(values), color=PRIOR_COLORS[prior], alpha=0.4)
+            ax.plot([i] * len(values), values, "o", color=PRIOR_COLORS[prior], markersize=4)
+            flats = [f"{f}/{n}" for _, _, f, n in points if f is not None]
+            if flats:
+                ax.annotate("flat:\n" + "\n".join(flats), (i, max(values)), fontsize=6, ha="center",
+                            xytext=(0, 4), textcoords="offset points")
+        ax.set_xticks(range(len(priors_here)), priors_here, rotation=30, fontsize=7)
+        ax.set_ylabel("pixel s.d. across samples (grey levels)", fontsize=7)
+        ax.set_title(dataset, fontsize=9)
+        ax.margins(y=0.25)
+    fig.suptitle(f"VAE, one point per seed, the bar their mean; 'flat': nearly uniform pseudo-inputs of those stored; "
+                 f"{short_budget}", fontsize=7, y=-0.02)
+    fig.tight_layout()
+    save(fig, "sample_spread")
+else:
+    print("No VAE runs with samples in these records.")
+
+# %% [markdown]
 # ## Reconstructions and samples
 # For each dataset: 25 test images in a fixed-seed random order (not file order: some test files
 # are sorted by class), and per prior their reconstructions and samples from the prior (decoder
@@ -440,14 +547,17 @@ for dataset in present:
 # ## What we found
 # Written from the numbers above each time the report is built. "Better" or "worse" means the
 # paired difference's 95% interval excludes zero: a t interval over the seeds' mean differences
-# (with 3 seeds, 2.48 standard deviations), or 1.96 paired standard errors over the test images
-# for one seed (which cannot see how much another seed would move it).
+# (with 3 seeds, 2.48 standard deviations), or, for one seed, 1.96 times its paired standard error
+# over the test images and the seed-to-seed spread in quadrature. A paired s.e. alone cannot see how
+# much another seed would move a difference, so that spread is measured on the same dataset's
+# several-seed differences (the root mean square of their std over seeds); a one-seed difference on
+# a dataset with none gets no verdict.
 
 # %%
 evidence = Evidence(rows, profile, models, datasets, list(PRIORS), planned, K, S, settings["warmup_epochs"],
                     conv=conv, past_s=past_s, rises=rises, hvae_vs_vae=hvae_vs_vae, code_diffs=code_diffs,
                     code_settings=CODE_SETTINGS, he_variant=HE, learned_diffs=learned_diffs,
-                    flat_counts=flat_counts)
+                    flat_counts=flat_counts, sample_spreads=sample_spreads)
 display(Markdown(findings_markdown(findings(evidence)) if complete else "No complete runs yet."))
 
 # %% [markdown]
@@ -459,7 +569,7 @@ display(Markdown(findings_markdown(findings(evidence)) if complete else "No comp
 
 # %%
 header = ("dataset", "model", "prior", "settings changed", "K", "seed", "status", "epochs (best)", "S",
-          "train images", "test LL", "s/epoch", "train min", "eval min", "commit")
+          "train images", "test LL", "s/epoch", "train min", "eval min", "evaluated at", "trained at")
 lines = []
 for r in rows:
     m = r.get("metrics") or {}
@@ -468,7 +578,8 @@ for r in rows:
                   f"{m['epochs_trained']} ({m['best_epoch']})" if m else "", r["eval_samples"],
                   m.get("n_train", ""), f"{m['test_ll']:.2f}" if m else "",
                   f"{m['seconds_per_epoch']:.2f}" if m else "", f"{training_seconds(m) / 60:.1f}" if m else "",
-                  f"{m['eval_seconds'] / 60:.1f}" if m else "", (r.get("git_commit") or "")[:10]))
+                  f"{m['eval_seconds'] / 60:.1f}" if m else "", (r.get("git_commit") or "")[:10],
+                  r.get("trained_by", "") if m else ""))
 display(HTML("<table><tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>"
              + "".join("<tr>" + "".join(f"<td>{v}</td>" for v in line) + "</tr>" for line in lines)
              + "</table>"))

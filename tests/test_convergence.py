@@ -88,3 +88,23 @@ def test_a_folder_that_is_not_a_run_is_refused_before_any_scoring(smoke_grid, tm
     assert not (tmp_path / "c.json").exists()
     with pytest.raises(ConfigError, match="at least 2"):
         main([str(good), "--images", "1", "--out", str(tmp_path / "c.json")])
+
+
+def test_the_monte_carlo_check_measures_the_error_the_delta_method_understates():
+    """Constructed: 4000 images whose two estimates are the truth plus independent N(0, 2^2) noise
+    (the record's and the check's), with an ESS of 5 everywhere (delta method: sqrt(1/5 - 1/5000)
+    = 0.447 per image): the check measures 2 (to sampling error), a ratio of about 4.5, and the
+    error of a mean over 10,000 images 2 / 100 = 0.02. The record is indexed by the entry's images."""
+    from vae_lib.pipeline.convergence import monte_carlo_check
+
+    rng = np.random.default_rng(0)
+    truth = rng.normal(-90, 10, size=10_000)
+    record = truth + rng.normal(0, 2, size=10_000)
+    images = np.sort(rng.choice(10_000, 4000, replace=False))
+    entry = dict(images=images.tolist(), by_samples={"5000": dict(log_px=(truth[images] + rng.normal(0, 2, 4000)).tolist())})
+    check = monte_carlo_check(entry, record, np.full(10_000, 5.0), 5000)
+    assert check.predicted == pytest.approx(np.sqrt(1 / 5 - 1 / 5000))
+    assert check.empirical == pytest.approx(2.0, rel=0.05)
+    assert check.ratio == pytest.approx(2.0 / 0.447, rel=0.05)
+    assert check.mean_stderr(10_000) == pytest.approx(0.02, rel=0.05)
+    assert monte_carlo_check(entry, record, np.full(10_000, 5.0), 500) is None  # not scored at that S

@@ -267,3 +267,29 @@ def test_histogram_says_per_prior_how_many_images_it_leaves_out_and_keeps_colour
     assert f"standard {int(np.sum(values['standard'] < lo))}/100" in label
     assert "vampprior 0/100" in label
     assert [to_rgba(p.get_edgecolor()) for p in ax.patches] == [to_rgba("C3"), to_rgba("C0")]
+
+
+def test_a_record_names_the_code_of_every_training_segment_or_says_it_was_not_recorded(tmp_path):
+    """A run trained from commit a (one thread), resumed at b from a modified checkout (two threads)
+    and again at a: both named once each, in order; a record from before segments were recorded
+    says its start commit was not recorded (its git_commit is only the commit that evaluated it)."""
+    segments = [dict(from_epoch=0, commit="a" * 40, modified=False, threads=1),
+                dict(from_epoch=7, commit="b" * 40, modified=True, threads=2),
+                dict(from_epoch=9, commit="a" * 40, modified=False, threads=1)]
+    _record(tmp_path, "static_mnist", "standard", 0, np.zeros(10), metrics=dict(training_segments=segments))
+    _record(tmp_path, "static_mnist", "standard", 1, np.zeros(10))
+    first, second = collect_rows(tmp_path)
+    assert first["trained_by"] == "aaaaaaaaaa (1 thread); bbbbbbbbbb modified (2 threads)"
+    assert second["trained_by"] == "start commit not recorded" and second["git_commit"] == "abc"
+
+
+def test_sample_spread_is_zero_for_copies_and_the_pixel_sd_in_grey_levels():
+    """Copies of one image spread 0; two images, one black and one white, spread the s.d. of
+    (0, 255) = 180.3 at every pixel; pixels of N(0.5, 0.1) noise about 25.5 grey levels."""
+    from vae_lib.pipeline.results import sample_spread
+
+    one = np.random.default_rng(0).uniform(size=(1, 28, 28))
+    assert sample_spread(np.repeat(one, 20, axis=0)) == pytest.approx(0.0, abs=1e-9)
+    assert sample_spread(np.stack([np.zeros(560), np.ones(560)])) == pytest.approx(255 / np.sqrt(2))
+    noise = np.random.default_rng(1).normal(0.5, 0.1, size=(4000, 100))
+    assert sample_spread(noise) == pytest.approx(25.5, rel=0.02)

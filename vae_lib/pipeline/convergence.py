@@ -157,6 +157,44 @@ def past_protocol(entries, protocol_samples: int, baseline="standard") -> list[P
     return out
 
 
+@dataclass
+class MonteCarloCheck:
+    """The Monte Carlo error of a record's estimates, measured: the same images scored twice at the
+    protocol's S with independent samples (the record's evaluation and this check's), so each
+    image's two estimates differ by a draw of variance 2 sigma_i^2. ``empirical``: the per-image
+    sigma, sqrt(var(difference) / 2), over the checked images; ``predicted``: the delta method's
+    per-image error sqrt(1/ESS - 1/S) on the same images (root mean square), which
+    assumes the weights' variance is well estimated from S of them, and understates it where
+    the weights are heavy-tailed (a small ESS)."""
+
+    entry: dict
+    empirical: float
+    predicted: float
+    n_images: int
+
+    @property
+    def ratio(self) -> float:
+        return self.empirical / self.predicted
+
+    def mean_stderr(self, n_test: int) -> float:
+        """The Monte Carlo standard error of a mean over ``n_test`` images (independent across
+        images) with this per-image error."""
+        return self.empirical / math.sqrt(n_test)
+
+
+def monte_carlo_check(entry: dict, log_px: np.ndarray, ess: np.ndarray, protocol_samples: int):
+    """A :class:`MonteCarloCheck` from a convergence entry scored at the protocol's S and its run's
+    record (per-image ``log_px`` and ``ess`` over the run's test images, which the entry's
+    ``images`` index); None if the entry has no such S or fewer than 2 images."""
+    scored = entry["by_samples"].get(str(protocol_samples))
+    images = np.asarray(entry["images"])
+    if scored is None or len(images) < 2 or images.max() >= len(log_px):
+        return None
+    difference = np.asarray(scored["log_px"], np.float64) - np.asarray(log_px, np.float64)[images]
+    predicted = float(np.sqrt(np.mean(1.0 / np.asarray(ess, np.float64)[images] - 1.0 / protocol_samples)))
+    return MonteCarloCheck(entry, float(np.std(difference, ddof=1) / math.sqrt(2)), predicted, len(images))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vae_lib.pipeline.convergence",
                                      description=__doc__.split("\n\n")[0])

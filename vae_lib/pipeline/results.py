@@ -4,7 +4,7 @@ tables are :mod:`.tables`; the numbers we compare with, :mod:`.references`."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,26 @@ CSV_COLUMNS = ["dataset", "model", "prior", "components", "seed", "variant", "pr
                "epochs", "epochs_trained", "best_epoch", "stopped_early", "eval_samples", "n_train",
                "n_test", "test_ll", "test_ll_stderr", "test_ll_mc_stderr", "test_ess_median",
                "test_elbo", "test_bits_per_dim", "train_seconds", "seconds_per_epoch",
-               "eval_seconds", "reference_ll", "paper_ll", "git_commit", "run"]
+               "eval_seconds", "reference_ll", "paper_ll", "git_commit", "trained_by", "run"]
+NOT_RECORDED = "start commit not recorded"
+
+
+def trained_by(metrics: dict) -> str:
+    """The code that trained a record, segment by segment (each start or resume: its commit, whether
+    that checkout was modified, its threads), once per distinct segment; NOT_RECORDED for records
+    made before segments were recorded, whose metrics.json names only the commit that evaluated
+    them (``git_commit``), which a run that resumed across commits does not identify."""
+    segments = metrics.get("training_segments") or []
+    if not segments:
+        return NOT_RECORDED
+    texts = []
+    for segment in segments:
+        threads = segment.get("threads")
+        text = ((segment.get("commit") or "unknown commit")[:10] + (" modified" if segment.get("modified") else "")
+                + ("" if threads is None else f" ({threads} thread{'s' if threads != 1 else ''})"))
+        if text not in texts:
+            texts.append(text)
+    return "; ".join(texts)
 
 
 def collect_rows(records, relative_to=None) -> list[dict]:
@@ -46,6 +65,7 @@ def collect_rows(records, relative_to=None) -> list[dict]:
             metrics = read_json(run_dir / METRICS)
             row.update({k: metrics[k] for k in CSV_COLUMNS if k in metrics})
             row["git_commit"] = (metrics.get("provenance", {}).get("git", {}) or {}).get("commit")
+            row["trained_by"] = trained_by(metrics)
             row.update(status="complete", metrics=metrics)
         elif (run_dir / FAILURE).is_file():
             failure = read_json(run_dir / FAILURE)
@@ -121,31 +141,88 @@ class PairedDifference:
     mean: float
     err: float
     err_kind: str
+    # one seed only, after with_seed_spread: the seed-to-seed spread folded into err (None: not
+    # measured on its dataset, and then no verdict)
+    seed_spread: float | None = None
+    needs_seed_spread: bool = False
+
+
+def seed_spread(differences) -> float | None:
+    """The seed-to-seed spread of a paired difference, pooled over the ``differences`` that have
+    several seeds: the root mean square of their std over seeds (None if none has)."""
+    spreads = [d.err for d in differences if d is not None and len(d.per_seed) > 1 and math.isfinite(d.err)]
+    return float(np.sqrt(np.mean(np.square(spreads)))) if spreads else None
+
+
+def with_seed_spread(difference: PairedDifference, spread: float | None) -> PairedDifference:
+    """A one-seed difference whose error includes the seed-to-seed spread (:func:`seed_spread` of
+    comparable differences, in quadrature with its paired s.e. over images): a difference of two
+    single training runs varies with their seeds, which its paired s.e. does not see. With no
+    measured spread it is marked as needing one (:func:`verdict` then gives none). A difference
+    over several seeds already has that spread in its std and is returned as it is."""
+    if len(difference.per_seed) != 1 or difference.seed_spread is not None or difference.needs_seed_spread:
+        return difference  # several seeds, or given its spread already
+    if spread is None:
+        return replace(difference, needs_seed_spread=True)
+    return replace(difference, err=float(math.hypot(difference.err, spread)), seed_spread=spread,
+                   err_kind="paired s.e. and seed spread")
 
 
 def interval_halfwidth(difference: PairedDifference) -> float:
     """Half-width of the two-sided 95% interval of a paired difference's mean: over n >= 2 seeds
     the t interval t(0.975, n - 1) x std / sqrt(n) (with 3 seeds 2.48 std); for one seed 1.96
-    paired standard errors over the test images (seed-to-seed variation is then unmeasured)."""
+    times its error (the paired s.e. over the test images, with the seed-to-seed spread where
+    :func:`with_seed_spread` added it; NaN where it found none to add)."""
     from scipy import stats  # here, not at import: the report's other helpers do not need it
 
     n = len(difference.per_seed)
     if n == 1:
+        if difference.needs_seed_spread and difference.seed_spread is None:
+            return float("nan")
         return float(stats.norm.ppf(0.975)) * difference.err
     return float(stats.t.ppf(0.975, n - 1)) * difference.err / math.sqrt(n)
 
 
+def _unmeasured_spread(difference: PairedDifference) -> bool:
+    return len(difference.per_seed) == 1 and difference.needs_seed_spread and difference.seed_spread is None
+
+
+def _spread_room(difference: PairedDifference) -> float:
+    """The largest seed-to-seed spread under which a one-seed difference would still exclude 0
+    (NaN or <= 0: it would not even with none)."""
+    return (difference.mean / 1.959963984540054) ** 2 - difference.err ** 2  # the normal 97.5% point
+
+
+def verdict_kind(difference: PairedDifference) -> str:
+    """"better", "worse", "unclear" (the interval contains 0) or "none" (no interval: too few
+    images, or one seed whose seed-to-seed spread is not measured and would decide it): what
+    :func:`verdict` says, as a word to compare two verdicts by."""
+    if _unmeasured_spread(difference):
+        room = _spread_room(difference)
+        return "none" if math.isfinite(room) and room > 0 else "unclear"
+    half = interval_halfwidth(difference)
+    if not math.isfinite(half):
+        return "none"
+    return "better" if difference.mean > half else "worse" if difference.mean < -half else "unclear"
+
+
 def verdict(difference: PairedDifference, subject: str) -> str:
     """What a paired difference says of ``subject``: better or worse where its 95% interval
-    excludes zero, else no clear difference."""
-    half = interval_halfwidth(difference)
-    if not math.isfinite(half):  # one test image, or one seed without a standard error
-        return "no interval (too few test images or seeds to estimate its error)"
-    if difference.mean > half:
+    excludes zero, else no clear difference. A one-seed difference whose seed-to-seed spread is
+    not measured gets no verdict; it is told how large that spread could be with the difference
+    still excluding zero."""
+    kind = verdict_kind(difference)
+    if kind == "better":
         return f"{subject} is better"
-    if difference.mean < -half:
+    if kind == "worse":
         return f"{subject} is worse"
-    return "no clear difference (its 95% interval contains 0)"
+    if kind == "unclear":
+        return "no clear difference (its 95% interval contains 0)"
+    if _unmeasured_spread(difference):
+        return (f"no verdict on one seed: the seed-to-seed spread is not measured on this dataset "
+                f"({subject} would be {'better' if difference.mean > 0 else 'worse'} were it below "
+                f"{math.sqrt(_spread_room(difference)):.2f} nats)")
+    return "no interval (too few test images or seeds to estimate its error)"
 
 
 def paired_difference(rows, baseline_rows) -> PairedDifference | None:
@@ -213,3 +290,14 @@ def model_differences(rows, datasets, priors, model="hvae", baseline="vae"):
             if d is not None:
                 out.append((dataset, prior, summarize(a), summarize(b), d))
     return out
+
+
+def sample_spread(samples) -> float:
+    """How much a model's samples differ from one another: the standard deviation across the samples
+    of each pixel, averaged over the pixels, in 8-bit grey levels (``samples`` in [0, 1], one per
+    row, as records.read_images gives them). Near 0: the samples are copies of one image, whatever
+    their likelihood says."""
+    samples = np.asarray(samples, np.float64).reshape(len(samples), -1)
+    if len(samples) < 2:
+        return float("nan")
+    return float(255.0 * samples.std(axis=0, ddof=1).mean())

@@ -3,7 +3,9 @@ is built, section by section. Each rule is a function of the numbers (tested on 
 in tests/test_verdicts.py); the report notebook gathers the numbers and displays the text.
 
 "Better" or "worse" means the paired difference's 95% interval excludes zero
-(:func:`vae_lib.pipeline.results.verdict`).
+(:func:`vae_lib.pipeline.results.verdict`). A difference of one seed's runs carries the
+seed-to-seed spread measured on the same dataset's several-seed differences
+(:func:`seed_spreads`); where none measures it, it gets no verdict.
 """
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ import numpy as np
 from .config import make_config
 from .convergence import mean_by_samples, scope_text
 from .records import read_history
-from .references import PAPER, PAPER_SOURCE, REFERENCE, REFERENCE_SAMPLES, REFERENCE_SOURCE
-from .results import interval_halfwidth, paired_difference, select, summarize, verdict
+from .references import PAPER, PAPER_SOURCE, REFERENCE, REFERENCE_SAMPLES, REFERENCE_SOURCE, RERUNS
+from .results import (interval_halfwidth, paired_difference, seed_spread, select, summarize, verdict,
+                      verdict_kind, with_seed_spread)
 from .registry import model_label
 from .rundir import variant_of
 from ..schedule import kl_weight
@@ -43,7 +46,21 @@ class Evidence:
     he_variant: str = ""  # the variant name of the paper code's initialisation
     learned_diffs: dict = field(default_factory=dict)  # dataset -> learned - fixed pseudo-inputs, paired
     flat_counts: dict = field(default_factory=dict)  # dataset -> (nearly uniform, shown) pseudo-inputs
+    sample_spreads: dict = field(default_factory=dict)  # (dataset, prior) -> [(seed, spread, flat, stored)]
     prior_diffs: dict = field(default_factory=dict)  # filled by prior_sections
+    seed_spreads: dict = field(default_factory=dict)  # dataset -> seed-to-seed spread (computed)
+
+    def __post_init__(self):
+        """Measure each dataset's seed-to-seed spread on the raw differences, then give it to the
+        one-seed ones held here (the sections do so for those they compute)."""
+        self.seed_spreads = seed_spreads(self)
+        self.hvae_vs_vae = [(dataset, prior, a, b, self.spread(d, dataset)) for dataset, prior, a, b, d in self.hvae_vs_vae]
+        self.code_diffs = {key: self.spread(d, key[0]) for key, d in self.code_diffs.items()}
+        self.learned_diffs = {dataset: self.spread(d, dataset) for dataset, d in self.learned_diffs.items()}
+
+    def spread(self, d, dataset):
+        """``d`` with its dataset's seed-to-seed spread if it has one seed (results.with_seed_spread)."""
+        return None if d is None else with_seed_spread(d, self.seed_spreads.get(dataset))
 
     def grid_cell(self, dataset, prior, model="vae"):
         """The complete rows of one of the profile's own Table 1 cells (all its seeds)."""
@@ -51,6 +68,10 @@ class Evidence:
 
 
 def error_text(d):
+    if d.seed_spread is not None:
+        (_, se), = d.per_seed.values()
+        return (f"paired s.e. {se:.2f} and the dataset's seed-to-seed spread {d.seed_spread:.2f}: "
+                f"{d.err:.2f}, 1 seed")
     return f"{d.err_kind} {d.err:.2f}, {len(d.per_seed)} seed(s)"
 
 
@@ -73,7 +94,7 @@ def prior_sections(ev: Evidence) -> tuple[list, dict]:
         for dataset in datasets:
             base = grid_cell(dataset, "standard", model)
             for prior in [p for p in ev.priors if p != "standard"]:
-                d = paired_difference(grid_cell(dataset, prior, model), base)
+                d = ev.spread(paired_difference(grid_cell(dataset, prior, model), base), dataset)
                 if d is not None:
                     prior_diffs[dataset, model, prior] = d
                     lines.append(f"- {dataset} ({model_label(model)}): {prior} &minus; standard = "
@@ -109,13 +130,54 @@ def paper_section(ev: Evidence) -> tuple[str, list]:
                            variant=variant_of(make_config(dataset, prior, profile, model=model,
                                                           weight_init="he", optimizer="adamnormgrad")))
         if code_rows:
-            code, d = summarize(code_rows), paired_difference(code_rows, grid_cell(dataset, prior, model))
+            code, d = summarize(code_rows), ev.spread(paired_difference(code_rows, grid_cell(dataset, prior, model)), dataset)
             line += (f" With the paper code's initialisation and optimizer: {code.mean:.2f} &plusmn; "
                      f"{code.err:.2f} ({code.n_seeds} seed(s)), {code.mean - value:+.2f} from the paper's"
                      + ("" if d is None else f"; paired against ours, {difference_text(d, f'that {model_label(model)}')}")
                      + ".")
         lines.append(line)
     return (f"Against the paper ({PAPER_SOURCE})", lines)
+
+
+def reruns_section(ev: Evidence) -> tuple[str, list]:
+    """Ours against public reruns of the paper's code (references.RERUNS), each with its source: the
+    same cell within two combined errors (ours, and the spread the rerun gives, in quadrature) or
+    not; and, where the paper's number has a rerun, whether the paper's own code reaches it.
+    Verdicts only at the paper's protocol."""
+    lines, sources = [], []
+
+    def cite(source):
+        if source not in sources:
+            sources.append(source)
+        return sources.index(source) + 1
+
+    for (dataset, model, prior), rerun in RERUNS.items():
+        ours = summarize(ev.grid_cell(dataset, prior, model))
+        head = f"- {dataset}, {model_label(model)} + {prior}: "
+        spread = ("" if rerun.spread is None else f" &plusmn; {rerun.spread:.2f}" if rerun.spread_kind == "&plusmn;"
+                  else f" ({rerun.spread_kind} {rerun.spread:.2f})")
+        theirs = f"{rerun.value:.2f}{spread}" + ("" if rerun.seeds is None else f", {rerun.seeds} seeds")
+        if ours is None:
+            if (dataset, model, prior) in ev.planned:
+                lines.append(head + f"not run yet (the rerun [{cite(rerun.source)}]: {theirs}).")
+            continue
+        gap = ours.mean - rerun.value
+        combined = float(np.hypot(ours.err, rerun.spread or 0.0))
+        line = (head + f"ours {ours.mean:.2f} &plusmn; {ours.err:.2f} ({ours.err_kind}, {ours.n_seeds} seed(s)) "
+                f"against the rerun's {theirs} [{cite(rerun.source)}]: ours {gap:+.2f}")
+        if ev.profile == "paper":
+            line += (", within two combined errors" if abs(gap) <= 2 * combined else
+                     f", {'above' if gap > 0 else 'below'} it by {abs(gap) / combined:.1f} combined errors")
+            line += f" ({combined:.2f}: ours and the rerun's spread in quadrature)"
+        else:
+            line += f" (ours at the **{ev.profile}** budget: no verdict)"
+        paper = PAPER.get((dataset, model, prior))
+        if paper is not None:
+            line += (f". The paper's {paper:.2f} is {abs(rerun.value - paper):.2f} nats "
+                     f"{'above' if paper > rerun.value else 'below'} this rerun of its own code")
+        lines.append(line + ".")
+    lines += [f"- [{i}] {source}." for i, source in enumerate(sources, 1)]
+    return ("Against public reruns of the paper's code (cited; not results of ours)", lines)
 
 
 def reference_section(ev: Evidence) -> tuple[str, list]:
@@ -234,7 +296,7 @@ def code_settings_section(ev: Evidence) -> tuple[str, list]:
         ours_says, it_says = verdict(ours, "the VampPrior"), verdict(d, "the VampPrior")
         lines.append(f"- {dataset}, {ev.code_settings[variant]}: VampPrior &minus; standard = {d.mean:+.2f} nats "
                      f"per image ({error_text(d)}), against {ours.mean:+.2f} with ours: "
-                     + (f"the same verdict, {it_says}." if it_says == ours_says else
+                     + (f"the same verdict, {it_says}." if verdict_kind(d) == verdict_kind(ours) else
                         f"**the verdict changes**, from '{ours_says}' to '{it_says}'."))
     return ("The paper code's settings on the small datasets (paired, section *The small datasets*)", lines)
 
@@ -286,7 +348,39 @@ def training_section(ev: Evidence) -> tuple[str, list]:
             lines.append(f"- {dataset}, vampprior: {flat} of the {shown} pseudo-inputs shown (of {K}; the "
                          f"first seed's run) are still nearly uniform at the kept epoch, near-copies of their "
                          f"start (section *Pseudo-inputs*): many of its components likely coincide.")
+    lines += sample_spread_lines(ev)
     return ("How the runs trained", lines)
+
+
+LESS_VARIED = 0.8  # a prior's samples "vary less" below this share of the standard prior's spread
+
+
+def sample_spread_lines(ev: Evidence) -> list:
+    """A prior whose samples vary less than the standard prior's on every seed (each of its seeds'
+    pixel s.d. across samples below the lowest of the standard prior's, and their mean below
+    LESS_VARIED of the standard prior's mean): said, with its nearly uniform pseudo-inputs, and
+    with whether its likelihood is nonetheless the higher."""
+    lines = []
+    for (dataset, prior), points in ev.sample_spreads.items():
+        base = ev.sample_spreads.get((dataset, "standard"))
+        if prior == "standard" or not base:
+            continue
+        values, base_values = [v for _, v, _, _ in points], [v for _, v, _, _ in base]
+        if max(values) >= min(base_values) or np.mean(values) >= LESS_VARIED * np.mean(base_values):
+            continue
+        line = (f"- **On {dataset}, the {prior}'s samples vary less than the standard prior's**: the pixel s.d. "
+                f"across samples is {min(values):.1f}&ndash;{max(values):.1f} grey levels over its {len(values)} "
+                f"seed(s) against {min(base_values):.1f}&ndash;{max(base_values):.1f} (section *How varied are "
+                f"the samples?*)")
+        flats = [(f, n) for _, _, f, n in points if f is not None]
+        if flats:
+            line += (f"; {min(f for f, _ in flats)}&ndash;{max(f for f, _ in flats)} of its {flats[0][1]} "
+                     f"stored pseudo-inputs per seed are nearly uniform")
+        d = ev.prior_diffs.get((dataset, "vae", prior))
+        if d is not None and d.mean > interval_halfwidth(d):
+            line += ". Its test likelihood is nonetheless the higher: the better likelihood does not come with better samples"
+        lines.append(line + ".")
+    return lines
 
 
 def learned_section(ev: Evidence) -> tuple[str, list]:
@@ -328,10 +422,30 @@ def estimates_section(ev: Evidence) -> tuple[str, list]:
     return ("The estimates themselves", lines)
 
 
+def seed_spreads(ev: Evidence) -> dict:
+    """dataset -> the seed-to-seed spread of a paired difference (results.seed_spread), pooled over
+    that dataset's several-seed differences: each prior against the standard prior (each model),
+    the HVAE against the VAE, the paper code's settings, and learned pseudo-inputs."""
+    by_dataset = {}
+    for model in ev.models:
+        for dataset in ev.datasets:
+            base = ev.grid_cell(dataset, "standard", model)
+            for prior in [p for p in ev.priors if p != "standard"]:
+                by_dataset.setdefault(dataset, []).append(paired_difference(ev.grid_cell(dataset, prior, model), base))
+    for dataset, _, _, _, d in ev.hvae_vs_vae:
+        by_dataset.setdefault(dataset, []).append(d)
+    for (dataset, variant), d in ev.code_diffs.items():
+        if variant:  # ours ("") is the prior difference counted above
+            by_dataset.setdefault(dataset, []).append(d)
+    for dataset, d in ev.learned_diffs.items():
+        by_dataset.setdefault(dataset, []).append(d)
+    return {dataset: s for dataset, ds in by_dataset.items() if (s := seed_spread(ds)) is not None}
+
+
 def findings(ev: Evidence) -> list[tuple[str, list]]:
     """(heading, bullet lines) of every section, in the report's order."""
     sections, ev.prior_diffs = prior_sections(ev)
-    return sections + [paper_section(ev), reference_section(ev), code_settings_section(ev),
+    return sections + [paper_section(ev), reruns_section(ev), reference_section(ev), code_settings_section(ev),
                        training_section(ev), learned_section(ev), estimates_section(ev)]
 
 
