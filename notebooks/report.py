@@ -21,9 +21,9 @@ from vae_lib.pipeline.provenance import hardware_label
 from vae_lib.pipeline.records import read_images, read_test_ll, training_seconds
 from vae_lib.pipeline.references import PAPER_SOURCE, REFERENCE_SOURCE
 from vae_lib.pipeline.registry import MODELS, PRIORS
-from vae_lib.pipeline.results import (NOT_RECORDED, collect_rows, grid_components, model_differences, paired_difference, select,
-                                      sample_spread, spread_text, summarize, sweep_variant, test_ll_of,
-                                      write_results_csv)
+from vae_lib.pipeline.results import (NEARLY_UNIFORM, NOT_RECORDED, collect_rows, grid_components, model_differences, paired_difference, select,
+                                      nearly_uniform, sample_spread, spread_text, summarize, sweep_variant,
+                                      test_ll_of, write_results_csv)
 from vae_lib.pipeline.rundir import changes_text, failure_summary, variant_of
 from vae_lib.pipeline.tables import (convergence_table_html, model_paired_table_html, paired_table_html,
                                      table1_html, table1_markdown)
@@ -451,7 +451,7 @@ if present:
 # pseudo-inputs are near-copies of one another, so their mixture components nearly coincide.
 
 # %%
-FLAT = 0.05  # a pseudo-input whose pixels spread less than this (s.d., in [0, 1]) is nearly uniform
+FLAT = NEARLY_UNIFORM  # a pseudo-input whose pixels spread less than this (s.d., in [0, 1]) is nearly uniform
 notes, flat_counts = [], {}  # dataset -> (nearly uniform, shown) of the VampPrior's pseudo-inputs
 for dataset in present:
     runs = grid_runs(dataset)
@@ -465,7 +465,7 @@ for dataset in present:
         image_grid(shown, tuple(imgs["image_shape"]), ncols=10, ax=ax,
                    title=f"{dataset} / {prior}: pseudo-inputs")
         if prior == "vampprior":
-            flat = int(np.sum(shown.reshape(len(shown), -1).std(axis=1) < FLAT))  # read_images: [0, 1]
+            flat = nearly_uniform(shown, FLAT)  # read_images: [0, 1]
             flat_counts[dataset] = (flat, len(shown))
             notes.append(f"{dataset}: best epoch {runs[prior]['metrics']['best_epoch']}, {flat} of "
                          f"{len(shown)} shown still nearly uniform")
@@ -492,7 +492,7 @@ for dataset in present:
             if imgs is None or len(imgs["samples"]) < 2:
                 continue
             pseudo = imgs.get("pseudo_inputs") if prior == "vampprior" else None  # learned ones only
-            flat = None if pseudo is None else int(np.sum(pseudo.reshape(len(pseudo), -1).std(axis=1) < FLAT))
+            flat = None if pseudo is None else nearly_uniform(pseudo, FLAT)
             sample_spreads.setdefault((dataset, prior), []).append(
                 (r["seed"], sample_spread(imgs["samples"]), flat, None if pseudo is None else len(pseudo)))
 spread_datasets = [d for d in present if any(k[0] == d for k in sample_spreads)]

@@ -293,3 +293,16 @@ def test_sample_spread_is_zero_for_copies_and_the_pixel_sd_in_grey_levels():
     assert sample_spread(np.stack([np.zeros(560), np.ones(560)])) == pytest.approx(255 / np.sqrt(2))
     noise = np.random.default_rng(1).normal(0.5, 0.1, size=(4000, 100))
     assert sample_spread(noise) == pytest.approx(25.5, rel=0.02)
+
+
+def test_nearly_uniform_counts_images_whose_pixels_barely_spread():
+    """Three constant images plus noise of s.d. 0.01 (a VampPrior's start) and two images half
+    black, half white (s.d. 0.5): three are nearly uniform at the 0.05 threshold, none at 0.005."""
+    from vae_lib.pipeline.results import nearly_uniform
+
+    rng = np.random.default_rng(0)
+    flat = 0.5 + 0.01 * rng.normal(size=(3, 28, 28))
+    half = np.concatenate([np.zeros((2, 392)), np.ones((2, 392))], axis=1).reshape(2, 28, 28)
+    images = np.concatenate([flat, half])
+    assert nearly_uniform(images) == 3
+    assert nearly_uniform(images, threshold=0.005) == 0

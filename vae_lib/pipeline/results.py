@@ -292,6 +292,17 @@ def model_differences(rows, datasets, priors, model="hvae", baseline="vae"):
     return out
 
 
+NEARLY_UNIFORM = 0.05  # an image whose pixels spread less than this (s.d., in [0, 1]) is nearly uniform
+
+
+def nearly_uniform(images, threshold: float = NEARLY_UNIFORM) -> int:
+    """How many of ``images`` (in [0, 1], one per row or image-shaped) are nearly uniform: their
+    pixels' standard deviation below ``threshold``; for a VampPrior's pseudo-inputs, those that
+    training has barely moved from their near-constant start."""
+    images = np.asarray(images, np.float64)
+    return int(np.sum(images.reshape(len(images), -1).std(axis=1) < threshold))
+
+
 def sample_spread(samples) -> float:
     """How much a model's samples differ from one another: the standard deviation across the samples
     of each pixel, averaged over the pixels, in 8-bit grey levels (``samples`` in [0, 1], one per

@@ -49,10 +49,20 @@ class Evidence:
     sample_spreads: dict = field(default_factory=dict)  # (dataset, prior) -> [(seed, spread, flat, stored)]
     prior_diffs: dict = field(default_factory=dict)  # filled by prior_sections
     seed_spreads: dict = field(default_factory=dict)  # dataset -> seed-to-seed spread (computed)
+    # (dataset, model, prior) -> that prior's paired difference to the standard prior, before the
+    # seed spread is added (computed once: seed_spreads and prior_sections both read it)
+    raw_prior_diffs: dict = field(default_factory=dict)
 
     def __post_init__(self):
         """Measure each dataset's seed-to-seed spread on the raw differences, then give it to the
         one-seed ones held here (the sections do so for those they compute)."""
+        self.raw_prior_diffs = {}
+        for model in self.models:
+            for dataset in self.datasets:
+                base = self.grid_cell(dataset, "standard", model)
+                for prior in [p for p in self.priors if p != "standard"]:
+                    self.raw_prior_diffs[dataset, model, prior] = paired_difference(
+                        self.grid_cell(dataset, prior, model), base)
         self.seed_spreads = seed_spreads(self)
         self.hvae_vs_vae = [(dataset, prior, a, b, self.spread(d, dataset)) for dataset, prior, a, b, d in self.hvae_vs_vae]
         self.code_diffs = {key: self.spread(d, key[0]) for key, d in self.code_diffs.items()}
@@ -86,19 +96,14 @@ def difference_text(d, subject):
 def prior_sections(ev: Evidence) -> tuple[list, dict]:
     """Each prior against the standard prior, and the HVAE against the VAE, paired; with the
     paired differences to the standard prior by (dataset, model, prior), for later sections."""
-    models, datasets = ev.models, ev.datasets
-    grid_cell = ev.grid_cell
     sections = []
     lines, prior_diffs = [], {}  # (dataset, model, prior) -> paired difference to the standard prior
-    for model in models:
-        for dataset in datasets:
-            base = grid_cell(dataset, "standard", model)
-            for prior in [p for p in ev.priors if p != "standard"]:
-                d = ev.spread(paired_difference(grid_cell(dataset, prior, model), base), dataset)
-                if d is not None:
-                    prior_diffs[dataset, model, prior] = d
-                    lines.append(f"- {dataset} ({model_label(model)}): {prior} &minus; standard = "
-                                 f"{difference_text(d, prior)}.")
+    for (dataset, model, prior), raw in ev.raw_prior_diffs.items():
+        d = ev.spread(raw, dataset)
+        if d is not None:
+            prior_diffs[dataset, model, prior] = d
+            lines.append(f"- {dataset} ({model_label(model)}): {prior} &minus; standard = "
+                         f"{difference_text(d, prior)}.")
     sections.append(("Each prior against the standard prior (paired)", lines))
     sections.append(("The HVAE against the VAE (paired, same prior)",
                      [f"- {dataset}, {prior}: HVAE &minus; VAE = {difference_text(d, 'the HVAE')}."
@@ -427,11 +432,8 @@ def seed_spreads(ev: Evidence) -> dict:
     that dataset's several-seed differences: each prior against the standard prior (each model),
     the HVAE against the VAE, the paper code's settings, and learned pseudo-inputs."""
     by_dataset = {}
-    for model in ev.models:
-        for dataset in ev.datasets:
-            base = ev.grid_cell(dataset, "standard", model)
-            for prior in [p for p in ev.priors if p != "standard"]:
-                by_dataset.setdefault(dataset, []).append(paired_difference(ev.grid_cell(dataset, prior, model), base))
+    for (dataset, _, _), d in ev.raw_prior_diffs.items():
+        by_dataset.setdefault(dataset, []).append(d)
     for dataset, _, _, _, d in ev.hvae_vs_vae:
         by_dataset.setdefault(dataset, []).append(d)
     for (dataset, variant), d in ev.code_diffs.items():
