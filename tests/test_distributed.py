@@ -39,7 +39,7 @@ def test_local_cluster_gives_the_serial_numbers(tmp_path, data_dir, smoke_grid):
     _, dask_report, dask_done, _ = smoke_grid
     assert dask_done.returncode == 0 and "Dask dashboard: http" in dask_done.stderr
     runs, report = tmp_path / "runs", tmp_path / "report"
-    done = subprocess.run(REPORT + ["--datasets", "frey_faces", "--priors", "standard", "vampprior",
+    done = subprocess.run(REPORT + ["--datasets", "frey_faces", "caltech101_silhouettes", "--priors", "vampprior",
                                     "--threads", "1", "--runs-dir", str(runs), "--report-dir", str(report)],
                           env=env_with_data(data_dir), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -127,3 +127,17 @@ def test_every_cell_is_rebuilt_from_the_settings_its_notebooks_are_given(profile
     for cell in plan(profile, tmp_path, tmp_path):
         c = cell.config
         assert make_config(c.dataset, c.prior, c.profile, **c.differences_from_profile()) == c, cell.label
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick"])
+def test_the_reduced_profiles_plan_every_dataset_with_every_prior_and_the_k_sweep(profile, tmp_path):
+    """What the main job runs for smoke and quick: the full dataset x prior product at the profile's
+    K, and the K sweep's other K on static MNIST (the session's shared smoke grid runs a covering
+    subset of the smoke plan, conftest.SMOKE_GRID)."""
+    from vae_lib.pipeline.config import K_SWEEPS, PROFILES
+
+    cells = [c.config for c in plan(profile, tmp_path, tmp_path) if c.config.model in ("vae", None)]
+    grid = {(c.dataset, c.prior) for c in cells if c.components == PROFILES[profile]["components"]}
+    assert grid == {(d, p) for d in DATASETS for p in PRIORS}
+    assert {c.components for c in cells if (c.dataset, c.prior) == ("static_mnist", "vampprior")} == set(
+        K_SWEEPS[profile]) | {PROFILES[profile]["components"]}

@@ -18,19 +18,27 @@ def _tree(folder):
     return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_status_names_the_state_of_every_cell(tmp_path, broken_frey_data_dir):
+def test_status_names_the_state_of_every_cell(tmp_path, smoke_grid, broken_frey_data_dir):
+    """Static MNIST's four cells copied from the session's smoke grid, and Frey Faces' failing on an
+    altered file, then put into every state."""
     runs, report = tmp_path / "runs", tmp_path / "report"
     where = ["--profile", "smoke", "--runs-dir", str(runs), "--report-dir", str(report), "--no-k-sweep",
-             "--datasets", "caltech101_silhouettes", "frey_faces"]
+             "--datasets", "static_mnist", "frey_faces"]
+    grid_runs, grid_report = smoke_grid[0] / "smoke", smoke_grid[1] / "smoke" / "runs"
+    smoke, records = runs / "smoke", report / "smoke" / "runs"
+    for prior in ("standard", "vampprior", "mog"):
+        name = f"static_mnist__{prior}__K20__seed0"
+        shutil.copytree(grid_runs / name, smoke / name)
+        shutil.copytree(grid_report / name, records / name)
     grid = subprocess.run([sys.executable, "-m", "vae_lib", "report", *where, "--priors", "standard",
                            "vampprior", "mog"], env=env_with_data(broken_frey_data_dir),
                           capture_output=True, text=True, timeout=900)
     assert grid.returncode == 1, grid.stderr[-3000:]  # Frey Faces' file is altered: its cells fail
-    smoke = runs / "smoke"
-    # caltech mog: complete, its record not kept; caltech vampprior: killed while it evaluated
-    shutil.rmtree(report / "smoke" / "runs" / "caltech101_silhouettes__mog__K20__seed0")
-    shutil.rmtree(report / "smoke" / "runs" / "caltech101_silhouettes__vampprior__K20__seed0")
-    (smoke / "caltech101_silhouettes__vampprior__K20__seed0" / "metrics.json").unlink()
+    assert grid.stderr.count("skipped in") == 3, grid.stderr[-3000:]  # static MNIST's have their records
+    # static_mnist mog: complete, its record not kept; static_mnist vampprior: killed while it evaluated
+    shutil.rmtree(records / "static_mnist__mog__K20__seed0")
+    shutil.rmtree(records / "static_mnist__vampprior__K20__seed0")
+    (smoke / "static_mnist__vampprior__K20__seed0" / "metrics.json").unlink()
     # frey standard: another process holds its run directory
     held = smoke / "frey_faces__standard__K20__seed0"
     with another_process_holding(held):
@@ -42,10 +50,10 @@ def test_status_names_the_state_of_every_cell(tmp_path, broken_frey_data_dir):
     lines = printed.splitlines()
     state = {line.split()[0]: line.split("]", 1)[1].split()[0] for line in lines if "[grid]" in line}
     assert state == {
-        "caltech101_silhouettes/standard": "recorded",
-        "caltech101_silhouettes/vampprior": "interrupted",
-        "caltech101_silhouettes/vampprior_data": "not",
-        "caltech101_silhouettes/mog": "complete",
+        "static_mnist/standard": "recorded",
+        "static_mnist/vampprior": "interrupted",
+        "static_mnist/vampprior_data": "not",
+        "static_mnist/mog": "complete",
         "frey_faces/standard": "running",
         "frey_faces/vampprior": "failed",
         "frey_faces/vampprior_data": "not",
@@ -59,12 +67,12 @@ def test_status_names_the_state_of_every_cell(tmp_path, broken_frey_data_dir):
 
     # a fresh clone has a failed cell's record but no run directory; a file where a run directory goes
     shutil.rmtree(smoke / "frey_faces__vampprior__K20__seed0")
-    (smoke / "caltech101_silhouettes__vampprior_data__K20__seed0").write_text("not a run\n")
+    (smoke / "static_mnist__vampprior_data__K20__seed0").write_text("not a run\n")
     again = subprocess.run([sys.executable, "-m", "vae_lib", "status", *where], capture_output=True,
                            text=True, timeout=120)
     lines = {line.split()[0]: line for line in again.stdout.splitlines() if "[grid]" in line}
     assert " failed " in lines["frey_faces/vampprior"] and "report" in lines["frey_faces/vampprior"]
-    assert "is a file, not a run directory" in lines["caltech101_silhouettes/vampprior_data"]
+    assert "is a file, not a run directory" in lines["static_mnist/vampprior_data"]
 
 
 def test_compute_left_is_estimated_from_recorded_cells_of_the_same_kind(tmp_path):
