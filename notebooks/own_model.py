@@ -23,11 +23,11 @@ if importlib.util.find_spec("vae_lib") is None:  # a fresh Colab runtime: set VA
 # %% tags=["parameters"]
 train_images = 10_000  # a fixed random subset of FashionMNIST's 50,000 training images
 test_images = 1000  # likewise of its 10,000 test images
-epochs = 10
-warmup_epochs = 5  # KL warm-up
+epochs = 6
+warmup_epochs = 3  # KL warm-up
 num_components = 100  # K, the VampPrior's pseudo-inputs
 latent_dim = 16
-num_samples = 500  # S, importance samples per test image (the paper: 5000)
+num_samples = 100  # S, importance samples per test image (the paper: 5000)
 seed = 0
 data_dir = None  # None: $VAE_DATA_DIR, else download into the user cache
 out_dir = None  # where the saved model goes; None: a temporary folder
