@@ -557,7 +557,7 @@ for dataset in present:
 evidence = Evidence(rows, profile, models, datasets, list(PRIORS), planned, K, S, settings["warmup_epochs"],
                     conv=conv, past_s=past_s, rises=rises, hvae_vs_vae=hvae_vs_vae, code_diffs=code_diffs,
                     code_settings=CODE_SETTINGS, he_variant=HE, learned_diffs=learned_diffs,
-                    flat_counts=flat_counts, sample_spreads=sample_spreads)
+                    flat_counts=flat_counts, sample_spreads=sample_spreads, needs_gpu=gpu_cells)
 display(Markdown(findings_markdown(findings(evidence)) if complete else "No complete runs yet."))
 
 # %% [markdown]

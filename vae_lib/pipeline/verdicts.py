@@ -52,6 +52,7 @@ class Evidence:
     # (dataset, model, prior) -> that prior's paired difference to the standard prior, before the
     # seed spread is added (computed once: seed_spreads and prior_sections both read it)
     raw_prior_diffs: dict = field(default_factory=dict)
+    needs_gpu: set = field(default_factory=set)  # (dataset, model, prior) of the plan's cells that need a GPU
 
     def __post_init__(self):
         """Measure each dataset's seed-to-seed spread on the raw differences, then give it to the
@@ -71,6 +72,13 @@ class Evidence:
     def spread(self, d, dataset):
         """``d`` with its dataset's seed-to-seed spread if it has one seed (results.with_seed_spread)."""
         return None if d is None else with_seed_spread(d, self.seed_spreads.get(dataset))
+
+    def why_missing(self, dataset, model, prior) -> str:
+        """Why a cell has no result, in the words of Table 1: it needs a GPU (the plan leaves it out
+        on a CPU), is not run yet, or is not in the plan."""
+        key = (dataset, model, prior)
+        return ("needs a GPU" if key in self.needs_gpu else "not run yet" if key in self.planned
+                else "not planned")
 
     def grid_cell(self, dataset, prior, model="vae"):
         """The complete rows of one of the profile's own Table 1 cells (all its seeds)."""
@@ -120,8 +128,7 @@ def paper_section(ev: Evidence) -> tuple[str, list]:
         ours = summarize(grid_cell(dataset, prior, model))
         head = f"- {dataset}, {model_label(model)} + {prior}: "
         if ours is None:
-            lines.append(head + ("not run yet" if (dataset, model, prior) in planned else "not planned")
-                         + f" (the paper: {value:.2f}).")
+            lines.append(head + ev.why_missing(dataset, model, prior) + f" (the paper: {value:.2f}).")
             continue
         gap = ours.mean - value
         verdict_text = ("" if profile != "paper" else
@@ -159,12 +166,11 @@ def reruns_section(ev: Evidence) -> tuple[str, list]:
     for (dataset, model, prior), rerun in RERUNS.items():
         ours = summarize(ev.grid_cell(dataset, prior, model))
         head = f"- {dataset}, {model_label(model)} + {prior}: "
-        spread = ("" if rerun.spread is None else f" &plusmn; {rerun.spread:.2f}" if rerun.spread_kind == "&plusmn;"
-                  else f" ({rerun.spread_kind} {rerun.spread:.2f})")
-        theirs = f"{rerun.value:.2f}{spread}" + ("" if rerun.seeds is None else f", {rerun.seeds} seeds")
+        theirs = rerun.text()
         if ours is None:
             if (dataset, model, prior) in ev.planned:
-                lines.append(head + f"not run yet (the rerun [{cite(rerun.source)}]: {theirs}).")
+                lines.append(head + f"{ev.why_missing(dataset, model, prior)} (the rerun "
+                             f"[{cite(rerun.source)}]: {theirs}).")
             continue
         gap = ours.mean - rerun.value
         combined = float(np.hypot(ours.err, rerun.spread or 0.0))
