@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import pytest
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # The theory notebook is committed executed at the quick budget (minutes); nbval would re-run it
@@ -29,7 +31,13 @@ def pytest_configure(config):
 NOTEBOOK_ORDER = ("training", "evaluation", "own_model", "report")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups
 def pytest_collection_modifyitems(session, config, items):
+    """Notebooks last, in NOTEBOOK_ORDER. The default test command runs 2 pytest-xdist workers
+    (--dist loadgroup): what must share a process shares an xdist group, so one worker runs it in
+    order: each notebook's cells (nbval items share one kernel; the training and evaluation
+    notebooks also share their run directory), and the tests that read the session's smoke grid
+    (made once)."""
     def rank(item):
         path = Path(str(item.fspath))
         if path.suffix != ".ipynb":
@@ -37,3 +45,10 @@ def pytest_collection_modifyitems(session, config, items):
         return (1, NOTEBOOK_ORDER.index(path.stem) if path.stem in NOTEBOOK_ORDER else len(NOTEBOOK_ORDER))
 
     items.sort(key=rank)  # stable: each notebook's cells keep their order
+    for item in items:
+        path = Path(str(item.fspath))
+        if path.suffix == ".ipynb":
+            group = "training and evaluation" if path.stem in ("training", "evaluation") else path.stem
+            item.add_marker(pytest.mark.xdist_group(f"notebook {group}"))
+        elif "smoke_grid" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("smoke_grid"))

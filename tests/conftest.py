@@ -80,3 +80,4 @@ def smoke_grid(data_dir, tmp_path_factory):
         if done.returncode:
             break
     return runs, report, done, command
+

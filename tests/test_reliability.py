@@ -92,40 +92,42 @@ def test_same_config_and_seed_give_identical_metrics(tmp_path, data_dir):
     assert np.array_equal(read_test_ll(tmp_path / "a")[0], read_test_ll(tmp_path / "b")[0])
 
 
-@pytest.mark.parametrize("lock", [LOCK, RUNNER_LOCK])
-def test_a_cell_running_in_another_process_is_left_to_it(tmp_path, data_dir, lock):
-    """The main job started twice: a cell whose run directory another process holds (the lock of
-    the process training there, or of the main job running the cell, taken before its kernel
-    starts) is reported busy and left alone: no failure, no record, nothing written there; the
-    other cells run. Once that process is gone, the same command runs it."""
+def test_a_cell_running_in_another_process_is_left_to_it(tmp_path, data_dir):
+    """The main job started twice: a cell whose run directory another process holds (Frey Faces:
+    the lock of the process training there; Caltech 101: the lock of a main job running the cell,
+    taken before its kernel starts) is reported busy and left alone: no failure, no record, nothing
+    written there; the other cell runs. Once those processes are gone, the same command runs them."""
     runs, report = tmp_path / "runs", tmp_path / "report"
     command = [sys.executable, "-m", "vae_lib", "report", "--profile", "smoke", "--datasets",
-               "caltech101_silhouettes", "frey_faces", "--priors", "standard", "--no-k-sweep",
+               "static_mnist", "caltech101_silhouettes", "frey_faces", "--priors", "standard", "--no-k-sweep",
                "--runs-dir", str(runs), "--report-dir", str(report)]
-    # the run directory as a process that has started the cell holds it: prepared, and locked
-    cell, = plan("smoke", runs, report, datasets=["frey_faces"], priors=["standard"], k_sweep=False)
-    held = cell.run_dir
-    held.mkdir(parents=True)
-    prepare_run_dir(held, cell.config)
-    config = (held / "config.json").read_bytes()
-    with another_process_holding(held, lock):
+    # the run directories as a process that has started the cell holds them: prepared, and locked
+    held, configs = {}, {}
+    for dataset, lock in (("frey_faces", LOCK), ("caltech101_silhouettes", RUNNER_LOCK)):
+        cell, = plan("smoke", runs, report, datasets=[dataset], priors=["standard"], k_sweep=False)
+        held[lock] = cell.run_dir
+        cell.run_dir.mkdir(parents=True)
+        prepare_run_dir(cell.run_dir, cell.config)
+        configs[lock] = (cell.run_dir / "config.json").read_bytes()
+    with another_process_holding(held[LOCK], LOCK), another_process_holding(held[RUNNER_LOCK], RUNNER_LOCK):
         first = subprocess.run(command, env=env_with_data(data_dir), capture_output=True, text=True,
                                timeout=900)
-        if lock == RUNNER_LOCK:  # a job that got past the check in the same instant backs off
-            with runner_lock(held) as ours:
-                assert not ours
+        with runner_lock(held[RUNNER_LOCK]) as ours:  # a job that got past the check in the same instant backs off
+            assert not ours
     assert first.returncode == EXIT_BUSY, first.stderr[-3000:]  # rendered, but not every cell
-    assert first.stderr.count("busy in") == 1 and first.stderr.count("done in") == 1
-    assert f"another process is running in {held}" in first.stderr
-    assert sorted(p.name for p in held.iterdir()) == sorted([lock, "config.json"]), "nothing written there"
-    assert (held / "config.json").read_bytes() == config
-    assert not (report / "smoke" / "runs" / held.name).exists(), "no record of the busy cell"
+    assert first.stderr.count("busy in") == 2 and first.stderr.count("done in") == 1
+    for lock, run_dir in held.items():
+        assert f"another process is running in {run_dir}" in first.stderr
+        assert sorted(p.name for p in run_dir.iterdir()) == sorted([lock, "config.json"]), "nothing written there"
+        assert (run_dir / "config.json").read_bytes() == configs[lock]
+        assert not (report / "smoke" / "runs" / run_dir.name).exists(), "no record of the busy cell"
 
     second = subprocess.run(command, env=env_with_data(data_dir), capture_output=True, text=True,
                             timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert second.stderr.count("skipped in") == 1 and second.stderr.count("done in") == 1
-    assert (report / "smoke" / "runs" / held.name / "metrics.json").is_file()
+    assert second.stderr.count("skipped in") == 1 and second.stderr.count("done in") == 2
+    for run_dir in held.values():
+        assert (report / "smoke" / "runs" / run_dir.name / "metrics.json").is_file()
 
 
 def test_train_into_a_cell_a_main_job_is_running_is_refused(tmp_path, data_dir):
