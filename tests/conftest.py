@@ -80,4 +80,3 @@ def smoke_grid(data_dir, tmp_path_factory):
         if done.returncode:
             break
     return runs, report, done, command
-
