@@ -41,9 +41,10 @@ def test_local_cluster_gives_the_serial_numbers(tmp_path, data_dir, smoke_grid):
     _, dask_report, dask_done, _ = smoke_grid
     assert dask_done.returncode == 0 and "Dask dashboard: http" in dask_done.stderr
     runs, report = tmp_path / "runs", tmp_path / "report"
-    done = subprocess.run(REPORT[:1] + ["-X", "importtime"] + REPORT[1:] + ["--datasets", "frey_faces", "caltech101_silhouettes", "--priors", "vampprior",
-                                    "--threads", "1", "--runs-dir", str(runs), "--report-dir", str(report)],
-                          env=env_with_data(data_dir), capture_output=True, text=True, timeout=900)
+    serial_report = REPORT[:1] + ["-X", "importtime"] + REPORT[1:] + [
+        "--datasets", "frey_faces", "caltech101_silhouettes", "--priors", "vampprior", "--threads", "1",
+        "--runs-dir", str(runs), "--report-dir", str(report)]
+    done = subprocess.run(serial_report, env=env_with_data(data_dir), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     imported = re.findall(r"^import time:.*\|\s*(\S+)$", done.stderr, re.M)
     assert "vae_lib.pipeline.runner" in imported and "papermill" in imported

@@ -91,7 +91,6 @@ def test_smoke_report_has_every_dataset_and_prior(smoke_grid, data_dir):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "absl" not in done.stderr and "oneDNN" not in done.stderr, "kernels' start-up lines go to kernel.log"
 
-    from conftest import SMOKE_GRID
     from vae_lib.pipeline.config import K_SWEEPS
     from vae_lib.datasets import DATASETS
     from vae_lib.pipeline.registry import PRIORS

@@ -19,8 +19,8 @@ def _tree(folder):
 
 
 def test_status_names_the_state_of_every_cell(tmp_path, smoke_grid, broken_frey_data_dir):
-    """Static MNIST's four cells copied from the session's smoke grid, and Frey Faces' failing on an
-    altered file, then put into every state."""
+    """Three of static MNIST's cells copied from the session's smoke grid (the fourth not started)
+    and Frey Faces' failing on an altered file, then put into every state."""
     runs, report = tmp_path / "runs", tmp_path / "report"
     where = ["--profile", "smoke", "--runs-dir", str(runs), "--report-dir", str(report), "--no-k-sweep",
              "--datasets", "static_mnist", "frey_faces"]

@@ -191,6 +191,14 @@ def reruns_section(ev: Evidence) -> tuple[str, list]:
     return ("Against public reruns of the paper's code (cited; not results of ours)", lines)
 
 
+def bits_per_dim_per_nat(rows) -> float | None:
+    """Bits per dimension per nat of test log-likelihood, read off the first of ``rows`` (one
+    dataset's rows: it is 1 / (pixels x ln 2)); None without rows or bits/dim in their records."""
+    if not rows or "test_bits_per_dim" not in rows[0]["metrics"]:
+        return None
+    return rows[0]["metrics"]["test_bits_per_dim"] / -rows[0]["metrics"]["test_ll"]
+
+
 def reference_section(ev: Evidence) -> tuple[str, list]:
     """Ours against the reference report: margins, what the larger S accounts for, Frey Faces'
     scale, and where the two disagree on which prior is better."""
@@ -204,8 +212,8 @@ def reference_section(ev: Evidence) -> tuple[str, list]:
     # each other, they are on another scale, and its cells are left out of the counts below.
     frey = select(rows, dataset="frey_faces", model="vae")  # every Frey Faces VAE run, variants too
     incomparable, frey_line = set(), None
-    if frey and "test_bits_per_dim" in frey[0]["metrics"]:
-        per_nat = frey[0]["metrics"]["test_bits_per_dim"] / -frey[0]["metrics"]["test_ll"]  # bits/dim per nat
+    per_nat = bits_per_dim_per_nat(frey)
+    if per_nat is not None:
         frey_cells = [(p, summarize(grid_cell("frey_faces", p)), ref) for p, ref in REFERENCE["frey_faces"].items()]
         frey_cells = [(p, s, ref) for p, s, ref in frey_cells if s is not None]
         ours_spread = max(r["test_ll"] for r in frey) - min(r["test_ll"] for r in frey)
@@ -318,10 +326,9 @@ def frey_bits_line(ev: Evidence) -> str | None:
     """Frey Faces in bits/dim (lower is better), ours against each of the paper code's settings
     run alone on the same seeds (paired), and which setting moves the number most; None without
     such runs. The paper's own Frey Faces number is not compared: no source for it was read."""
-    frey = select(ev.rows, dataset="frey_faces", model="vae")
-    if not frey or "test_bits_per_dim" not in frey[0]["metrics"]:
+    per_nat = bits_per_dim_per_nat(select(ev.rows, dataset="frey_faces", model="vae"))
+    if per_nat is None:
         return None
-    per_nat = frey[0]["metrics"]["test_bits_per_dim"] / -frey[0]["metrics"]["test_ll"]  # bits/dim per nat
     parts, moves = [], {}  # moves: setting -> its largest change in bits/dim over the priors
     for prior in ("standard", "vampprior"):
         ours_rows = ev.grid_cell("frey_faces", prior)
