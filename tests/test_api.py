@@ -1,6 +1,7 @@
 """The library as a practitioner meets it: public names, Keras-native training (compile, fit,
 evaluate) on any encoder and decoder, one optimizer step per variable, the same step as the
-paper-protocol trainer, save and load, and clear errors."""
+paper-protocol trainer, save and load, and clear errors. The tests marked ``portable`` are written
+in ``keras.ops`` and run again on JAX (tests/test_backends.py)."""
 from __future__ import annotations
 
 import math
@@ -8,13 +9,17 @@ import math
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+from keras import ops
 from scipy import special
 
 import vae_lib
 from helpers import paper_model, run_and_see_if_tensorflow_loads
+from vae_lib import backend
 from vae_lib.errors import ConfigError
 from vae_lib.seeds import stateless_seed
+
+portable = pytest.mark.portable
+as_numpy = ops.convert_to_numpy
 
 D, Z = 12, 3
 
@@ -47,9 +52,10 @@ class LinearGaussianEncoder(keras.layers.Layer):
         self.a = self.add_weight(shape=(2 * Z,), initializer="zeros")
 
     def call(self, x):
-        return x @ self.A + self.a
+        return ops.matmul(x, self.A) + self.a
 
 
+@portable
 def test_fit_loss_is_the_hand_computed_beta_weighted_negative_elbo():
     """One epoch of one batch: the loss fit logs is mean(-log p(x|z) + beta KL(q || N(0, I))) for
     z = mean + sigma * eps with eps the "train" stream's draw at step 0, computed here in numpy
@@ -61,7 +67,7 @@ def test_fit_loss_is_the_hand_computed_beta_weighted_negative_elbo():
     A, a, W, b = (w.numpy().astype(np.float64) for w in model.trainable_variables)
     h = x @ A + a
     mean, logvar = h[:, :Z], h[:, Z:]
-    eps = tf.random.stateless_normal((16, Z), seed=stateless_seed(5, "train", 0), alg="philox").numpy()
+    eps = as_numpy(backend.normal((16, Z), stateless_seed(5, "train", 0)))  # the model's own draw
     z = mean + np.exp(logvar / 2) * eps
     logits = z @ W + b
     distortion = -(x * logits - np.logaddexp(0, logits)).sum(1)
@@ -84,6 +90,8 @@ def test_fit_and_the_paper_protocol_trainer_take_the_same_step(model_name, optim
     compiled graphs may sum a gradient in another order: Adam's first step, lr g / (|g| + eps),
     turns that rounding into a visible difference where |g| is near eps, so a few weights differ
     by well under 1% of a step.)"""
+    import tensorflow as tf
+
     from vae_lib.datasets import Dataset
     from vae_lib.pipeline.build import build_model
     from vae_lib.pipeline.config import make_config
@@ -107,8 +115,9 @@ def test_fit_and_the_paper_protocol_trainer_take_the_same_step(model_name, optim
     assert diffs.max() < 0.01 * 1e-3 and np.mean(diffs > 1e-7) < 1e-3
 
 
-@pytest.mark.parametrize("model_name", ["vae", "hvae"])
-@pytest.mark.parametrize("prior", ["standard", "vampprior", "mog"])
+@pytest.mark.parametrize("model_name, prior", [
+    ("vae", "standard"), pytest.param("vae", "vampprior", marks=portable), ("vae", "mog"),
+    ("hvae", "standard"), ("hvae", "vampprior"), pytest.param("hvae", "mog", marks=portable)])
 def test_every_variable_is_listed_once_and_moves_one_adam_step(model_name, prior):
     """Each trainable variable appears once in model.trainable_variables (the VampPrior shares the
     encoder, and lists only its pseudo-inputs), so one Adam step moves every weight by at most the
@@ -140,7 +149,8 @@ def _conv_vae(prior, shape=(28, 28, 1), likelihood="bernoulli"):
     return vae_lib.VAE(encoder, decoder, prior, likelihood=likelihood, seed=3)
 
 
-@pytest.mark.parametrize("prior", [lambda: vae_lib.VampPrior(6), vae_lib.StandardNormal])
+@pytest.mark.parametrize("prior", [pytest.param(lambda: vae_lib.VampPrior(6), marks=portable),
+                                   vae_lib.StandardNormal])
 def test_convolutional_models_through_fit_and_importance_sampling(prior):
     """Image-shaped inputs, a Sequential conv encoder returning 2Z numbers and a Sequential
     deconvolutional decoder, the VampPrior's pseudo-inputs shaped like the images: fit (XLA)
@@ -168,6 +178,7 @@ def test_convolutional_models_through_fit_and_importance_sampling(prior):
     assert model.sample(5).shape == (5, 28, 28, 1) and model.predict(images, verbose=0).shape == (4, 28, 28, 1)
 
 
+@portable
 def test_frey_shaped_discretized_logistic_conv_model_scores_8_bit_images():
     """28 x 20 grey images under the discretized logistic, the decoder giving two channels per
     pixel: per image, the ELBO of a random-weight model equals -(distortion + rate) with the
@@ -178,18 +189,20 @@ def test_frey_shaped_discretized_logistic_conv_model_scores_8_bit_images():
     model = _conv_vae(vae_lib.StandardNormal(), (28, 20, 1), "discretized_logistic")
     model.build((None, 28, 20, 1))
     mean, _ = model.top_encoder(x)
-    out = model.decoder(mean).numpy().astype(np.float64)
+    out = as_numpy(model.decoder(mean)).astype(np.float64)
     loc, log_scale = 1 / (1 + np.exp(-out[..., :1])), np.clip(out[..., 1:], -4.5, 0)
     edges = lambda k: stats.logistic.cdf((k - loc) / np.exp(log_scale))
     upper = np.where(x > 1 - 0.5 / 255, 1.0, edges(x + 0.5 / 255))
     lower = np.where(x < 0.5 / 255, 0.0, edges(x - 0.5 / 255))
     expected = np.log(upper - lower).reshape(3, -1).sum(1)
-    got = model.likelihood.log_prob(tf.constant(x), model.likelihood.params(model.decoder(mean), (28, 20, 1)))
-    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-4)
+    got = model.likelihood.log_prob(ops.convert_to_tensor(x), model.likelihood.params(model.decoder(mean), (28, 20, 1)))
+    np.testing.assert_allclose(as_numpy(got), expected, rtol=1e-4)
 
 
-@pytest.mark.parametrize("model_name", ["vae", "hvae"])
-@pytest.mark.parametrize("prior", ["standard", "vampprior", "vampprior_data", "mog"])
+@pytest.mark.parametrize("model_name, prior", [
+    ("vae", "standard"), pytest.param("vae", "vampprior", marks=portable), ("vae", "vampprior_data"),
+    ("vae", "mog"), ("hvae", "standard"), ("hvae", "vampprior"),
+    pytest.param("hvae", "vampprior_data", marks=portable), pytest.param("hvae", "mog", marks=portable)])
 def test_save_and_load_give_identical_log_weights(model_name, prior, tmp_path):
     """model.save and keras.saving.load_model: the same class, prior and likelihood, and identical
     log-weights, samples and reconstructions for fixed seeds (the paper's networks, trained a step
@@ -204,23 +217,25 @@ def test_save_and_load_give_identical_log_weights(model_name, prior, tmp_path):
     same = keras.saving.load_model(path)
     assert type(same) is type(model) and type(same.prior) is type(model.prior)
     assert same.likelihood == model.likelihood and same.seed == model.seed
-    seed = tf.constant([3, 4], tf.int64)
-    np.testing.assert_array_equal(same.log_weights(x, seed, 7).numpy(), model.log_weights(x, seed, 7).numpy())
-    np.testing.assert_array_equal(same.sample(3).numpy(), model.sample(3).numpy())
-    np.testing.assert_array_equal(same(x).numpy(), model(x).numpy())
+    seed = backend.seed_pair(3, 4)
+    np.testing.assert_array_equal(as_numpy(same.log_weights(x, seed, 7)), as_numpy(model.log_weights(x, seed, 7)))
+    np.testing.assert_array_equal(as_numpy(same.sample(3)), as_numpy(model.sample(3)))
+    np.testing.assert_array_equal(as_numpy(same(x)), as_numpy(model(x)))
     assert float(same.kl_weight.numpy()) == pytest.approx(2 / 3)
 
 
+@portable
 def test_a_conv_vampprior_model_saves_and_loads(tmp_path):
     model = _conv_vae(vae_lib.VampPrior(4))
     x = _binary(4, (28, 28, 1))
     model.build((None, 28, 28, 1))
     model.save(tmp_path / "conv.keras")
     same = keras.saving.load_model(tmp_path / "conv.keras")
-    seed = tf.constant([0, 1], tf.int64)
-    np.testing.assert_array_equal(same.log_weights(x, seed, 3).numpy(), model.log_weights(x, seed, 3).numpy())
+    seed = backend.seed_pair(0, 1)
+    np.testing.assert_array_equal(as_numpy(same.log_weights(x, seed, 3)), as_numpy(model.log_weights(x, seed, 3)))
 
 
+@portable
 def test_a_truncated_or_foreign_model_file_gets_a_clear_error(tmp_path):
     """vae_lib.load_model says which file is unreadable and why, where Keras' own message names
     only the zip format."""
@@ -236,6 +251,7 @@ def test_a_truncated_or_foreign_model_file_gets_a_clear_error(tmp_path):
     assert isinstance(vae_lib.load_model(good), vae_lib.VAE)
 
 
+@portable
 @pytest.mark.parametrize("make", [lambda: vae_lib.VampPrior(5, pseudo_init=(0.5, 0.02)),
                                   lambda: vae_lib.MixtureOfGaussians(5, latent_dim=3),
                                   lambda: vae_lib.StandardNormal(latent=3)])
@@ -245,6 +261,7 @@ def test_unknown_keywords_are_refused(make):
         make()
 
 
+@portable
 def test_a_decoder_of_the_wrong_size_and_a_bad_encoder_get_clear_errors():
     with pytest.raises(ConfigError, match="2Z numbers.*gives 5"):
         vae_lib.VAE(keras.layers.Dense(5), keras.layers.Dense(D), vae_lib.StandardNormal()).build((None, D))
@@ -252,6 +269,7 @@ def test_a_decoder_of_the_wrong_size_and_a_bad_encoder_get_clear_errors():
         vae_lib.VAE(keras.layers.Dense(6), keras.layers.Dense(D), "vampprior")
 
 
+@portable
 def test_paper_early_stopping_callback_follows_the_papers_rule():
     """The callback stops where the schedule's rule stops a scripted validation curve, and keeps
     the best epoch's weights (here: those of the epoch whose loss was lowest)."""
@@ -278,13 +296,14 @@ def test_paper_early_stopping_callback_follows_the_papers_rule():
         stopper.on_epoch_end(0, {"loss": 1.0})
 
 
+@portable
 def test_log_likelihood_agrees_with_scipy_logsumexp_of_the_models_own_log_weights():
     """The public estimator is logsumexp over S of the model's log-weights minus log S (the IWAE
     bound), here against scipy on the same draws (one pass; without XLA, as the draws here are
     made: XLA's Philox kernel draws other numbers from the same seed)."""
     model = paper_model("vae", "vampprior", D, hidden_units=8, num_components=4)
     x = _binary(3, seed=9)
-    log_w = model.log_weights(x, stateless_seed(0, "importance", 0), 50).numpy().astype(np.float64)
+    log_w = as_numpy(model.log_weights(x, stateless_seed(0, "importance", 0), 50)).astype(np.float64)
     expected = special.logsumexp(log_w, axis=0) - math.log(50)
     np.testing.assert_allclose(vae_lib.log_likelihood(model, x, num_samples=50, jit_compile=False),
                                expected, rtol=1e-5)

@@ -34,7 +34,9 @@ def test_environment_yml_installs_the_package_with_dev_extras():
     text = (REPO / "environment.yml").read_text()
     extras = re.search(r"-\s+-e\s+\"?\.\[([\w,]+)\]\"?", text)
     assert extras and {"dev", "dask"} <= set(extras.group(1).split(",")), "install .[dev,dask]"
-    assert set(_pyproject()["project"]["optional-dependencies"]) == {"dev", "dask"}
+    extras_defined = _pyproject()["project"]["optional-dependencies"]
+    assert set(extras_defined) == {"dev", "dask", "jax"}
+    assert _names(extras_defined["jax"]) <= _names(extras_defined["dev"])  # the dev extra has JAX too
     python = re.search(r"python\s*=\s*(3\.\d+)", text).group(1)
     minimum = re.search(r">=\s*(3\.\d+)", _pyproject()["project"]["requires-python"]).group(1)
     assert tuple(map(int, python.split("."))) >= tuple(map(int, minimum.split(".")))

@@ -1,4 +1,4 @@
-"""VAE with a VampPrior (Tomczak & Welling, AISTATS 2018) for Keras, in TensorFlow.
+"""VAE with a VampPrior (Tomczak & Welling, AISTATS 2018) for Keras, on TensorFlow or JAX.
 
 The core, what a practitioner imports: the models (:class:`VAE`, :class:`HVAE`, and the paper's
 convolutional :class:`ConvHVAE` and :class:`PixelHVAE`), the priors
@@ -18,6 +18,8 @@ The reproduction of the paper (run settings and profiles, the grid of runs, thei
 report, the ``vampprior`` command) is the subpackage :mod:`vae_lib.pipeline`, which imports the
 core and never the other way round.
 
+The core is written in ``keras.ops`` and runs on the TensorFlow and JAX backends
+(``KERAS_BACKEND``; :mod:`vae_lib.backend` holds what differs); the pipeline runs on TensorFlow.
 Importing ``vae_lib`` loads no TensorFlow and changes nothing in the process: the names above load
 their module at first use.
 """

@@ -13,7 +13,7 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from .networks import GatedDense, GaussianHead, as_float32
 
@@ -38,8 +38,8 @@ class GatedConv2D(keras.layers.Layer):
         self.conv.build(input_shape)
 
     def call(self, x):
-        h, gate = tf.split(self.conv(x), 2, axis=-1)
-        return h * tf.sigmoid(gate)
+        h, gate = ops.split(self.conv(x), 2, axis=-1)
+        return h * ops.sigmoid(gate)
 
     def compute_output_shape(self, input_shape):
         return self.conv.compute_output_shape(input_shape)[:-1] + (self.filters,)
@@ -81,7 +81,7 @@ class MaskedConv2D(keras.layers.Layer):
         self.mask = causal_mask(self.kernel_size, channels, self.filters, self.mask_type)  # numpy: a constant of every trace
 
     def call(self, x):
-        return tf.nn.conv2d(x, self.kernel * self.mask, strides=1, padding="SAME")
+        return ops.conv(x, self.kernel * self.mask, strides=1, padding="same")
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
@@ -111,7 +111,7 @@ class ConvGaussianEncoder(keras.layers.Layer):
     def call(self, x):
         for conv in self.convs:
             x = conv(x)
-        return self.head(tf.reshape(x, [tf.shape(x)[0], int(np.prod(x.shape[1:]))]))
+        return self.head(ops.reshape(x, (ops.shape(x)[0], int(np.prod(x.shape[1:])))))
 
     def get_config(self):
         return {**super().get_config(), "dim": self.dim}
@@ -141,14 +141,14 @@ class ConvTwoInputGaussian(keras.layers.Layer):
         x, z2 = inputs
         for conv in self.convs:
             x = conv(x)
-        hx = tf.reshape(x, [tf.shape(x)[0], int(np.prod(x.shape[1:]))])  # (B, h)
-        lead = tf.shape(z2)[:-1]
-        hz = self.from_z2(tf.reshape(z2, [-1, z2.shape[-1]]))
-        hz = tf.reshape(hz, tf.concat([lead, [hz.shape[-1]]], 0))
-        hx = hx + tf.zeros_like(hz)  # broadcast over the samples
-        h = tf.concat([hx, hz], axis=-1)
-        out = self.head(self.joint(tf.reshape(h, [-1, h.shape[-1]])))
-        return tuple(tf.reshape(t, tf.concat([lead, [self.dim]], 0)) for t in out)
+        hx = ops.reshape(x, (ops.shape(x)[0], int(np.prod(x.shape[1:]))))  # (B, h)
+        lead = ops.shape(z2)[:-1]
+        hz = self.from_z2(ops.reshape(z2, (-1, z2.shape[-1])))
+        hz = ops.reshape(hz, (*lead, hz.shape[-1]))
+        hx = hx + ops.zeros_like(hz)  # broadcast over the samples
+        h = ops.concatenate([hx, hz], axis=-1)
+        out = self.head(self.joint(ops.reshape(h, (-1, h.shape[-1]))))
+        return tuple(ops.reshape(t, (*lead, self.dim)) for t in out)
 
     def get_config(self):
         return {**super().get_config(), "dim": self.dim, "hidden_units": self.hidden_units}
@@ -172,8 +172,8 @@ class ConvDecoder(keras.layers.Layer):
 
     def call(self, inputs):
         z1, z2 = inputs
-        h = self.to_image(tf.concat([self.from_z1(z1), self.from_z2(z2)], axis=-1))
-        h = tf.reshape(h, [-1, *self.data_shape])
+        h = self.to_image(ops.concatenate([self.from_z1(z1), self.from_z2(z2)], axis=-1))
+        h = ops.reshape(h, (-1, *self.data_shape))
         for conv in self.convs:
             h = conv(h)
         return as_float32(self.out(h))[0]
@@ -209,10 +209,10 @@ class PixelCNNDecoder(keras.layers.Layer):
 
     def call(self, inputs, training=False):
         x, z1, z2 = inputs
-        image = lambda t: tf.reshape(t, [-1, *self.data_shape])
-        h = tf.concat([x, image(self.from_z1(z1)), image(self.from_z2(z2))], axis=-1)
+        image = lambda t: ops.reshape(t, (-1, *self.data_shape))
+        h = ops.concatenate([x, image(self.from_z1(z1)), image(self.from_z2(z2))], axis=-1)
         for conv, norm in zip(self.masked, self.norms):
-            h = tf.nn.relu(norm(conv(h), training=training))
+            h = ops.relu(norm(conv(h), training=training))
         return as_float32(self.out(h))[0]
 
     def get_config(self):

@@ -1,4 +1,5 @@
-"""Log-densities written in a few lines of TensorFlow, each tested against scipy.stats.
+"""Log-densities written in a few lines of ``keras.ops`` (any Keras backend), each tested against
+scipy.stats.
 
 All return one value per row: the last axis (latent dimensions or pixels) is summed.
 """
@@ -6,26 +7,26 @@ from __future__ import annotations
 
 import math
 
-import tensorflow as tf
+from keras import ops
+
+from . import backend
+from .backend import RNG_ALG  # noqa: F401  (the pipeline's TensorFlow draws use it too)
 
 LOG_2PI = math.log(2 * math.pi)
-# The random algorithm of every stateless draw. The default ("auto_select") becomes a random-bit
-# generator under XLA on CPU that is 25x slower than Philox; Philox is fast with and without XLA.
-RNG_ALG = "philox"
 
 
 def log_normal_diag(x, mean, logvar):
     """log N(x; mean, diag(exp(logvar)))."""
-    return -0.5 * tf.reduce_sum(LOG_2PI + logvar + tf.square(x - mean) * tf.exp(-logvar), axis=-1)
+    return -0.5 * ops.sum(LOG_2PI + logvar + ops.square(x - mean) * ops.exp(-logvar), axis=-1)
 
 
 def log_standard_normal(x):
-    return -0.5 * tf.reduce_sum(LOG_2PI + tf.square(x), axis=-1)
+    return -0.5 * ops.sum(LOG_2PI + ops.square(x), axis=-1)
 
 
 def kl_normal_standard(mean, logvar):
     """KL(N(mean, diag(exp(logvar))) || N(0, I)) in closed form."""
-    return 0.5 * tf.reduce_sum(tf.exp(logvar) + tf.square(mean) - 1.0 - logvar, axis=-1)
+    return 0.5 * ops.sum(ops.exp(logvar) + ops.square(mean) - 1.0 - logvar, axis=-1)
 
 
 def log_mixture_normal_diag(z, means, logvars):
@@ -43,24 +44,24 @@ def log_mixture_normal_diag(z, means, logvars):
     to 4.3 per dimension, logvars down to -6) it was at most 0.0002 nats against a float64 broadcast
     over 5000 posterior samples each.
     """
-    centre = tf.stop_gradient(tf.reduce_mean(means, axis=0))  # any centre gives the same value
+    centre = ops.stop_gradient(ops.mean(means, axis=0))  # any centre gives the same value
     means = means - centre
-    precision = tf.exp(-logvars)  # (K, D)
-    batch_shape = tf.shape(z)[:-1]
-    z2d = tf.reshape(z, [-1, tf.shape(z)[-1]]) - centre
-    sq_dist = (tf.matmul(tf.square(z2d), precision, transpose_b=True)
-               - 2.0 * tf.matmul(z2d, means * precision, transpose_b=True)
-               + tf.reduce_sum(tf.square(means) * precision, axis=-1))  # (N, K)
-    dim = tf.cast(tf.shape(means)[-1], z.dtype)
-    log_components = -0.5 * (dim * LOG_2PI + tf.reduce_sum(logvars, axis=-1) + sq_dist)
-    num_components = tf.cast(tf.shape(means)[0], z.dtype)
-    log_p = tf.reduce_logsumexp(log_components, axis=-1) - tf.math.log(num_components)
-    return tf.reshape(log_p, batch_shape)
+    precision = ops.exp(-logvars)  # (K, D)
+    batch_shape = ops.shape(z)[:-1]
+    z2d = ops.reshape(z, (-1, ops.shape(z)[-1])) - centre
+    sq_dist = (backend.matmul_transposed(ops.square(z2d), precision)
+               - 2.0 * backend.matmul_transposed(z2d, means * precision)
+               + ops.sum(ops.square(means) * precision, axis=-1))  # (N, K)
+    dim = ops.cast(ops.shape(means)[-1], z.dtype)
+    log_components = -0.5 * (dim * LOG_2PI + ops.sum(logvars, axis=-1) + sq_dist)
+    num_components = ops.cast(ops.shape(means)[0], z.dtype)
+    log_p = ops.logsumexp(log_components, axis=-1) - ops.log(num_components)
+    return ops.reshape(log_p, batch_shape)
 
 
 def log_bernoulli(x, logits):
     """log Bernoulli(x; sigmoid(logits)), stable for large |logits|."""
-    return tf.reduce_sum(x * logits - tf.nn.softplus(logits), axis=-1)
+    return ops.sum(x * logits - ops.softplus(logits), axis=-1)
 
 
 def log_discretized_logistic(x, mean, log_scale, num_bins: int = 256):
@@ -71,24 +72,24 @@ def log_discretized_logistic(x, mean, log_scale, num_bins: int = 256):
     """
     half_bin = 0.5 / (num_bins - 1)
     centered = x - mean
-    inv_scale = tf.exp(-log_scale)
+    inv_scale = ops.exp(-log_scale)
     upper = inv_scale * (centered + half_bin)
     lower = inv_scale * (centered - half_bin)
-    log_cdf_upper = upper - tf.nn.softplus(upper)  # log sigmoid(upper), for the first bin
-    log_survival_lower = -tf.nn.softplus(lower)  # log (1 - sigmoid(lower)), for the last bin
+    log_cdf_upper = upper - ops.softplus(upper)  # log sigmoid(upper), for the first bin
+    log_survival_lower = -ops.softplus(lower)  # log (1 - sigmoid(lower)), for the last bin
     # log(sigmoid(upper) - sigmoid(lower)) without cancellation: sigmoid(a) - sigmoid(b) =
     # sigmoid(a) sigmoid(-b) (1 - exp(b - a)), which stays accurate far in either tail.
-    log_mass = (upper - tf.nn.softplus(upper) - tf.nn.softplus(lower)
-                + tf.math.log(-tf.math.expm1(lower - upper)))
+    log_mass = (upper - ops.softplus(upper) - ops.softplus(lower)
+                + ops.log(-ops.expm1(lower - upper)))
     first = x < half_bin
     last = x > 1.0 - half_bin
-    log_p = tf.where(first, log_cdf_upper, tf.where(last, log_survival_lower, log_mass))
-    return tf.reduce_sum(log_p, axis=-1)
+    log_p = ops.where(first, log_cdf_upper, ops.where(last, log_survival_lower, log_mass))
+    return ops.sum(log_p, axis=-1)
 
 
 def reparameterize(mean, logvar, seed, num_samples=None):
     """z = mean + exp(logvar / 2) * eps, eps ~ N(0, I) from the stateless ``seed``; with
     ``num_samples`` S the result has shape (S, *mean.shape)."""
-    shape = tf.shape(mean) if num_samples is None else tf.concat([[num_samples], tf.shape(mean)], 0)
-    eps = tf.random.stateless_normal(shape, seed=seed, dtype=mean.dtype, alg=RNG_ALG)
-    return mean + tf.exp(0.5 * logvar) * eps
+    shape = ops.shape(mean) if num_samples is None else (num_samples, *ops.shape(mean))
+    eps = backend.normal(shape, seed, mean.dtype)
+    return mean + ops.exp(0.5 * logvar) * eps

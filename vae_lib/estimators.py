@@ -11,8 +11,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from . import backend
 from .errors import ConfigError, check_choice
 from .networks import matmul_inputs
 from .progress import progress_bar
@@ -85,8 +86,7 @@ class ImportanceSampler:
         rows_per_pass = rows_per_pass or getattr(model, "rows_per_pass", 8192)
         self.samples_per_pass = min(self.num_samples, rows_per_pass)
         self.images_per_pass = max(1, rows_per_pass // self.samples_per_pass)
-        self._pass = tf.function(self._pass_fn, jit_compile=jit_compile, reduce_retracing=True,
-                                 autograph=False)
+        self._pass = backend.compile_function(self._pass_fn, model, jit_compile, static_argnums=(3,))
 
     def _pass_fn(self, x, totals, seed, num_samples, prior_params):
         """One compiled pass: ``totals`` (logsumexp of w and of w^2 so far) logaddexp those of
@@ -94,8 +94,8 @@ class ImportanceSampler:
         than a call outside."""
         with matmul_inputs(self.model, self.matmul_inputs):  # read while tracing
             log_w = self.model.log_weights(x, seed, num_samples, prior_params)  # (S, B)
-        chunk = tf.stack([tf.reduce_logsumexp(log_w, axis=0), tf.reduce_logsumexp(2.0 * log_w, axis=0)])
-        return tf.experimental.numpy.logaddexp(totals, chunk)
+        chunk = ops.stack([ops.logsumexp(log_w, axis=0), ops.logsumexp(2.0 * log_w, axis=0)])
+        return ops.logaddexp(totals, chunk)
 
     def evaluate(self, images, seed: int = 0, progress=None) -> ImportanceResult:
         """Per-image log p(x) estimates and effective sample sizes for ``images`` of shape (N, ...).
@@ -110,15 +110,15 @@ class ImportanceSampler:
         log_px = np.empty(len(images), np.float64)
         ess = np.empty(len(images), np.float64)
         for start in range(0, len(images), self.images_per_pass):
-            x = tf.constant(images[start:start + self.images_per_pass])
-            totals = tf.fill([2, x.shape[0]], -np.inf)
+            x = ops.convert_to_tensor(images[start:start + self.images_per_pass])
+            totals = ops.full((2, x.shape[0]), -np.inf)
             done = 0
             while done < self.num_samples:
                 n = min(self.samples_per_pass, self.num_samples - done)
                 totals = self._pass(x, totals, stateless_seed(seed, "importance", start * self.num_samples + done),
-                                    tf.constant(n), prior_params)
+                                    backend.static_int(n), prior_params)
                 done += n
-            lse_w, lse_w2 = totals.numpy().astype(np.float64)
+            lse_w, lse_w2 = ops.convert_to_numpy(totals).astype(np.float64)
             log_px[start:start + len(x)] = lse_w - math.log(self.num_samples)
             ess[start:start + len(x)] = np.exp(2 * lse_w - lse_w2)
             if progress is not None and progress is not False:
@@ -157,9 +157,9 @@ def elbo(model, images, seed=0, batch_size=1000, purpose="test_elbo") -> np.ndar
     model.ensure_built(images)
     out = []
     for start in range(0, len(images), batch_size):
-        d, r = model.elbo_terms(tf.constant(images[start:start + batch_size]),
+        d, r = model.elbo_terms(ops.convert_to_tensor(images[start:start + batch_size]),
                                 stateless_seed(seed, purpose, start))
-        out.append(-(d + r).numpy())
+        out.append(-ops.convert_to_numpy(d + r))
     return np.concatenate(out).astype(np.float64)
 
 

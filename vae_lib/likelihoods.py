@@ -11,9 +11,10 @@ parameters, as a pair of tensors.
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+from keras import ops
 
-from .densities import RNG_ALG, log_bernoulli, log_discretized_logistic
+from . import backend
+from .densities import log_bernoulli, log_discretized_logistic
 from .errors import check_choice
 
 LOG_SCALE_RANGE = (-4.5, 0.0)  # discretized-logistic log-scales, clipped as in the paper's code
@@ -60,15 +61,15 @@ class Likelihood:
 def _as_event(tensor, event_shape):
     """(N, ...) -> (N, *event_shape), float32 (a decoder under a mixed-precision policy outputs
     bfloat16; densities are computed in float32)."""
-    tensor = tf.cast(tensor, tf.float32)
+    tensor = ops.cast(tensor, "float32")
     if tuple(tensor.shape[1:]) == tuple(event_shape):
         return tensor
-    return tf.reshape(tensor, tf.concat([tf.shape(tensor)[:1], list(event_shape)], 0))
+    return ops.reshape(tensor, (ops.shape(tensor)[0], *event_shape))
 
 
 def _sum_event(log_p, event_rank: int):
     """Sum the last ``event_rank`` axes (the pixels of each image)."""
-    return tf.reduce_sum(log_p, axis=list(range(-event_rank, 0))) if event_rank > 1 else tf.reduce_sum(log_p, -1)
+    return ops.sum(log_p, axis=tuple(range(-event_rank, 0))) if event_rank > 1 else ops.sum(log_p, -1)
 
 
 @keras.saving.register_keras_serializable(package="vae_lib")
@@ -84,14 +85,14 @@ class Bernoulli(Likelihood):
         rank = len(x.shape) - 1
         if rank == 1:
             return log_bernoulli(x, logits)
-        return _sum_event(x * logits - tf.nn.softplus(logits), rank)
+        return _sum_event(x * logits - ops.softplus(logits), rank)
 
     def mean(self, logits):
-        return tf.sigmoid(logits)
+        return ops.sigmoid(logits)
 
     def draw(self, logits, seed):
-        u = tf.random.stateless_uniform(tf.shape(logits), seed, alg=RNG_ALG)
-        return tf.cast(u < tf.sigmoid(logits), tf.float32)
+        u = backend.uniform(ops.shape(logits), seed)
+        return ops.cast(u < ops.sigmoid(logits), "float32")
 
 
 @keras.saving.register_keras_serializable(package="vae_lib")
@@ -114,9 +115,9 @@ class DiscretizedLogistic(Likelihood):
         if isinstance(output, (tuple, list)):
             loc, log_scale = output
         else:
-            loc, log_scale = tf.split(output, 2, axis=-1)
+            loc, log_scale = ops.split(output, 2, axis=-1)
         loc, log_scale = _as_event(loc, event_shape), _as_event(log_scale, event_shape)
-        return tf.sigmoid(loc), tf.clip_by_value(log_scale, *LOG_SCALE_RANGE)
+        return ops.sigmoid(loc), ops.clip(log_scale, *LOG_SCALE_RANGE)
 
     def log_prob(self, x, params):
         mean, log_scale = params
@@ -124,7 +125,7 @@ class DiscretizedLogistic(Likelihood):
         if rank == 1:
             return log_discretized_logistic(x, mean, log_scale, self.num_bins)
         # the density sums its last axis: give it the pixels of each image on one axis
-        flat = lambda t: tf.reshape(t, tf.concat([tf.shape(t)[:-rank], [-1]], 0))
+        flat = lambda t: ops.reshape(t, (*ops.shape(t)[:-rank], -1))
         return log_discretized_logistic(flat(x), flat(mean), flat(log_scale), self.num_bins)
 
     def mean(self, params):
@@ -134,10 +135,10 @@ class DiscretizedLogistic(Likelihood):
         """A logistic draw, rounded to the nearest of the grey levels (the open-ended first and
         last bins take everything below and above)."""
         mean, log_scale = params
-        u = tf.random.stateless_uniform(tf.shape(mean), seed, minval=1e-6, maxval=1 - 1e-6, alg=RNG_ALG)
-        y = mean + tf.exp(log_scale) * (tf.math.log(u) - tf.math.log1p(-u))
+        u = backend.uniform(ops.shape(mean), seed, minval=1e-6, maxval=1 - 1e-6)
+        y = mean + ops.exp(log_scale) * (ops.log(u) - ops.log1p(-u))
         levels = self.num_bins - 1
-        return tf.clip_by_value(tf.round(y * levels), 0.0, levels) / levels
+        return ops.clip(ops.round(y * levels), 0.0, levels) / levels
 
     def get_config(self):
         return {"num_bins": self.num_bins}

@@ -14,10 +14,11 @@ estimators (:mod:`vae_lib.estimators`) and the training step only reduce what th
 ``reconstruct(x)``, ``sample(n, seed)``
     mean images, for figures.
 
-Training is Keras' own: ``compile`` and ``fit`` run :meth:`LatentVariableModel.train_step`, which
-takes one :meth:`~LatentVariableModel.gradient_step`; the paper-protocol trainer of
-:mod:`vae_lib.pipeline` runs that same method, so the two cannot drift apart. A new model is one
-new class here that implements the four methods above.
+Training is Keras' own: ``compile`` and ``fit`` run :meth:`LatentVariableModel.train_step`. On
+TensorFlow it takes one :meth:`~LatentVariableModel.gradient_step`, and the paper-protocol trainer
+of :mod:`vae_lib.pipeline` runs that same method, so the two cannot drift apart; on JAX it is the
+same loss through Keras' stateless API. A new model is one new class here that implements the four
+methods above, in ``keras.ops`` (then it runs on both backends).
 """
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ import random
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from . import backend
 from . import likelihoods as likelihoods_lib
 from .densities import log_normal_diag, reparameterize
 from .errors import ConfigError
@@ -46,8 +48,19 @@ def gaussian_params(output):
         if output.shape[-1] is not None and output.shape[-1] % 2:
             raise ConfigError(f"A Gaussian network that returns one tensor must give 2Z numbers "
                               f"(means, then log-variances); this one gives {output.shape[-1]}.")
-        mean, logvar = tf.split(output, 2, axis=-1)
-    return tf.cast(mean, tf.float32), tf.cast(logvar, tf.float32)
+        mean, logvar = ops.split(output, 2, axis=-1)
+    return ops.cast(mean, "float32"), ops.cast(logvar, "float32")
+
+
+def with_lead(tensor, lead):
+    """``tensor`` of shape (N, ...) reshaped to (*lead, ...): N rows back on the leading axes they
+    were flattened from."""
+    return ops.reshape(tensor, (*lead, *ops.shape(tensor)[1:]))
+
+
+def flat_rows(tensor, num_lead: int):
+    """``tensor`` of shape (*lead, ...) with its ``num_lead`` leading axes flattened into one."""
+    return ops.reshape(tensor, (-1, *ops.shape(tensor)[num_lead:]))
 
 
 def images_of(data):
@@ -75,7 +88,7 @@ class LatentVariableModel(keras.Model):
         # here, before any layer is built, as Keras draws its initializers' seeds)
         self.seed = int(random.randint(1, 2**31 - 1) if seed is None else seed)
         self.kl_weight = self.add_weight(shape=(), initializer="ones", trainable=False, name="kl_weight")
-        self.test_noise = keras.random.SeedGenerator(stream_key(self.seed, "valid"))
+        self.test_noise = keras.random.SeedGenerator(backend.generator_seed(stream_key(self.seed, "valid")))
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.distortion_tracker = keras.metrics.Mean(name="distortion")
         self.rate_tracker = keras.metrics.Mean(name="rate")
@@ -109,8 +122,8 @@ class LatentVariableModel(keras.Model):
         if extra is None:
             mean, logvar = self.top_encoder(x, training)
             return mean, logvar, self.prior.params()
-        n = tf.shape(x)[0]
-        mean, logvar = self.top_encoder(tf.concat([x, extra], axis=0), training)
+        n = ops.shape(x)[0]
+        mean, logvar = self.top_encoder(ops.concatenate([x, extra], axis=0), training)
         return mean[:n], logvar[:n], (mean[n:], logvar[n:])
 
     def prior_params(self):
@@ -121,18 +134,15 @@ class LatentVariableModel(keras.Model):
     def map_samples(self, network, z, training=False):
         """``network`` on z of shape (..., Z), through a (N, Z) batch: the outputs come back with
         z's leading axes ((S, B) samples of the importance sampler)."""
-        lead = tf.shape(z)[:-1]
-        outputs = network(tf.reshape(z, [-1, z.shape[-1]]), training=training)
-        return tf.nest.map_structure(
-            lambda y: tf.reshape(y, tf.concat([lead, tf.shape(y)[1:]], 0)), outputs)
+        lead = ops.shape(z)[:-1]
+        outputs = network(flat_rows(z, len(lead)), training=training)
+        return keras.tree.map_structure(lambda y: with_lead(y, lead), outputs)
 
     def decode(self, network, z, training=False):
         """The likelihood's parameters for latents of shape (..., Z): (..., *data_shape) each."""
-        lead = tf.shape(z)[:-1]
-        flat = tf.reshape(z, [-1, z.shape[-1]])
-        params = self.likelihood.params(network(flat, training=training), self.data_shape)
-        return tf.nest.map_structure(
-            lambda y: tf.reshape(y, tf.concat([lead, tf.shape(y)[1:]], 0)), params)
+        lead = ops.shape(z)[:-1]
+        params = self.likelihood.params(network(flat_rows(z, len(lead)), training=training), self.data_shape)
+        return keras.tree.map_structure(lambda y: with_lead(y, lead), params)
 
     def seed_tensor(self, seed, purpose="samples"):
         """A stateless seed pair from a pair, an int (that seed's ``purpose`` stream) or None (this
@@ -145,7 +155,7 @@ class LatentVariableModel(keras.Model):
 
     def noise_seed(self, purpose, counter):
         """[stream_key(seed, purpose), counter]: the stateless seed of one draw."""
-        return tf.stack([tf.constant(stream_key(self.seed, purpose), tf.int64), tf.cast(counter, tf.int64)])
+        return backend.seed_pair(stream_key(self.seed, purpose), counter)
 
     # -- Keras ----------------------------------------------------------------------------------
     def build(self, input_shape):
@@ -154,7 +164,7 @@ class LatentVariableModel(keras.Model):
         once the latent size is known, and the decoder."""
         self.data_shape = tuple(int(d) for d in input_shape[1:])
         self.prior.build_inputs(self.data_shape)
-        x = tf.zeros((1, *self.data_shape))
+        x = ops.zeros((1, *self.data_shape))
         self._build_networks(x)
         self.built = True
 
@@ -171,7 +181,7 @@ class LatentVariableModel(keras.Model):
         """The top encoder on x (and the prior's encoder inputs), then the prior: the latent's
         (mean, logvar) for x."""
         extra = self.prior.encoder_inputs()
-        mean, logvar = self.top_encoder(x if extra is None else tf.concat([x, extra], axis=0))
+        mean, logvar = self.top_encoder(x if extra is None else ops.concatenate([x, extra], axis=0))
         self.prior.build(mean.shape)
         return mean[:1], logvar[:1]
 
@@ -191,38 +201,95 @@ class LatentVariableModel(keras.Model):
     def metrics(self):
         return [self.loss_tracker, self.distortion_tracker, self.rate_tracker]
 
+    def training_loss(self, x, seed, beta):
+        """The training loss of the batch ``x``: the mean over images of distortion + ``beta`` x
+        rate with the noise of ``seed``; returns it with the per-image distortion and rate."""
+        distortion, rate = self.elbo_terms(x, seed, training=True)
+        return ops.mean(distortion + beta * rate), distortion, rate
+
     def gradient_step(self, x, seed, beta):
-        """One optimizer step on the batch ``x``: minimise the mean over images of
-        distortion + ``beta`` x rate with the noise of ``seed``. Returns the loss and the per-image
-        distortion and rate. ``fit`` (through :meth:`train_step`) and the paper-protocol trainer
-        both run it."""
+        """One optimizer step on the batch ``x`` that minimises :meth:`training_loss`. Returns the loss and
+        the per-image distortion and rate. On TensorFlow, ``fit`` (through :meth:`train_step`) and
+        the paper-protocol trainer both run it; JAX's ``fit`` takes the same step statelessly."""
+        if backend.NAME != "tensorflow":
+            raise ConfigError(f"gradient_step updates variables in place, which the {backend.NAME} "
+                              f"backend does not do inside a compiled step: train with fit().")
+        import tensorflow as tf
+
         variables = self.trainable_variables
         with tf.GradientTape() as tape:
-            distortion, rate = self.elbo_terms(x, seed, training=True)
-            loss = tf.reduce_mean(distortion + beta * rate)
+            loss, distortion, rate = self.training_loss(x, seed, beta)
             scaled = self.optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply_gradients(zip(grads, variables))
         return loss, distortion, rate
 
-    def train_step(self, data):
+    def train_step(self, *args):
         """One step of ``fit``: the noise of optimizer step t is the ``train`` stream at t, and the
         rate is weighed by ``kl_weight`` (1 unless a :class:`vae_lib.KLWarmup` callback sets it).
         Logs ``loss`` (distortion + kl_weight x rate), ``distortion`` (-log p(x|z)) and ``rate``
-        (the KL term), each the mean over images in nats."""
-        x = tf.convert_to_tensor(images_of(data), tf.float32)
+        (the KL term), each the mean over images in nats. (Keras calls it with the batch on
+        TensorFlow, with its state and the batch on JAX.)"""
+        if backend.NAME == "jax":
+            return self._stateless_train_step(*args)
+        x = ops.convert_to_tensor(images_of(args[0]), "float32")
         self.ensure_built(x)
         seed = self.noise_seed("train", self.optimizer.iterations)
         _, distortion, rate = self.gradient_step(x, seed, self.kl_weight)
         return self._log(distortion, rate, self.kl_weight)
 
-    def test_step(self, data):
+    def test_step(self, *args):
         """``evaluate`` and ``fit``'s validation: ``loss`` is the negative ELBO (the rate at weight
         1, whatever the warm-up), the criterion of the paper's early stopping."""
-        x = tf.convert_to_tensor(images_of(data), tf.float32)
+        if backend.NAME == "jax":
+            return self._stateless_test_step(*args)
+        x = ops.convert_to_tensor(images_of(args[0]), "float32")
         self.ensure_built(x)
-        distortion, rate = self.elbo_terms(x, tf.cast(self.test_noise.next(), tf.int64))
+        distortion, rate = self.elbo_terms(x, backend.as_seed(self.test_noise.next()))
         return self._log(distortion, rate, 1.0)
+
+    # -- JAX: the same steps on explicit state (Keras' stateless training API) -------------------
+    def _stateless_train_step(self, state, data):
+        import jax
+
+        trainable, non_trainable, optimizer_values, metric_values = state
+        x = ops.convert_to_tensor(images_of(data), "float32")
+        fixed = list(zip(self.non_trainable_variables, non_trainable))
+        with keras.StatelessScope(state_mapping=fixed + list(zip(self.optimizer.variables, optimizer_values))):
+            seed = self.noise_seed("train", self.optimizer.iterations.value)
+            beta = self.kl_weight.value
+
+        def scaled_loss(trainable_values):
+            mapping = list(zip(self.trainable_variables, trainable_values)) + fixed
+            with keras.StatelessScope(state_mapping=mapping) as scope:
+                loss, distortion, rate = self.training_loss(x, seed, beta)
+            updated = [scope.get_current_value(v) for v in self.non_trainable_variables]
+            with keras.StatelessScope(state_mapping=list(zip(self.optimizer.variables, optimizer_values))):
+                scaled = self.optimizer.scale_loss(loss)
+            return scaled, (distortion, rate, updated)
+
+        (_, (distortion, rate, updated)), grads = jax.value_and_grad(scaled_loss, has_aux=True)(trainable)
+        non_trainable = [old if new is None else new for old, new in zip(non_trainable, updated)]
+        trainable, optimizer_values = self.optimizer.stateless_apply(optimizer_values, grads, trainable)
+        logs, metric_values = self._stateless_log(metric_values, distortion, rate, beta)
+        return logs, (trainable, non_trainable, optimizer_values, metric_values)
+
+    def _stateless_test_step(self, state, data):
+        trainable, non_trainable, metric_values = state
+        x = ops.convert_to_tensor(images_of(data), "float32")
+        variables = self.trainable_variables + self.non_trainable_variables
+        with keras.StatelessScope(state_mapping=list(zip(variables, trainable + non_trainable))) as scope:
+            distortion, rate = self.elbo_terms(x, backend.as_seed(self.test_noise.next()))
+        non_trainable = [old if scope.get_current_value(v) is None else scope.get_current_value(v)
+                         for v, old in zip(self.non_trainable_variables, non_trainable)]
+        logs, metric_values = self._stateless_log(metric_values, distortion, rate, 1.0)
+        return logs, (trainable, non_trainable, metric_values)
+
+    def _stateless_log(self, metric_values, distortion, rate, beta):
+        with keras.StatelessScope(state_mapping=list(zip(self.metrics_variables, metric_values))) as scope:
+            logs = self._log(distortion, rate, beta)
+        return logs, [old if scope.get_current_value(v) is None else scope.get_current_value(v)
+                      for v, old in zip(self.metrics_variables, metric_values)]
 
     def _log(self, distortion, rate, beta):
         self.loss_tracker.update_state(distortion + beta * rate)
@@ -332,10 +399,10 @@ class HVAE(LatentVariableModel):
         """The likelihood's parameters of p(x | z1, z2), with z1's and z2's leading shape (``x``:
         the images scored, which only an autoregressive decoder reads)."""
         out = self._two_inputs(self.p_x, z1, z2, False, training)
-        n_lead, lead = len(z2.shape) - 1, tf.shape(z2)[:-1]
-        flat = tf.nest.map_structure(lambda y: tf.reshape(y, tf.concat([[-1], tf.shape(y)[n_lead:]], 0)), out)
+        lead = ops.shape(z2)[:-1]
+        flat = keras.tree.map_structure(lambda y: flat_rows(y, len(lead)), out)
         params = self.likelihood.params(flat, self.data_shape)
-        return tf.nest.map_structure(lambda y: tf.reshape(y, tf.concat([lead, tf.shape(y)[1:]], 0)), params)
+        return keras.tree.map_structure(lambda y: with_lead(y, lead), params)
 
     @staticmethod
     def _two_inputs(network, a, b, a_per_image, training=False):
@@ -345,12 +412,11 @@ class HVAE(LatentVariableModel):
         (N, ...) batches."""
         if getattr(network, "broadcasts_samples", False):
             return network([a, b], training=training)
-        lead, n_lead = tf.shape(b)[:-1], len(b.shape) - 1
-        if a_per_image and n_lead > 1:
-            a = tf.broadcast_to(a, tf.concat([lead, tf.shape(a)[1:]], 0))  # x repeated per sample
-        a_flat = tf.reshape(a, tf.concat([[-1], tf.shape(a)[n_lead:]], 0))
-        out = network([a_flat, tf.reshape(b, [-1, b.shape[-1]])], training=training)
-        return tf.nest.map_structure(lambda y: tf.reshape(y, tf.concat([lead, tf.shape(y)[1:]], 0)), out)
+        lead = ops.shape(b)[:-1]
+        if a_per_image and len(lead) > 1:
+            a = ops.broadcast_to(a, (*lead, *ops.shape(a)[1:]))  # x repeated per sample
+        out = network([flat_rows(a, len(lead)), flat_rows(b, len(lead))], training=training)
+        return keras.tree.map_structure(lambda y: with_lead(y, lead), out)
 
     def _build_networks(self, x):
         mean2, _ = self._build_top(x)
@@ -364,7 +430,7 @@ class HVAE(LatentVariableModel):
             mean2, logvar2, prior_params = self.encode_with_prior(x, training)
         else:
             mean2, logvar2 = self.top_encoder(x)
-        seed2, seed1 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        seed2, seed1 = backend.split_seed(seed, 2)
         z2 = reparameterize(mean2, logvar2, seed2, num_samples)
         mean1, logvar1 = self.q_z1_params(x, z2, training)
         z1 = reparameterize(mean1, logvar1, seed1)
@@ -387,7 +453,7 @@ class HVAE(LatentVariableModel):
         return self.likelihood.mean(self.p_x_params(z1, z2))
 
     def sample(self, n, seed=None):
-        seed2, seed1 = tf.unstack(tf.random.experimental.stateless_split(self.seed_tensor(seed), 2))
+        seed2, seed1 = backend.split_seed(self.seed_tensor(seed), 2)
         z2 = self.prior.sample(n, seed2, self.prior_params())
         z1 = reparameterize(*gaussian_params(self.map_samples(self.p_z1, z2)), seed1)
         return self.likelihood.mean(self.p_x_params(z1, z2))
@@ -458,7 +524,7 @@ class ConvHVAE(HVAE):
 
     def as_images(self, x):
         """x, flat or shaped, as (N, H, W, C) images."""
-        return tf.reshape(x, tf.concat([tf.shape(x)[:1], self.image_shape], 0))
+        return ops.reshape(x, (ops.shape(x)[0], *self.image_shape))
 
     def top_encoder(self, x, training=False):
         return gaussian_params(self.q_z2(self.as_images(x), training=training))
@@ -498,26 +564,26 @@ class PixelHVAE(ConvHVAE):
         if x is None:
             raise ConfigError("The PixelHVAE's p(x|z1, z2) is autoregressive: it scores an image x "
                               "(teacher forcing); draw images with sample() or reconstruct().")
-        lead = tf.shape(z2)[:-1]
+        lead = ops.shape(z2)[:-1]
         images = self.as_images(x)  # (B, H, W, C), broadcast over (S, B) samples of the latents
-        images = tf.broadcast_to(images, tf.concat([lead, self.image_shape], 0))
-        flat = lambda z: tf.reshape(z, [-1, z.shape[-1]])
-        out = self.p_x([tf.reshape(images, [-1, *self.image_shape]), flat(z1), flat(z2)], training=training)
+        images = ops.broadcast_to(images, (*lead, *self.image_shape))
+        flat = lambda t: flat_rows(t, len(lead))
+        out = self.p_x([flat(images), flat(z1), flat(z2)], training=training)
         params = self.likelihood.params(out, self.data_shape)
-        return tf.nest.map_structure(lambda y: tf.reshape(y, tf.concat([lead, tf.shape(y)[1:]], 0)), params)
+        return keras.tree.map_structure(lambda y: with_lead(y, lead), params)
 
     def draw_pixels(self, z1, z2, seed):
         """Images for latents (N, Z), drawn pixel by pixel in raster order, each pixel from its
         conditional given the pixels drawn before it; and each pixel's conditional mean given those
         (a picture of what the PixelCNN expects there): (images, means), in the inputs' shape."""
         height, width, channels = self.image_shape
-        canvas = tf.zeros(tf.concat([tf.shape(z1)[:1], self.image_shape], 0))
+        canvas = ops.zeros((ops.shape(z1)[0], *self.image_shape))
         means = canvas
-        seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), height * width)
+        seeds = backend.split_seed(backend.as_seed(seed), height * width)
         step = self._draw_step
         for index in range(height * width):
-            canvas, means = step(z1, z2, canvas, means, tf.constant(index), seeds[index])
-        shaped = lambda t: tf.reshape(t, tf.concat([tf.shape(t)[:1], self.data_shape], 0))
+            canvas, means = step(z1, z2, canvas, means, ops.convert_to_tensor(index), seeds[index])
+        shaped = lambda t: ops.reshape(t, (ops.shape(t)[0], *self.data_shape))
         return shaped(canvas), shaped(means)
 
     @property
@@ -527,25 +593,25 @@ class PixelHVAE(ConvHVAE):
             height, width, channels = self.image_shape
 
             def step(z1, z2, canvas, means, index, seed):
-                image = lambda t: tf.reshape(t, [-1, *self.image_shape])
-                params = tf.nest.map_structure(image, self.p_x_params(z1, z2, canvas))
+                image = lambda t: ops.reshape(t, (-1, *self.image_shape))
+                params = keras.tree.map_structure(image, self.p_x_params(z1, z2, canvas))
                 i, j = index // width, index % width
-                pixel = self.likelihood.draw(tf.nest.map_structure(lambda t: t[:, i, j], params), seed)
-                where = tf.reshape(tf.one_hot(index, height * width), [1, height, width, 1])
+                pixel = self.likelihood.draw(keras.tree.map_structure(lambda t: t[:, i, j], params), seed)
+                where = ops.reshape(ops.one_hot(index, height * width), (1, height, width, 1))
                 mean_here = self.likelihood.mean(params)
-                return (canvas * (1 - where) + where * tf.reshape(pixel, [-1, 1, 1, channels]),
+                return (canvas * (1 - where) + where * ops.reshape(pixel, (-1, 1, 1, channels)),
                         means * (1 - where) + where * mean_here)
 
-            self.__dict__["_draw_step_fn"] = tf.function(step, autograph=False, reduce_retracing=True)
+            self.__dict__["_draw_step_fn"] = backend.compile_function(step, self, jit_compile=False)
         return self.__dict__["_draw_step_fn"]
 
     def reconstruct(self, x):
         z2, _ = self.top_encoder(x)
         z1, _ = self.q_z1_params(x, z2)
-        return self.draw_pixels(z1, z2, tf.constant([0, 0], tf.int64))[1]
+        return self.draw_pixels(z1, z2, backend.seed_pair(0, 0))[1]
 
     def sample(self, n, seed=None):
-        seed2, seed1, seed_x = tf.unstack(tf.random.experimental.stateless_split(self.seed_tensor(seed), 3))
+        seed2, seed1, seed_x = backend.split_seed(self.seed_tensor(seed), 3)
         z2 = self.prior.sample(n, seed2, self.prior_params())
         z1 = reparameterize(*gaussian_params(self.map_samples(self.p_z1, z2)), seed1)
         return self.draw_pixels(z1, z2, seed_x)[1]

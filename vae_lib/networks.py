@@ -12,8 +12,9 @@ import contextlib
 import math
 
 import keras
-import tensorflow as tf
+from keras import ops
 
+from . import backend
 from .errors import check_choice
 
 LOGVAR_RANGE = (-6.0, 2.0)  # Gaussian log-variances, clipped (hardtanh) as in the paper's code
@@ -53,10 +54,10 @@ class Linear(keras.layers.Layer):
 
     def call(self, x):
         dtype = self.matmul_dtype
-        if dtype is not None and dtype != tf.float32 and x.dtype == tf.float32:
-            product = tf.matmul(tf.cast(x, dtype), tf.cast(self.kernel, dtype), output_type=tf.float32)
+        if dtype is not None and dtype != "float32" and keras.backend.standardize_dtype(x.dtype) == "float32":
+            product = backend.matmul_rounded(x, self.kernel, dtype)
         else:
-            product = tf.matmul(x, self.kernel)
+            product = ops.matmul(x, self.kernel)
         return product + self.bias
 
     def get_config(self):
@@ -72,7 +73,7 @@ def matmul_inputs(model, dtype):
     layers = [layer for layer in model._flatten_layers() if isinstance(layer, Linear)]
     saved = [layer.matmul_dtype for layer in layers]
     for layer in layers:
-        layer.matmul_dtype = tf.as_dtype(dtype)
+        layer.matmul_dtype = keras.backend.standardize_dtype(dtype)
     try:
         yield
     finally:
@@ -98,8 +99,8 @@ class GatedDense(Composite):
         self.linear = Linear(2 * units, init, blocks=2)
 
     def call(self, x):
-        h, gate = tf.split(self.linear(x), 2, axis=-1)
-        return h * tf.sigmoid(gate)
+        h, gate = ops.split(self.linear(x), 2, axis=-1)
+        return h * ops.sigmoid(gate)
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "init": self.init}
@@ -115,7 +116,7 @@ class ReluDense(Composite):
         self.linear = Linear(units, init)
 
     def call(self, x):
-        return tf.nn.relu(self.linear(x))
+        return ops.relu(self.linear(x))
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "init": self.init}
@@ -148,15 +149,14 @@ class MLP(Composite):
 
 def apply_2d(fn, x):
     """fn on (..., D) inputs through a 2-D view; outputs get the same leading shape back."""
-    lead = tf.shape(x)[:-1]
-    outputs = fn(tf.reshape(x, [-1, x.shape[-1]]))
-    return tf.nest.map_structure(
-        lambda y: tf.reshape(y, tf.concat([lead, tf.shape(y)[-1:]], 0)), outputs)
+    lead = ops.shape(x)[:-1]
+    outputs = fn(ops.reshape(x, (-1, x.shape[-1])))
+    return keras.tree.map_structure(lambda y: ops.reshape(y, (*lead, y.shape[-1])), outputs)
 
 
 def as_float32(*tensors):
     """The networks' outputs in float32 (no-ops unless a mixed-precision policy is set)."""
-    return tuple(tf.cast(t, tf.float32) for t in tensors)
+    return tuple(ops.cast(t, "float32") for t in tensors)
 
 
 @keras.saving.register_keras_serializable(package="vae_lib")
@@ -169,8 +169,8 @@ class GaussianHead(Composite):
         self.params = Linear(2 * dim, init, blocks=2)
 
     def call(self, h):
-        mean, logvar = as_float32(*tf.split(self.params(h), 2, axis=-1))
-        return mean, tf.clip_by_value(logvar, *LOGVAR_RANGE)
+        mean, logvar = as_float32(*ops.split(self.params(h), 2, axis=-1))
+        return mean, ops.clip(logvar, *LOGVAR_RANGE)
 
     def get_config(self):
         return {**super().get_config(), "dim": self.dim, "init": self.init}
@@ -236,8 +236,8 @@ class TwoInputMLP(Composite):
         a, b = inputs
         ha = apply_2d(self.from_a, a)
         hb = apply_2d(self.from_b, b)
-        ha = ha + tf.zeros_like(hb)  # broadcast over the samples; keeps the static shape
-        return apply_2d(self.joint, tf.concat([ha, hb], axis=-1))
+        ha = ha + ops.zeros_like(hb)  # broadcast over the samples; keeps the static shape
+        return apply_2d(self.joint, ops.concatenate([ha, hb], axis=-1))
 
     def get_config(self):
         return {**super().get_config(), "hidden_units": self.hidden_units,

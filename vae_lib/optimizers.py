@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 
 def normalize_gradients(grads):
     """Each gradient tensor divided by its L2 norm (+ 1e-7)."""
-    return [g / (tf.norm(g) + 1e-7) for g in grads]
+    return [g / (ops.sqrt(ops.sum(g * g)) + 1e-7) for g in grads]
 
 
 @keras.saving.register_keras_serializable(package="vae_lib")

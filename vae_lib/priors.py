@@ -8,15 +8,16 @@ parameters come from the model (``model.prior_params()``); the prior itself hold
 pseudo-inputs, never the encoder: its ``trainable_variables`` are its own, and a model lists each
 of its variables once. Evaluation computes the parameters once and passes them back in, so the
 K pseudo-inputs are encoded once per evaluation, not once per importance-sampling pass. Sampling
-takes an explicit stateless ``seed`` (Philox: fast with and without XLA).
+takes an explicit stateless ``seed`` (see :mod:`vae_lib.backend`).
 """
 from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
-from .densities import RNG_ALG, kl_normal_standard, log_mixture_normal_diag, log_standard_normal
+from . import backend
+from .densities import kl_normal_standard, log_mixture_normal_diag, log_standard_normal
 from .errors import ConfigError
 
 
@@ -74,7 +75,7 @@ class StandardNormal(Prior):
         return log_standard_normal(z)
 
     def sample(self, n, seed, params=None):
-        return tf.random.stateless_normal([n, self.latent_dim], seed=seed, alg=RNG_ALG)
+        return backend.normal((n, self.latent_dim), seed)
 
     def closed_form_kl(self, mean, logvar):
         return kl_normal_standard(mean, logvar)
@@ -96,11 +97,10 @@ class MixturePrior(Prior):
 
     def sample(self, n, seed, params=None):
         means, logvars = self.params() if params is None else params
-        pick_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        k = tf.random.stateless_uniform([n], pick_seed, minval=0, maxval=tf.shape(means)[0],
-                                        dtype=tf.int32, alg=RNG_ALG)
-        eps = tf.random.stateless_normal([n, tf.shape(means)[1]], seed=noise_seed, alg=RNG_ALG)
-        return tf.gather(means, k) + tf.exp(0.5 * tf.gather(logvars, k)) * eps
+        pick_seed, noise_seed = backend.split_seed(seed, 2)
+        k = backend.randint((n,), pick_seed, ops.shape(means)[0])
+        eps = backend.normal((n, ops.shape(means)[1]), noise_seed)
+        return ops.take(means, k, axis=0) + ops.exp(0.5 * ops.take(logvars, k, axis=0)) * eps
 
     def get_config(self):
         return {**super().get_config(), "num_components": self.num_components}
@@ -193,8 +193,8 @@ class VampPrior(MixturePrior):
     def pseudo_inputs(self):
         """The pseudo-inputs u_k as the encoder sees them (clipped into ``value_range``)."""
         if self.value_range is None:
-            return tf.convert_to_tensor(self.pseudo_inputs_raw)
-        return tf.clip_by_value(self.pseudo_inputs_raw, *self.value_range)  # hardtanh
+            return ops.convert_to_tensor(self.pseudo_inputs_raw)
+        return ops.clip(self.pseudo_inputs_raw, *self.value_range)  # hardtanh
 
     def encoder_inputs(self):
         return self.pseudo_inputs()

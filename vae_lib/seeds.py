@@ -1,12 +1,14 @@
 """Random streams: every purpose draws its randomness from its own stateless stream.
 
-A stream is the pair ``[key, counter]`` given to TensorFlow's stateless random ops, with
+A stream is the pair ``[key, counter]`` given to the backend's stateless random draws
+(:mod:`vae_lib.backend`), with
 ``key = seed * NUM_STREAMS + purpose``. Different purposes (training noise, validation, the test
 ELBO, importance sampling, sampled images, dynamic binarization) therefore never share random
 numbers, and each draw is a function of (seed, purpose, counter) alone, so a resumed run replays an
 uninterrupted one and an evaluation does not depend on what ran before it. (Compiled with XLA,
-TensorFlow's Philox draws other numbers from the same seed than without it: a run's numbers are
-reproducible for its ``jit_compile`` setting, which its config records.)
+TensorFlow's Philox draws other numbers from the same seed than without it, and JAX others again:
+a run's numbers are reproducible for its backend and ``jit_compile`` setting, which its config
+records.)
 """
 from __future__ import annotations
 
@@ -19,8 +21,9 @@ def stream_key(seed: int, purpose: str) -> int:
     return int(seed) * NUM_STREAMS + STREAMS.index(purpose)
 
 
-def stateless_seed(seed: int, purpose: str, counter: int):
-    """``[stream_key(seed, purpose), counter]`` as an int64 tensor, for stateless random ops."""
-    import tensorflow as tf
+def stateless_seed(seed: int, purpose: str, counter):
+    """``[stream_key(seed, purpose), counter]`` as the backend's seed tensor, for its stateless
+    random draws (``counter``: an int, or a tensor such as an optimizer's step)."""
+    from .backend import seed_pair
 
-    return tf.constant([stream_key(seed, purpose), int(counter)], tf.int64)
+    return seed_pair(stream_key(seed, purpose), counter)
