@@ -88,8 +88,8 @@ def test_fit_and_the_paper_protocol_trainer_take_the_same_step(model_name, optim
     same loss, distortion and rate and the same weights after it (same seed, batch and KL weight).
     Both run the model's gradient_step; this is what keeps them from drifting apart. (The two
     compiled graphs may sum a gradient in another order: Adam's first step, lr g / (|g| + eps),
-    turns that rounding into a visible difference where |g| is near eps, so a few weights differ
-    by well under 1% of a step.)"""
+    turns that rounding into a visible difference where |g| is near eps, so a few weights in ten
+    thousand differ, by up to 2% of a step.)"""
     import tensorflow as tf
 
     from vae_lib.datasets import Dataset
@@ -109,10 +109,13 @@ def test_fit_and_the_paper_protocol_trainer_take_the_same_step(model_name, optim
     ours.kl_weight.assign(0.5)
     order = np.random.default_rng([config.seed, 1]).permutation(20)  # the Trainer's batch order
     logs = ours.fit(x[order], batch_size=20, epochs=1, shuffle=False, verbose=0).history
-    np.testing.assert_allclose([logs[k][0] for k in ("loss", "distortion", "rate")], losses[0], rtol=1e-6)
+    # (the rate, under 1 nat here, is a difference of log-densities of tens of nats: their float32
+    # rounding, which a graph's order of summation sets, is up to 1e-6 nats of it)
+    np.testing.assert_allclose([logs[k][0] for k in ("loss", "distortion", "rate")], losses[0], rtol=1e-6,
+                               atol=2e-6)
     diffs = np.concatenate([np.abs(a.numpy() - b.numpy()).ravel()
                             for a, b in zip(ours.trainable_variables, theirs.trainable_variables)])
-    assert diffs.max() < 0.01 * 1e-3 and np.mean(diffs > 1e-7) < 1e-3
+    assert diffs.max() < 0.02 * 1e-3 and np.mean(diffs > 1e-7) < 1e-3
 
 
 @pytest.mark.parametrize("model_name, prior", [
@@ -307,3 +310,18 @@ def test_log_likelihood_agrees_with_scipy_logsumexp_of_the_models_own_log_weight
     expected = special.logsumexp(log_w, axis=0) - math.log(50)
     np.testing.assert_allclose(vae_lib.log_likelihood(model, x, num_samples=50, jit_compile=False),
                                expected, rtol=1e-5)
+
+
+@pytest.mark.skipif(backend.NAME != "tensorflow", reason="fit's array pipeline is TensorFlow's")
+def test_fit_feeds_an_array_in_every_row_once_an_epoch_in_a_new_order():
+    """The batches fit makes of an image array on TensorFlow (backend.array_batches): 20 rows in
+    batches of 7, 7 and 6, each epoch a permutation of the rows (as float32), a new one each
+    epoch with shuffle, the rows in order without."""
+    x = np.arange(20, dtype=np.float64)[:, None] * np.ones((1, 3))
+    epochs = [[as_numpy(b) for b in backend.array_batches(x, 7, shuffle=True)] for _ in range(2)]
+    for batches in epochs:
+        assert [len(b) for b in batches] == [7, 7, 6] and batches[0].dtype == np.float32
+        np.testing.assert_array_equal(np.sort(np.concatenate(batches)[:, 0]), np.arange(20))
+    assert not np.array_equal(np.concatenate(epochs[0]), np.concatenate(epochs[1]))
+    in_order = np.concatenate([as_numpy(b) for b in backend.array_batches(x, 7, shuffle=False)])
+    np.testing.assert_array_equal(in_order, x)

@@ -1,6 +1,6 @@
 """What the core needs that differs between Keras backends: stateless random draws, the few
-matmuls whose tuned form has no ``keras.ops`` spelling, and compiling a function of a model.
-Everything else in the core is ``keras.ops``.
+matmuls whose tuned form has no ``keras.ops`` spelling, compiling a function of a model, and
+feeding arrays to ``fit``. Everything else in the core is ``keras.ops``.
 
 The core runs on TensorFlow (the default, and the reproduction pipeline's engine) and on JAX
 (``KERAS_BACKEND=jax``, with ``pip install "vae_lib[jax]"``). On TensorFlow each function here is
@@ -17,6 +17,7 @@ from __future__ import annotations
 import numbers
 
 import keras
+import numpy as np
 
 from .errors import ConfigError
 
@@ -89,6 +90,24 @@ if NAME == "tensorflow":
         """An argument named in ``static_argnums``, in the form this backend passes it."""
         return tf.constant(int(value))
 
+    def array_batches(images, batch_size: int, shuffle: bool):
+        """A ``tf.data`` pipeline of an in-memory image array for ``fit``: batches of
+        ``batch_size`` rows (the last one smaller), in a new random order each epoch with
+        ``shuffle``, each gathered on one private thread with one batch prefetched. Keras' own
+        array adapter gathers batches on autotuned parallel threads, which on a 2-core CPU take
+        cores from the training step: its epochs ran up to twice as long, and at best 10% longer
+        than the paper-protocol trainer's (benchmarks/README.md)."""
+        data = tf.constant(np.asarray(images, np.float32))
+        rows = tf.data.Dataset.range(len(images))
+        if shuffle:
+            rows = rows.shuffle(len(images), reshuffle_each_iteration=True)
+        batches = rows.batch(batch_size).map(lambda index: tf.gather(data, index))
+        options = tf.data.Options()
+        options.threading.private_threadpool_size = 1
+        options.autotune.enabled = False
+        options.experimental_optimization.apply_default_optimizations = False
+        return batches.with_options(options).prefetch(1)
+
 else:
     import jax
     import jax.numpy as jnp
@@ -139,3 +158,5 @@ else:
 
     def static_int(value):
         return int(value)
+
+    array_batches = None  # Keras' own iterator feeds JAX

@@ -291,6 +291,30 @@ class LatentVariableModel(keras.Model):
         return logs, [old if scope.get_current_value(v) is None else scope.get_current_value(v)
                       for v, old in zip(self.metrics_variables, metric_values)]
 
+    def fit(self, x=None, *args, **kwargs):
+        """Keras' ``fit``. Images given as one array (no ``y``, weights or ``validation_split``)
+        are fed on TensorFlow through :func:`vae_lib.backend.array_batches`, as are validation
+        images given as an array or ``(array,)``: the same batches, sizes and per-epoch
+        shuffling as Keras' own array adapter, without its threads taking cores from the
+        training step."""
+        if not args and self._feeds_arrays(x, kwargs):
+            batch_size = kwargs.pop("batch_size", None) or 32
+            x = backend.array_batches(x, batch_size, kwargs.pop("shuffle", True))
+            kwargs["shuffle"] = False  # (the batches come shuffled, or not, as asked)
+            valid = kwargs.get("validation_data")
+            if isinstance(valid, (tuple, list)) and len(valid) == 1:
+                valid = valid[0]
+            if isinstance(valid, np.ndarray):
+                valid_batch = kwargs.pop("validation_batch_size", None) or batch_size
+                kwargs["validation_data"] = backend.array_batches(valid, valid_batch, False)
+        return super().fit(x, *args, **kwargs)
+
+    @staticmethod
+    def _feeds_arrays(x, kwargs) -> bool:
+        plain = all(kwargs.get(key) is None for key in ("y", "sample_weight", "class_weight", "steps_per_epoch"))
+        return (backend.array_batches is not None and isinstance(x, np.ndarray) and plain
+                and not kwargs.get("validation_split") and kwargs.get("shuffle", True) in (True, False))
+
     def _log(self, distortion, rate, beta):
         self.loss_tracker.update_state(distortion + beta * rate)
         self.distortion_tracker.update_state(distortion)
