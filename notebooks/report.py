@@ -550,8 +550,9 @@ for dataset in present:
 # (with 3 seeds, 2.48 standard deviations), or, for one seed, 1.96 times its paired standard error
 # over the test images and the seed-to-seed spread in quadrature. A paired s.e. alone cannot see how
 # much another seed would move a difference, so that spread is measured on the same dataset's
-# several-seed differences (the root mean square of their std over seeds); a one-seed difference on
-# a dataset with none gets no verdict.
+# several-seed differences (the root mean square of their std over seeds), or, on dynamic MNIST,
+# which has none, on static MNIST's (the same digits and networks; only the binarization differs);
+# a one-seed difference on a dataset with neither gets no verdict.
 
 # %%
 evidence = Evidence(rows, profile, models, datasets, list(PRIORS), planned, K, S, settings["warmup_epochs"],

@@ -13,9 +13,9 @@ from vae_lib.pipeline.verdicts import (Evidence, code_settings_section, estimate
                                        reference_section, reruns_section, training_section)
 
 
-def _evidence(root, profile="paper", planned=None, **extra):
+def _evidence(root, profile="paper", planned=None, datasets=("static_mnist", "frey_faces"), **extra):
     rows = collect_rows(root, relative_to=root.parent)
-    return Evidence(rows, profile, ["vae", "hvae"], ["static_mnist", "frey_faces"],
+    return Evidence(rows, profile, ["vae", "hvae"], list(datasets),
                     ["standard", "vampprior", "vampprior_data", "mog"], planned or {}, 500, 5000, 100, **extra)
 
 
@@ -289,3 +289,32 @@ def test_frey_faces_in_bits_per_dim_against_the_paper_codes_settings(tmp_path):
     assert "the paper code's optimizer" in line and "-0.001" in line and "ours worse" in line
     assert "The largest change comes from the paper code's initialisation (0.01 bits/dim)" in line
     assert "vampprior:" not in line  # no VampPrior runs here
+
+
+def test_dynamic_mnist_takes_static_mnists_seed_spread_and_says_so(tmp_path):
+    """Dynamic MNIST has one seed only; static MNIST's 3-seed VampPrior - standard differences
+    (+2.2, +2.0, +1.8 per image: std 0.2) measure the spread it is given (COMPARABLE_DATASETS):
+    +1.0 with a paired s.e. of 0.01 gets the error sqrt(0.01^2 + 0.2^2) = 0.20 and is a
+    verdict, its text naming where the spread was measured. Without static MNIST's seeds it gets
+    none."""
+    root = tmp_path / "runs"
+    for seed, gain in zip((0, 1, 2), (2.2, 2.0, 1.8)):
+        base = _images(seed, 400)
+        synthetic_record(root, "static_mnist", "standard", seed, base)
+        synthetic_record(root, "static_mnist", "vampprior", seed,
+                         base + gain + 0.01 * np.random.default_rng(seed).normal(size=400))
+    x = _images(5, 400, -84.0)
+    synthetic_record(root, "dynamic_mnist", "standard", 0, x)
+    z = np.random.default_rng(5).normal(size=400)
+    synthetic_record(root, "dynamic_mnist", "vampprior", 0, x + 1.0 + 0.2 * (z - z.mean()) / z.std(ddof=1))
+    sections, _ = prior_sections(_evidence(root, datasets=("static_mnist", "dynamic_mnist")))
+    line = next(line for line in dict(sections)["Each prior against the standard prior (paired)"] if "dynamic_mnist" in line)
+    assert ("vampprior &minus; standard = +1.00 nats per image (paired s.e. 0.01 and the seed-to-seed spread 0.20 "
+            "of static_mnist (the same digits and networks; not measured on this one): 0.20, 1 seed)") in line
+    assert line.endswith("vampprior is better.")
+    for seed in (1, 2):  # static MNIST on one seed only: no spread anywhere, no verdict
+        for prior in ("standard", "vampprior"):
+            (root / f"static_mnist__{prior}__K500__seed{seed}").rename(tmp_path / f"{prior}{seed}")
+    sections, _ = prior_sections(_evidence(root, datasets=("static_mnist", "dynamic_mnist")))
+    line = next(line for line in dict(sections)["Each prior against the standard prior (paired)"] if "dynamic_mnist" in line)
+    assert "no verdict on one seed" in line

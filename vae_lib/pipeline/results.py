@@ -145,6 +145,7 @@ class PairedDifference:
     # measured on its dataset, and then no verdict)
     seed_spread: float | None = None
     needs_seed_spread: bool = False
+    seed_spread_from: str | None = None  # the comparable dataset it was measured on, if not its own
 
 
 def seed_spread(differences) -> float | None:
@@ -154,10 +155,12 @@ def seed_spread(differences) -> float | None:
     return float(np.sqrt(np.mean(np.square(spreads)))) if spreads else None
 
 
-def with_seed_spread(difference: PairedDifference, spread: float | None) -> PairedDifference:
+def with_seed_spread(difference: PairedDifference, spread: float | None,
+                     measured_on: str | None = None) -> PairedDifference:
     """A one-seed difference whose error includes the seed-to-seed spread (:func:`seed_spread` of
     comparable differences, in quadrature with its paired s.e. over images): a difference of two
-    single training runs varies with their seeds, which its paired s.e. does not see. With no
+    single training runs varies with their seeds, which its paired s.e. does not see.
+    ``measured_on``: the comparable dataset the spread comes from, where its own has none. With no
     measured spread it is marked as needing one (:func:`verdict` then gives none). A difference
     over several seeds already has that spread in its std and is returned as it is."""
     if len(difference.per_seed) != 1 or difference.seed_spread is not None or difference.needs_seed_spread:
@@ -165,7 +168,7 @@ def with_seed_spread(difference: PairedDifference, spread: float | None) -> Pair
     if spread is None:
         return replace(difference, needs_seed_spread=True)
     return replace(difference, err=float(math.hypot(difference.err, spread)), seed_spread=spread,
-                   err_kind="paired s.e. and seed spread")
+                   err_kind="paired s.e. and seed spread", seed_spread_from=measured_on)
 
 
 def interval_halfwidth(difference: PairedDifference) -> float:

@@ -5,7 +5,8 @@ in tests/test_verdicts.py); the report notebook gathers the numbers and displays
 "Better" or "worse" means the paired difference's 95% interval excludes zero
 (:func:`vae_lib.pipeline.results.verdict`). A difference of one seed's runs carries the
 seed-to-seed spread measured on the same dataset's several-seed differences
-(:func:`seed_spreads`); where none measures it, it gets no verdict.
+(:func:`seed_spreads`), or, on a dataset with none, on its comparable dataset's
+(:data:`COMPARABLE_DATASETS`); where neither measures it, it gets no verdict.
 """
 from __future__ import annotations
 
@@ -22,6 +23,12 @@ from .results import (interval_halfwidth, paired_difference, seed_spread, select
 from .registry import model_label
 from .rundir import variant_of
 from ..schedule import kl_weight
+
+
+# A dataset without several-seed differences of its own takes its seed-to-seed spread from these,
+# and why they are comparable: dynamic MNIST has static MNIST's digits, networks and split sizes;
+# only the binarization differs.
+COMPARABLE_DATASETS = {"dynamic_mnist": ("static_mnist", "the same digits and networks")}
 
 
 @dataclass
@@ -70,8 +77,15 @@ class Evidence:
         self.learned_diffs = {dataset: self.spread(d, dataset) for dataset, d in self.learned_diffs.items()}
 
     def spread(self, d, dataset):
-        """``d`` with its dataset's seed-to-seed spread if it has one seed (results.with_seed_spread)."""
-        return None if d is None else with_seed_spread(d, self.seed_spreads.get(dataset))
+        """``d`` with its dataset's seed-to-seed spread if it has one seed (results.with_seed_spread),
+        or its comparable dataset's (:data:`COMPARABLE_DATASETS`) where its own is not measured."""
+        if d is None:
+            return None
+        if dataset not in self.seed_spreads and dataset in COMPARABLE_DATASETS:
+            other = COMPARABLE_DATASETS[dataset][0]
+            if other in self.seed_spreads:
+                return with_seed_spread(d, self.seed_spreads[other], measured_on=other)
+        return with_seed_spread(d, self.seed_spreads.get(dataset))
 
     def why_missing(self, dataset, model, prior) -> str:
         """Why a cell has no result, in the words of Table 1: it needs a GPU (the plan leaves it out
@@ -88,8 +102,12 @@ class Evidence:
 def error_text(d):
     if d.seed_spread is not None:
         (_, se), = d.per_seed.values()
-        return (f"paired s.e. {se:.2f} and the dataset's seed-to-seed spread {d.seed_spread:.2f}: "
-                f"{d.err:.2f}, 1 seed")
+        if d.seed_spread_from:
+            why = dict(COMPARABLE_DATASETS.values()).get(d.seed_spread_from, "a comparable dataset")
+            whose = f"the seed-to-seed spread {d.seed_spread:.2f} of {d.seed_spread_from} ({why}; not measured on this one)"
+        else:
+            whose = f"the dataset's seed-to-seed spread {d.seed_spread:.2f}"
+        return f"paired s.e. {se:.2f} and {whose}: {d.err:.2f}, 1 seed"
     return f"{d.err_kind} {d.err:.2f}, {len(d.per_seed)} seed(s)"
 
 
