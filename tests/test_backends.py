@@ -1,7 +1,8 @@
 """The core on JAX. The tests marked ``portable`` (the closed-form estimator tests, fit's loss against
-a hand-computed ELBO, one Adam step per variable, save and load, a convolutional VAE through fit
-and importance sampling) are written in ``keras.ops``; here they run again in a fresh interpreter
-under KERAS_BACKEND=jax, where Keras' fit calls the models' stateless train step."""
+a hand-computed ELBO, one Adam step per variable, save and load, the estimator against scipy on
+the model's own log-weights, clear errors) are written in ``keras.ops``; here they run again in a
+fresh interpreter under KERAS_BACKEND=jax, where Keras' fit calls the models' stateless train
+step."""
 from __future__ import annotations
 
 import importlib.util
@@ -36,7 +37,7 @@ def test_the_portable_tests_pass_on_jax():
                     *PORTABLE_MODULES])
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     passed = int(re.search(r"(\d+) passed", done.stdout).group(1))
-    assert passed >= 30 and "failed" not in done.stdout, done.stdout[-2000:]
+    assert passed >= 25 and "failed" not in done.stdout, done.stdout[-2000:]
 
 
 @pytest.mark.portable

@@ -140,6 +140,16 @@ def test_reference_numbers_far_from_all_of_ours_are_left_out_as_another_scale(tm
     assert "the paper's claim that the VampPrior beats the standard prior on every dataset does not hold" in reversal
 
 
+def _static_mnist_seeds_with_spread_02(root):
+    """Static MNIST's VampPrior and standard prior on 3 seeds, 400 images each: VampPrior - standard
+    +2.2, +2.0, +1.8 per image (std 0.2 over seeds)."""
+    for seed, gain in zip((0, 1, 2), (2.2, 2.0, 1.8)):
+        base = _images(seed, 400)
+        synthetic_record(root, "static_mnist", "standard", seed, base)
+        synthetic_record(root, "static_mnist", "vampprior", seed,
+                         base + gain + 0.01 * np.random.default_rng(seed).normal(size=400))
+
+
 def test_a_one_seed_verdict_carries_the_seed_spread_of_its_dataset_or_is_not_given(tmp_path):
     """Static MNIST: VampPrior - standard on 3 seeds, per seed +2.2, +2.0, +1.8 (std 0.2 over
     seeds); the HVAE - VAE on one seed, -0.07 with a paired s.e. of about 0.03 (clear on its own):
@@ -147,11 +157,7 @@ def test_a_one_seed_verdict_carries_the_seed_spread_of_its_dataset_or_is_not_giv
     Frey Faces has one seed only: its difference gets no verdict, but the largest spread under
     which it would hold."""
     root = tmp_path / "runs"
-    for seed, gain in zip((0, 1, 2), (2.2, 2.0, 1.8)):
-        base = _images(seed, 400)
-        synthetic_record(root, "static_mnist", "standard", seed, base)
-        synthetic_record(root, "static_mnist", "vampprior", seed,
-                         base + gain + 0.01 * np.random.default_rng(seed).normal(size=400))
+    _static_mnist_seeds_with_spread_02(root)
     vae = select(collect_rows(root, relative_to=root.parent), seed=0, prior="vampprior")[0]
     vae_ll = np.load(vae["run_dir"] / "test_ll.npz")["log_px"]
     z = np.random.default_rng(9).normal(size=400)
@@ -298,11 +304,7 @@ def test_dynamic_mnist_takes_static_mnists_seed_spread_and_says_so(tmp_path):
     verdict, its text naming where the spread was measured. Without static MNIST's seeds it gets
     none."""
     root = tmp_path / "runs"
-    for seed, gain in zip((0, 1, 2), (2.2, 2.0, 1.8)):
-        base = _images(seed, 400)
-        synthetic_record(root, "static_mnist", "standard", seed, base)
-        synthetic_record(root, "static_mnist", "vampprior", seed,
-                         base + gain + 0.01 * np.random.default_rng(seed).normal(size=400))
+    _static_mnist_seeds_with_spread_02(root)
     x = _images(5, 400, -84.0)
     synthetic_record(root, "dynamic_mnist", "standard", 0, x)
     z = np.random.default_rng(5).normal(size=400)
