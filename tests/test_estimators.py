@@ -517,3 +517,18 @@ def test_bfloat16_matmul_inputs_change_a_trained_models_log_likelihood_by_under_
     bf16 = ImportanceSampler(model, 500, matmul_inputs="bfloat16")(data.test, seed=4)
     assert abs(bf16.mean() - f32.mean()) < 0.01
     assert np.abs(bf16 - f32).max() > 1e-4
+
+
+def test_a_sampler_made_before_the_model_is_built_scores_the_weights_as_they_are_at_each_call():
+    """The sampler may be made before the model has weights, and compiled before they change (on
+    JAX its compiled pass takes the weights as an argument): after the weights are halved, it gives
+    what a sampler made then gives, and not its first answer."""
+    x = (np.random.default_rng(0).random((16, 12)) < 0.3).astype(np.float32)
+    encoder, decoder = keras.layers.Dense(6), keras.layers.Dense(12)  # weights made when the model is built
+    model = VAE(encoder, decoder, MixtureOfGaussians(4), seed=1)
+    early = ImportanceSampler(model, 20)
+    first = early(x, seed=1)
+    for v in model.trainable_variables:
+        v.assign(v.numpy() * 0.5)
+    np.testing.assert_array_equal(early(x, seed=1), ImportanceSampler(model, 20)(x, seed=1))
+    assert np.abs(early(x, seed=1) - first).max() > 1e-3

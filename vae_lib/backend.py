@@ -145,16 +145,22 @@ else:
     def compile_function(fn, model, jit_compile=True, static_argnums=()):
         # A jitted function must not read variables (they would be baked in as constants at
         # trace time): their values go in as an argument and the model reads them through a
-        # StatelessScope.
-        variables = list(model.variables)
+        # StatelessScope. The variables are listed at each call (the model may be built after
+        # this function is made).
+        listed = {}
 
         def pure(values, *args):
-            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            with keras.StatelessScope(state_mapping=list(zip(listed["variables"], values))):
                 return fn(*args)
 
         jitted = jax.jit(pure, static_argnums=tuple(i + 1 for i in static_argnums))
         value = lambda a: a.value if isinstance(a, keras.Variable) else a  # (a prior's parameters)
-        return lambda *args: jitted([v.value for v in variables], *keras.tree.map_structure(value, args))
+
+        def call(*args):
+            listed["variables"] = list(model.variables)
+            return jitted([v.value for v in listed["variables"]], *keras.tree.map_structure(value, args))
+
+        return call
 
     def static_int(value):
         return int(value)
