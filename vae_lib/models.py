@@ -208,9 +208,10 @@ class LatentVariableModel(keras.Model):
         return ops.mean(distortion + beta * rate), distortion, rate
 
     def gradient_step(self, x, seed, beta):
-        """One optimizer step on the batch ``x`` that minimises :meth:`training_loss`. Returns the loss and
-        the per-image distortion and rate. On TensorFlow, ``fit`` (through :meth:`train_step`) and
-        the paper-protocol trainer both run it; JAX's ``fit`` takes the same step statelessly."""
+        """One optimizer step on the batch ``x`` that minimises :meth:`training_loss`. Returns the
+        loss and the per-image distortion and rate. On TensorFlow, ``fit`` (through
+        :meth:`train_step`) and the paper-protocol trainer both run it; JAX's ``fit`` takes the
+        same step statelessly."""
         if backend.NAME != "tensorflow":
             raise ConfigError(f"gradient_step updates variables in place, which the {backend.NAME} "
                               f"backend does not do inside a compiled step: train with fit().")
