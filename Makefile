@@ -34,5 +34,6 @@ notebooks:  ## execute the training and evaluation notebooks (smoke), own_model 
 	$(PYTHON) -m jupytext --sync notebooks/*.py
 	$(PYTHON) -m jupyter nbconvert --to notebook --execute --inplace notebooks/training.ipynb
 	$(PYTHON) -m jupyter nbconvert --to notebook --execute --inplace notebooks/evaluation.ipynb
+	$(PYTHON) -m jupyter nbconvert --to notebook --execute --inplace notebooks/own_model.ipynb
 	$(PYTHON) -m papermill notebooks/theory.ipynb notebooks/theory.ipynb -p profile quick
-	$(PYTHON) -m vae_lib.pipeline.nbclean notebooks/training.ipynb notebooks/evaluation.ipynb notebooks/theory.ipynb
+	$(PYTHON) -m vae_lib.pipeline.nbclean notebooks/training.ipynb notebooks/evaluation.ipynb notebooks/own_model.ipynb notebooks/theory.ipynb
