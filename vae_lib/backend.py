@@ -4,8 +4,9 @@ feeding arrays to ``fit``. Everything else in the core is ``keras.ops``.
 
 The core runs on TensorFlow (the default, and the reproduction pipeline's engine) and on JAX
 (``KERAS_BACKEND=jax``, with ``pip install "vae_lib[jax]"``). On TensorFlow each function here is
-the TensorFlow code the project's numbers were computed with (Philox draws, ``transpose_b``
-matmuls, ``tf.function``), so choosing a backend moves no TensorFlow number.
+the TensorFlow code the project's records were computed with (Philox draws, ``transpose_b``
+matmuls, ``tf.function``), so that writing the core in ``keras.ops`` kept their numbers (to float32
+rounding).
 
 A *seed* is a (2,) integer tensor, a draw's stateless key: ``[stream key, counter]`` (see
 :mod:`vae_lib.seeds`). TensorFlow's stateless ops take it as int64; JAX takes it as a uint32 raw
