@@ -5,6 +5,7 @@ in ``keras.ops`` and run again on JAX (tests/test_backends.py)."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -30,12 +31,13 @@ def _binary(n, shape=(D,), seed=0, p=0.3):
 
 def test_import_changes_nothing_and_loads_no_tensorflow():
     """`import vae_lib` leaves os.environ and the umask as they were and loads no TensorFlow; its
-    public names resolve (then TensorFlow loads) and are all listed in __all__."""
+    public names resolve (then TensorFlow loads) and are all listed in __all__; its modules are
+    reached as attributes without an import of their own (vae_lib.priors.MixturePrior)."""
     code = ("import os\nbefore = (dict(os.environ), os.umask(0o022))\nos.umask(before[1])\n"
             "import vae_lib\nafter = (dict(os.environ), os.umask(0o022))\nos.umask(after[1])\n"
-            "print(before == after)")
+            "print(before == after)\nprint(vae_lib.schedule.kl_weight(1, 4))")
     printed, loaded = run_and_see_if_tensorflow_loads(code)
-    assert printed == "True" and not loaded
+    assert printed == "True\n0.25" and not loaded
     for name in ["VAE", "HVAE", "StandardNormal", "VampPrior", "MixtureOfGaussians", "Bernoulli",
                  "DiscretizedLogistic", "log_likelihood", "iwae_bound", "elbo", "KLWarmup",
                  "PaperEarlyStopping", "AdamNormGrad"]:
@@ -247,6 +249,13 @@ def test_a_truncated_or_foreign_model_file_gets_a_clear_error(tmp_path):
         vae_lib.load_model(truncated)
     with pytest.raises(ConfigError, match="No model file"):
         vae_lib.load_model(tmp_path / "missing.keras")
+    with pytest.raises(ConfigError, match="missing_suffix.keras"):  # advice Keras' save then takes
+        vae_lib.load_model(tmp_path / "missing_suffix")
+    with pytest.raises(ConfigError, match="is a folder"):
+        vae_lib.load_model(tmp_path)
+    with pytest.raises(ConfigError, match=r"model.save\(.*good_too.keras.*cannot load it back from HDF5"):
+        model.save(tmp_path / "good_too.h5")  # Keras would write it, and could not load it
+    assert not (tmp_path / "good_too.h5").exists()
     assert isinstance(vae_lib.load_model(good), vae_lib.VAE)
 
 
@@ -264,8 +273,69 @@ def test_unknown_keywords_are_refused(make):
 def test_a_decoder_of_the_wrong_size_and_a_bad_encoder_get_clear_errors():
     with pytest.raises(ConfigError, match="2Z numbers.*gives 5"):
         vae_lib.VAE(keras.layers.Dense(5), keras.layers.Dense(D), vae_lib.StandardNormal()).build((None, D))
+    with pytest.raises(ConfigError, match=f"gives {D} numbers per image.*needs 2 per pixel, {2 * D} for images"):
+        vae_lib.VAE(keras.layers.Dense(6), keras.layers.Dense(D), vae_lib.StandardNormal(),
+                    likelihood="discretized_logistic").build((None, D))
+    with pytest.raises(ConfigError, match=f"gives {D + 1} numbers.*needs 1 per pixel, {D} for"):
+        vae_lib.VAE(keras.layers.Dense(6), keras.layers.Dense(D + 1), vae_lib.StandardNormal()).build((None, D))
     with pytest.raises(ConfigError, match="prior must be a vae_lib prior"):
         vae_lib.VAE(keras.layers.Dense(6), keras.layers.Dense(D), "vampprior")
+
+
+def test_images_outside_the_likelihoods_range_or_of_another_shape_are_refused_before_any_work():
+    """8-bit images under the discretized logistic (NaN or meaningless nats before), NaN pixels,
+    and images of another shape than the model's get a DataError naming the fix, from fit,
+    evaluate and the estimators, before a step is taken; grey levels under the Bernoulli
+    likelihood get a warning, binary images none."""
+    grey = vae_lib.VAE(keras.layers.Dense(6), keras.layers.Dense(2 * D), vae_lib.StandardNormal(),
+                       likelihood="discretized_logistic", seed=1)
+    grey.compile(optimizer="adam")
+    eight_bit = np.random.default_rng(0).integers(0, 256, (20, D)).astype(np.uint8)
+    for call in (lambda x: grey.fit(x, epochs=1, verbose=0), lambda x: grey.evaluate(x, verbose=0),
+                 lambda x: vae_lib.log_likelihood(grey, x, num_samples=3), lambda x: vae_lib.elbo(grey, x)):
+        with pytest.raises(vae_lib.DataError, match="pixels in \\[0, 1\\].*from 0 to 255. Divide 8-bit images by 255"):
+            call(eight_bit)
+    assert not grey.built or int(grey.optimizer.iterations) == 0
+    nan = eight_bit / np.float32(255)
+    nan[3, 4] = np.nan
+    with pytest.raises(vae_lib.DataError, match="NaN"):
+        vae_lib.log_likelihood(grey, nan, num_samples=3)
+    assert np.isfinite(vae_lib.log_likelihood(grey, eight_bit / np.float32(255), num_samples=3)).all()
+
+    with pytest.raises(vae_lib.DataError, match=r"shape \(3, 4\) each.*built for images of shape \(12,\)\. "
+                                                r"Reshape them: images.reshape\(-1, 12\)"):
+        vae_lib.elbo(grey, nan[:, :D].reshape(-1, 3, 4))
+    with pytest.raises(vae_lib.DataError, match=r"shape \(13,\) each") as refused:
+        grey.fit(np.zeros((20, D + 1), np.float32), epochs=1, verbose=0)
+    assert "Reshape" not in str(refused.value)
+
+    binary = vae_lib.VAE(keras.layers.Dense(6), keras.layers.Dense(D), vae_lib.StandardNormal(), seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        vae_lib.log_likelihood(binary, _binary(10), num_samples=3)
+    with pytest.warns(UserWarning, match="grey levels.*Binarize them"):
+        vae_lib.log_likelihood(binary, _binary(10) * np.float32(0.5), num_samples=3)
+
+
+def test_a_prior_with_weights_belongs_to_one_model_and_counts_are_whole_numbers():
+    """A VampPrior or mixture given to a second model is refused with what to do (Keras' own
+    error came at the second build); the standard prior, which holds no weights, is shared.
+    Counts are whole numbers: VampPrior(5.7) is refused, not cut to 5."""
+    for make in (lambda: vae_lib.VampPrior(4), lambda: vae_lib.MixtureOfGaussians(4)):
+        prior = make()
+        first = vae_lib.VAE(keras.layers.Dense(6), keras.layers.Dense(D), prior)
+        with pytest.raises(ConfigError, match="already belongs to another model.*new prior for each model"):
+            vae_lib.VAE(keras.layers.Dense(6), keras.layers.Dense(D), prior)
+        assert first.prior is prior
+    shared = vae_lib.StandardNormal()
+    models = [vae_lib.VAE(keras.layers.Dense(6), keras.layers.Dense(D), shared, seed=s) for s in (1, 2)]
+    assert all(np.isfinite(vae_lib.log_likelihood(m, _binary(4), num_samples=2)).all() for m in models)
+    for make in (lambda: vae_lib.VampPrior(5.7), lambda: vae_lib.MixtureOfGaussians(2.9),
+                 lambda: vae_lib.VampPrior(True), lambda: vae_lib.VampPrior("ten"),
+                 lambda: vae_lib.PaperEarlyStopping(patience=-3), lambda: vae_lib.KLWarmup(-1)):
+        with pytest.raises(ConfigError, match="must be a whole number of at least"):
+            make()
+    assert vae_lib.VampPrior(500.0).num_components == 500
 
 
 @portable

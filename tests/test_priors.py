@@ -250,7 +250,7 @@ def test_unknown_prior_name_is_refused_with_the_names(name):
 def test_mixture_priors_need_a_positive_number_of_components(k):
     for make in (VampPrior, MixtureOfGaussians,
                  lambda k: VampPrior.from_data(np.zeros((10, INPUT_DIM), np.float32), k)):
-        with pytest.raises(ConfigError, match=f"number of components must be positive, got {k}"):
+        with pytest.raises(ConfigError, match=f"number of components must be a whole number of at least 1, got {k}"):
             make(k)
 
 

@@ -44,6 +44,10 @@ _LAZY = {  # public name -> the core module that defines it
     "load_dataset": "datasets",
 }
 
+# the core's modules, loaded at first use too (``vae_lib.priors.MixturePrior`` works without an import)
+_SUBMODULES = ("backend", "callbacks", "convnets", "datasets", "densities", "estimators", "likelihoods",
+               "models", "networks", "optimizers", "plots", "priors", "progress", "schedule", "seeds")
+
 __all__ = sorted(_LAZY) + ["ConfigError", "DataError", "TrainingError", "VaeLibError", "__version__"]
 
 if TYPE_CHECKING:  # what the lazy names are, for readers and tools
@@ -62,6 +66,8 @@ def __getattr__(name):
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value
         return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)  # (the import binds it here)
     raise AttributeError(f"module 'vae_lib' has no attribute {name!r}")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import keras
 
+from .errors import check_count
 from .schedule import TrainState, early_stopping_update, kl_weight
 
 
@@ -18,9 +19,7 @@ class KLWarmup(keras.callbacks.Callback):
 
     def __init__(self, epochs: int = 100):
         super().__init__()
-        if epochs < 0:
-            raise ValueError(f"KLWarmup needs epochs >= 0, got {epochs}.")
-        self.epochs = int(epochs)
+        self.epochs = check_count("number of KL warm-up epochs", epochs, 0)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.model.kl_weight.assign(kl_weight(epoch + 1, self.epochs))
@@ -43,7 +42,9 @@ class PaperEarlyStopping(keras.callbacks.Callback):
     def __init__(self, patience: int = 50, warmup_epochs: int = 100, monitor: str = "val_loss",
                  restore_best_weights: bool = True):
         super().__init__()
-        self.patience, self.warmup_epochs, self.monitor = int(patience), int(warmup_epochs), monitor
+        self.patience = check_count("patience (epochs)", patience, 0)
+        self.warmup_epochs = check_count("number of warm-up epochs", warmup_epochs, 0)
+        self.monitor = monitor
         self.restore_best_weights = restore_best_weights
 
     def on_train_begin(self, logs=None):

@@ -6,7 +6,8 @@ class VaeLibError(Exception):
 
 
 class DataError(VaeLibError):
-    """A dataset file is missing, corrupt, or the dataset name is unknown."""
+    """Data that cannot be used: a dataset file is missing or corrupt, the dataset name is unknown,
+    or images do not fit the model (their shape, or pixel values outside the likelihood's range)."""
 
 
 class ConfigError(VaeLibError):
@@ -15,6 +16,19 @@ class ConfigError(VaeLibError):
 
 class TrainingError(VaeLibError):
     """Training cannot go on (for example the loss became NaN); the last good checkpoint is kept."""
+
+
+def check_count(kind: str, value, minimum: int = 1, error=ConfigError) -> int:
+    """``value`` as an int if it is a whole number of at least ``minimum``, else ``error`` (a
+    count given as 5.7 is refused, not cut to 5)."""
+    try:
+        whole = int(value)
+        ok = whole == value and not isinstance(value, bool)
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok or whole < minimum:
+        raise error(f"The {kind} must be a whole number of at least {minimum}, got {value!r}.")
+    return whole
 
 
 def check_choice(kind: str, name, choices, error=ConfigError):

@@ -104,7 +104,7 @@ class ImportanceSampler:
         if progress is True:
             with progress_bar(len(images), f"log p(x), S={self.num_samples}", "img") as bar:
                 return self.evaluate(images, seed, bar)
-        images = np.asarray(images, np.float32)
+        images = self.model.check_images(images)
         self.model.ensure_built(images)
         prior_params = self.model.prior_params()  # now, not when the sampler was built
         log_px = np.empty(len(images), np.float64)
@@ -153,7 +153,7 @@ def iwae_bound(model, images, k, seed=0, **kwargs) -> np.ndarray:
 
 def elbo(model, images, seed=0, batch_size=1000, purpose="test_elbo") -> np.ndarray:
     """Per-image single-sample ELBO (nats), -(distortion + rate)."""
-    images = np.asarray(images, np.float32)
+    images = model.check_images(images)
     model.ensure_built(images)
     out = []
     for start in range(0, len(images), batch_size):

@@ -10,12 +10,16 @@ parameters, as a pair of tensors.
 """
 from __future__ import annotations
 
+import math
+import warnings
+
 import keras
+import numpy as np
 from keras import ops
 
 from . import backend
 from .densities import log_bernoulli, log_discretized_logistic
-from .errors import check_choice
+from .errors import ConfigError, DataError, check_choice
 
 LOG_SCALE_RANGE = (-4.5, 0.0)  # discretized-logistic log-scales, clipped as in the paper's code
 
@@ -40,6 +44,39 @@ class Likelihood:
     def draw(self, params, seed):
         """Pixels drawn from the distribution at ``params`` (any shape), from a stateless seed."""
         raise NotImplementedError
+
+    def check_values(self, images: np.ndarray) -> None:
+        """A DataError if ``images`` (an array) hold a NaN pixel. A likelihood over a range (both
+        of this module's score pixels in [0, 1]) checks that too: a raw 0-255 pixel would give NaN
+        or meaningless nats."""
+        if images.size and np.isnan(np.min(images)):
+            raise DataError(f"These images contain NaN pixels; the {self.name or type(self).__name__} "
+                            f"likelihood cannot score them.")
+
+    def _check_unit_range(self, images):
+        """:meth:`check_values` of this base class, and every pixel in [0, 1]."""
+        Likelihood.check_values(self, images)
+        low, high = (float(np.min(images)), float(np.max(images))) if images.size else (0.0, 1.0)
+        name = self.name or type(self).__name__
+        if not (0.0 <= low and high <= 1.0):
+            hint = " Divide 8-bit images by 255." if 1.0 < high <= 255.0 and low >= 0.0 else ""
+            raise DataError(f"The {name} likelihood scores pixels in [0, 1]; these images have "
+                            f"pixels from {low:g} to {high:g}.{hint}")
+
+    def check_output(self, output, event_shape) -> None:
+        """A ConfigError if a decoder's output (one tensor or a pair, N rows) cannot hold
+        ``params_per_pixel`` numbers per pixel of images of ``event_shape``. Static shapes only."""
+        pixels = math.prod(event_shape)
+        parts = list(output) if isinstance(output, (tuple, list)) else [output]
+        per_part = pixels if len(parts) > 1 else pixels * self.params_per_pixel
+        for part in parts:
+            sizes = tuple(part.shape[1:])
+            if None not in sizes and math.prod(sizes) != per_part:
+                raise ConfigError(
+                    f"The decoder gives {math.prod(sizes)} numbers per image (shape {sizes}); the "
+                    f"{self.name or type(self).__name__} likelihood needs {self.params_per_pixel} per "
+                    f"pixel, {pixels * self.params_per_pixel} for images of shape {tuple(event_shape)}"
+                    f"{' (or two tensors of ' + str(pixels) + ')' if self.params_per_pixel == 2 else ''}.")
 
     def get_config(self) -> dict:
         return {}
@@ -79,6 +116,7 @@ class Bernoulli(Likelihood):
     name = "bernoulli"
 
     def params(self, output, event_shape):
+        self.check_output(output, event_shape)
         return _as_event(output, event_shape)
 
     def log_prob(self, x, logits):
@@ -94,6 +132,17 @@ class Bernoulli(Likelihood):
         u = backend.uniform(ops.shape(logits), seed)
         return ops.cast(u < ops.sigmoid(logits), "float32")
 
+    def check_values(self, images):
+        """As :meth:`Likelihood.check_values`, and a warning for grey levels: under a Bernoulli
+        likelihood they give a cross-entropy, not the log-likelihood of binary images."""
+        self._check_unit_range(images)
+        if np.any((images != 0) & (images != 1)):
+            warnings.warn("These images have grey levels, not only 0 and 1: the Bernoulli "
+                          "likelihood scores them as a cross-entropy, not as binary images' "
+                          "log-likelihood. Binarize them first (each pixel ~ Bernoulli(grey "
+                          "level); the paper does so afresh at every step for dynamic MNIST).",
+                          UserWarning, stacklevel=4)
+
 
 @keras.saving.register_keras_serializable(package="vae_lib")
 class DiscretizedLogistic(Likelihood):
@@ -107,11 +156,11 @@ class DiscretizedLogistic(Likelihood):
 
     def __init__(self, num_bins: int = 256):
         if int(num_bins) < 2:
-            from .errors import ConfigError
             raise ConfigError(f"A discretized logistic needs at least 2 bins, got {num_bins}.")
         self.num_bins = int(num_bins)
 
     def params(self, output, event_shape):
+        self.check_output(output, event_shape)
         if isinstance(output, (tuple, list)):
             loc, log_scale = output
         else:
@@ -139,6 +188,10 @@ class DiscretizedLogistic(Likelihood):
         y = mean + ops.exp(log_scale) * (ops.log(u) - ops.log1p(-u))
         levels = self.num_bins - 1
         return ops.clip(ops.round(y * levels), 0.0, levels) / levels
+
+    def check_values(self, images):
+        """A DataError unless every pixel lies in [0, 1] (grey levels k / (num_bins - 1))."""
+        self._check_unit_range(images)
 
     def get_config(self):
         return {"num_bins": self.num_bins}

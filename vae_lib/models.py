@@ -22,7 +22,9 @@ methods above, in ``keras.ops`` (then it runs on both backends).
 """
 from __future__ import annotations
 
+import os
 import random
+import weakref
 
 import keras
 import numpy as np
@@ -31,7 +33,7 @@ from keras import ops
 from . import backend
 from . import likelihoods as likelihoods_lib
 from .densities import log_normal_diag, reparameterize
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .priors import Prior
 from .seeds import stateless_seed, stream_key
 
@@ -82,6 +84,13 @@ class LatentVariableModel(keras.Model):
         if not isinstance(prior, Prior):
             raise ConfigError(f"prior must be a vae_lib prior (StandardNormal, VampPrior, "
                               f"MixtureOfGaussians, ...), got {type(prior).__name__}.")
+        owner = prior.__dict__.get("_vae_lib_owner")  # (kept off Keras' tracked attributes)
+        if prior.holds_weights and owner is not None and owner() is not None:
+            raise ConfigError(f"This {type(prior).__name__} already belongs to another model: a prior "
+                              f"with weights (pseudo-inputs, mixture means) is built for one model. "
+                              f"Make a new prior for each model, e.g. vae_lib.{type(prior).__name__}"
+                              f"({getattr(prior, 'num_components', '')}).")
+        prior.__dict__["_vae_lib_owner"] = weakref.ref(self)
         self.prior = prior
         self.likelihood = likelihoods_lib.get(likelihood)
         # None: a seed from Python's random state, which keras.utils.set_random_seed sets (drawn
@@ -170,9 +179,34 @@ class LatentVariableModel(keras.Model):
 
     def ensure_built(self, x):
         """Build the model for inputs like ``x`` if it is not built yet (``fit``, ``evaluate``
-        and the estimators call this, as Keras builds a model on its first batch)."""
+        and the estimators call this, as Keras builds a model on its first batch); a DataError if
+        it is built for images of another shape."""
         if not self.built:
             self.build((None, *x.shape[1:]))
+        else:
+            self.check_shape(x.shape)
+
+    def check_shape(self, shape):
+        """A DataError unless images of ``shape`` (batch axis first) have the shape per image
+        that the model was built for (dimensions not known yet pass)."""
+        given = tuple(shape[1:])
+        if self.data_shape is None or None in given or given == self.data_shape:
+            return
+        size = int(np.prod(self.data_shape))
+        reshape = (f" Reshape them: images.reshape(-1, {', '.join(map(str, self.data_shape))})."
+                   if int(np.prod(given)) == size else "")
+        raise DataError(f"These images have shape {given} each; the model was built for images of "
+                        f"shape {self.data_shape}.{reshape}")
+
+    def check_images(self, images) -> np.ndarray:
+        """``images`` as a float32 array, checked before a long computation: their shape per
+        image against the built model's, their pixels against the likelihood's range (see
+        :meth:`vae_lib.likelihoods.Likelihood.check_values`). Builds nothing."""
+        images = np.asarray(images, np.float32)
+        if self.built:
+            self.check_shape(images.shape)
+        self.likelihood.check_values(images)
+        return images
 
     def _build_networks(self, x):
         raise NotImplementedError
@@ -297,7 +331,12 @@ class LatentVariableModel(keras.Model):
         are fed on TensorFlow through :func:`vae_lib.backend.array_batches`, as are validation
         images given as an array or ``(array,)``: the same batches, sizes and per-epoch
         shuffling as Keras' own array adapter, without its threads taking cores from the
-        training step."""
+        training step. Image arrays are checked first (:meth:`check_images`)."""
+        if isinstance(x, np.ndarray):
+            self.check_images(x)
+        valid = images_of(kwargs.get("validation_data"))
+        if isinstance(valid, np.ndarray):
+            self.check_images(valid)
         if not args and self._feeds_arrays(x, kwargs):
             batch_size = kwargs.pop("batch_size", None) or 32
             x = backend.array_batches(x, batch_size, kwargs.pop("shuffle", True))
@@ -309,6 +348,22 @@ class LatentVariableModel(keras.Model):
                 valid_batch = kwargs.pop("validation_batch_size", None) or batch_size
                 kwargs["validation_data"] = backend.array_batches(valid, valid_batch, False)
         return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        """Keras' ``evaluate`` (the loss is the negative ELBO, see :meth:`test_step`); an image
+        array is checked first (:meth:`check_images`)."""
+        if isinstance(x, np.ndarray):
+            self.check_images(x)
+        return super().evaluate(x, *args, **kwargs)
+
+    def save(self, filepath, *args, **kwargs):
+        """Keras' ``save``, to a ``.keras`` file. An HDF5 path is refused: Keras would write the
+        file, but could not load this library's models back from it."""
+        if isinstance(filepath, (str, os.PathLike)) and str(filepath).endswith((".h5", ".hdf5")):
+            raise ConfigError(f"Save this model to a .keras file (model.save("
+                              f"{os.path.splitext(str(filepath))[0] + '.keras'!r})): Keras cannot load it "
+                              f"back from HDF5. model.save_weights('x.weights.h5') saves its weights alone.")
+        return super().save(filepath, *args, **kwargs)
 
     @staticmethod
     def _feeds_arrays(x, kwargs) -> bool:
@@ -502,8 +557,16 @@ def load_model(path):
     from pathlib import Path
 
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; a model is saved to and loaded from one .keras file "
+                          f"(model.save('model.keras')).")
     if not path.is_file():
-        raise ConfigError(f"No model file at {path}. Save one with model.save({str(path)!r}).")
+        name = str(path) if path.suffix == ".keras" else f"{path}.keras"
+        raise ConfigError(f"No model file at {path}. Save one with model.save({name!r}) and load that file.")
+    if path.suffix in (".h5", ".hdf5"):
+        raise ConfigError(f"{path} is an HDF5 file; this library's models load from .keras files "
+                          f"(model.save('x.keras')). Weights saved with save_weights load with "
+                          f"model.load_weights.")
     try:
         with zipfile.ZipFile(path) as archive:
             names, broken = archive.namelist(), archive.testzip()

@@ -18,7 +18,7 @@ from keras import ops
 
 from . import backend
 from .densities import kl_normal_standard, log_mixture_normal_diag, log_standard_normal
-from .errors import ConfigError
+from .errors import ConfigError, check_count
 
 
 class Prior(keras.layers.Layer):
@@ -29,6 +29,7 @@ class Prior(keras.layers.Layer):
     encoder's output size is known."""
 
     has_closed_form_kl = False  # True where KL(q(z|x) || p(z)) has a closed form
+    holds_weights = True  # built for one model's data and latent shapes: one model each (False: shared freely)
 
     def build_inputs(self, data_shape) -> None:
         """Create the weights that live in data space (none but the VampPrior's)."""
@@ -70,6 +71,7 @@ class StandardNormal(Prior):
     """p(z) = N(0, I)."""
 
     has_closed_form_kl = True
+    holds_weights = False
 
     def log_prob(self, z, params=None):
         return log_standard_normal(z)
@@ -87,9 +89,7 @@ class MixturePrior(Prior):
 
     def __init__(self, num_components: int, **kwargs):
         super().__init__(**kwargs)
-        if int(num_components) <= 0:
-            raise ConfigError(f"The number of components must be positive, got {num_components}.")
-        self.num_components = int(num_components)
+        self.num_components = check_count("number of components", num_components)
 
     def log_prob(self, z, params=None):
         means, logvars = self.params() if params is None else params
@@ -168,8 +168,7 @@ class VampPrior(MixturePrior):
         ``--use_training_data_init`` runs it, with N(0, ``noise_std``^2) noise added first;
         ``noise_std`` defaults to 0.01 then, as in that code, and to 0 for fixed ones)."""
         images = np.asarray(images)
-        if int(num_components) <= 0:
-            raise ConfigError(f"The number of components must be positive, got {num_components}.")
+        num_components = check_count("number of components", num_components)
         if len(images) < num_components:
             raise ConfigError(f"A VampPrior from data with K={num_components} needs at least "
                               f"{num_components} images to use as pseudo-inputs, has {len(images)}.")
