@@ -111,6 +111,7 @@ BAD_ARGS = {
     "zero components": ([*SMOKE, "--components", "0"], ["components", "0"]),
     "zero eval samples": ([*SMOKE, "--eval-samples", "0"], ["eval_samples", "0"]),
     "negative epochs": ([*SMOKE, "--epochs", "-1"], ["epochs", "-1"]),
+    "zero epochs": ([*SMOKE, "--epochs", "0"], ["epochs must be positive, got 0"]),
     "zero threads": ([*SMOKE, "--threads", "0"], ["--threads must be at least 1, got 0"]),
 }
 
@@ -129,6 +130,43 @@ def test_bad_arguments_exit_2_with_one_message(case, tmp_path, capsys):
     for fragment in fragments:
         assert fragment in err
     assert not out.exists()
+
+
+BAD_SETTINGS = {  # --set value -> what the one error line says
+    "epochs=abc": "epochs must be a whole number, got 'abc'",
+    "epochs=null": "epochs must be a whole number, got None",
+    "components=2.5": "components must be a whole number, got 2.5",
+    "learning_rate=fast": "learning_rate must be a number, got 'fast'",
+    "trainable_pseudo_inputs=maybe": "trainable_pseudo_inputs must be true or false or null, got 'maybe'",
+    "seed=1.5": "seed must be a whole number, got 1.5",
+    "epochs=-1": "--set epochs=-1: epochs must be positive, got -1.",
+}
+
+
+@pytest.mark.parametrize("command", ["report", "status"])
+def test_set_values_of_the_wrong_type_exit_2_before_any_cell(command, tmp_path, capsys):
+    """--set values are read as JSON and checked against the setting's type (a traceback, or a
+    cell named K2.5 that failed minutes later, before); a value wrong for every cell is said as
+    such, without the advice to filter cells out."""
+    runs, report = tmp_path / "runs", tmp_path / "report"
+    for value, message in BAD_SETTINGS.items():
+        args = [command, "--profile", "smoke", "--datasets", "frey_faces", "--priors", "standard",
+                "--no-k-sweep", "--set", value, "--runs-dir", str(runs), "--report-dir", str(report)]
+        assert cli.main(args) == 2, value
+        err = capsys.readouterr().err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("vampprior: error:") and message in err, (value, err)
+        assert "Leave such cells out" not in err
+    assert not runs.exists() or not any(runs.rglob("config.json")), "nothing run"
+
+
+def test_an_unknown_option_is_told_with_its_commands_usage(capsys):
+    """A misspelt option of a command: argparse's exit 2 with that command's usage line."""
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["train", *SMOKE, "--epoches", "3"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: vampprior train") and "unrecognized arguments: --epoches 3" in err
 
 
 @pytest.mark.slow
@@ -166,14 +204,18 @@ def test_output_under_a_regular_file_is_refused(tmp_path, capsys):
     assert err.startswith("vampprior: error:") and str(blocker / "run") in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("blocked", ["--report-dir", "--runs-dir"])
+@pytest.mark.parametrize("blocked", ["--report-dir", "--runs-dir", "--render-only"])
 def test_report_into_a_folder_it_cannot_write_is_refused_before_any_cell(blocked, tmp_path, capsys):
     """The main job checks its runs and report folders before it trains anything (a record is kept
-    when a cell ends, hours later): exit 2, one message naming the folder and the option."""
+    when a cell ends, hours later), and --render-only its report folder: exit 2, one message naming
+    the folder and the option."""
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
+    render_only = blocked == "--render-only"
+    blocked = "--report-dir" if render_only else blocked
     folders = {"--report-dir": tmp_path / "report", "--runs-dir": tmp_path / "runs", blocked: blocker / "x"}
     args = ["report", "--profile", "smoke", "--datasets", "frey_faces", "--priors", "standard", "--no-k-sweep"]
+    args += ["--render-only"] if render_only else []
     for option, folder in folders.items():
         args += [option, str(folder)]
     assert cli.main(args) == 2

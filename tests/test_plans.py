@@ -96,7 +96,7 @@ def test_a_setting_the_hvae_refuses_applies_once_its_cells_are_filtered_out(tmp_
     from vae_lib.errors import ConfigError
 
     monte_carlo = {"kl_estimator": "monte_carlo"}
-    with pytest.raises(ConfigError, match=r"does not apply to the HVAE cell .*--models vae"):
+    with pytest.raises(ConfigError, match=r"does not apply to the HVAE cell .*Leave such cells out with the filters \(--datasets, --models"):
         plan("paper", tmp_path, tmp_path, settings=monte_carlo)
     cells = plan("paper", tmp_path, tmp_path, models=["vae"], settings=monte_carlo)
     assert cells and all(c.config.kl_estimator == "monte_carlo" and c.config.model == "vae" for c in cells)

@@ -13,7 +13,8 @@ from ..errors import ConfigError, VaeLibError
 
 # Flags of `vampprior train` that set a RunConfig field of the same name: (flag, argparse kwargs).
 _SETTING_FLAGS = [
-    ("--model", dict(help="vae (one latent layer, default) or hvae (the paper's two-level HVAE)")),
+    ("--model", dict(help="vae (one latent layer, default), hvae (the paper's two-level HVAE), or its "
+                          "convolutional convhvae and pixelhvae")),
     ("--components", dict(type=int, help="K: pseudo-inputs / mixture components")),
     ("--epochs", dict(type=int, help="maximum number of epochs")),
     ("--min-steps", dict(type=int, help="train at least this many optimizer steps")),
@@ -103,7 +104,8 @@ def _train(args) -> int:
     if "test_bits_per_dim" in metrics:
         summary["test_bits_per_dim"] = metrics["test_bits_per_dim"]
     print(json.dumps(summary, indent=2))
-    print(f"Wrote {out}/metrics.json", file=sys.stderr)
+    if not was_complete:
+        print(f"Wrote {out}/metrics.json", file=sys.stderr)
     return 0
 
 
@@ -192,6 +194,7 @@ def _report(args) -> int:
     from .cells import notebook_path
     from .config import check_profile, default_report_dir
     from .plans import parse_settings
+    from .rundir import check_writable
     from .runner import build_report, run_report
 
     _check_threads(args.threads)
@@ -201,6 +204,7 @@ def _report(args) -> int:
         if args.rerun:
             raise ConfigError("--render-only runs nothing, so it cannot --rerun; choose one.")
         check_profile(args.profile)
+        check_writable(Path(args.report_dir or default_report_dir()) / args.profile, "report folder", "--report-dir")
         html = build_report(args.profile, args.report_dir or default_report_dir(),
                             notebook_path("report", args.notebooks))
         print(f"report: {html}", file=sys.stderr)
@@ -258,9 +262,11 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
     ``vampprior --help``, and it loads neither TensorFlow nor the registries."""
     parser = argparse.ArgumentParser(prog="vampprior", description="VAE with a VampPrior in TensorFlow.")
     sub = parser.add_subparsers(dest="command", required=True)
+    parser.commands = {}  # name -> its parser, whose usage an unknown argument is told with
     for name, (help_text, make, handler) in COMMANDS.items():
         if full:
-            make(sub).set_defaults(handler=handler)
+            parser.commands[name] = make(sub)
+            parser.commands[name].set_defaults(handler=handler)
         else:
             sub.add_parser(name, help=help_text, add_help=False)
     return parser
@@ -305,7 +311,10 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] not in COMMANDS:  # top-level help, or an unknown command
         build_parser(full=False).parse_args(argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said with the command's own usage, not the top level's
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.handler(args)
     except VaeLibError as err:

@@ -64,6 +64,7 @@ class RunConfig:
     profile: str = "custom"  # the profile these settings came from, for the record
 
     def __post_init__(self):
+        check_types(self)
         check_name(self.dataset)
         check_prior_name(self.prior)
         check_choice("model", self.model, MODELS)
@@ -79,14 +80,14 @@ class RunConfig:
         positive = dict(components=self.components, batch_size=self.batch_size,
                         eval_samples=self.eval_samples, latent_dim=self.latent_dim,
                         hidden_units=self.hidden_units, num_layers=self.num_layers,
-                        learning_rate=self.learning_rate, patience=self.patience)
+                        learning_rate=self.learning_rate, patience=self.patience, epochs=self.epochs)
         for key in ("max_train", "max_valid", "max_test", "min_steps"):
             if getattr(self, key) is not None:
                 positive[key] = getattr(self, key)
         for key, value in positive.items():
             if not value > 0:
                 raise ConfigError(f"{key} must be positive, got {value}.")
-        for key in ("epochs", "warmup_epochs", "seed"):
+        for key in ("warmup_epochs", "seed"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}.")
 
@@ -122,6 +123,25 @@ class RunConfig:
         kl_estimator=monte_carlo before that was refused; none such was kept)."""
         check_settings(values, allowed=set(SETTINGS) | {"dataset", "prior", "profile"})
         return cls(**values)
+
+
+_KINDS = {"int": ("a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+          "float": ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+          "str": ("a name", lambda v: isinstance(v, str)),
+          "bool": ("true or false", lambda v: isinstance(v, bool))}
+
+
+def check_types(config: RunConfig) -> None:
+    """A ConfigError naming the first setting whose value is not of its declared type (``--set
+    epochs=abc`` or ``components=2.5``), before any other check compares it."""
+    for field in dataclasses.fields(config):
+        kind, optional = str(field.type).replace(" | None", ""), " | None" in str(field.type)
+        value = getattr(config, field.name)
+        if (optional and value is None) or kind not in _KINDS:
+            continue
+        words, ok = _KINDS[kind]
+        if not ok(value):
+            raise ConfigError(f"{field.name} must be {words}{' or null' if optional else ''}, got {value!r}.")
 
 
 SETTINGS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in ("dataset", "prior", "profile"))
