@@ -19,7 +19,7 @@ from keras import ops
 
 from . import backend
 from .densities import log_bernoulli, log_discretized_logistic
-from .errors import ConfigError, DataError, check_choice
+from .errors import ConfigError, DataError, check_choice, check_count
 
 LOG_SCALE_RANGE = (-4.5, 0.0)  # discretized-logistic log-scales, clipped as in the paper's code
 
@@ -50,18 +50,27 @@ class Likelihood:
         of this module's score pixels in [0, 1]) checks that too: a raw 0-255 pixel would give NaN
         or meaningless nats."""
         if images.size and np.isnan(np.min(images)):
-            raise DataError(f"These images contain NaN pixels; the {self.name or type(self).__name__} "
-                            f"likelihood cannot score them.")
+            raise self._nan_error()
+
+    def _label(self) -> str:
+        return self.name or type(self).__name__
+
+    def _nan_error(self) -> DataError:
+        return DataError(f"These images contain NaN pixels; the {self._label()} likelihood cannot score them.")
 
     def _check_unit_range(self, images):
-        """:meth:`check_values` of this base class, and every pixel in [0, 1]."""
-        Likelihood.check_values(self, images)
-        low, high = (float(np.min(images)), float(np.max(images))) if images.size else (0.0, 1.0)
-        name = self.name or type(self).__name__
+        """As :meth:`check_values` of this base class, and every pixel in [0, 1] (one pass each for
+        the lowest and the highest pixel; a NaN makes the lowest NaN)."""
+        if not images.size:
+            return
+        low = float(np.min(images))
+        if math.isnan(low):
+            raise self._nan_error()
+        high = float(np.max(images))
         if not (0.0 <= low and high <= 1.0):
             hint = " Divide 8-bit images by 255." if 1.0 < high <= 255.0 and low >= 0.0 else ""
-            raise DataError(f"The {name} likelihood scores pixels in [0, 1]; these images have "
-                            f"pixels from {low:g} to {high:g}.{hint}")
+            raise DataError(f"The {self._label()} likelihood scores pixels in [0, 1]; these images "
+                            f"have pixels from {low:g} to {high:g}.{hint}")
 
     def check_output(self, output, event_shape) -> None:
         """A ConfigError if a decoder's output (one tensor or a pair, N rows) cannot hold
@@ -74,7 +83,7 @@ class Likelihood:
             if None not in sizes and math.prod(sizes) != per_part:
                 raise ConfigError(
                     f"The decoder gives {math.prod(sizes)} numbers per image (shape {sizes}); the "
-                    f"{self.name or type(self).__name__} likelihood needs {self.params_per_pixel} per "
+                    f"{self._label()} likelihood needs {self.params_per_pixel} per "
                     f"pixel, {pixels * self.params_per_pixel} for images of shape {tuple(event_shape)}"
                     f"{' (or two tensors of ' + str(pixels) + ')' if self.params_per_pixel == 2 else ''}.")
 
@@ -155,9 +164,7 @@ class DiscretizedLogistic(Likelihood):
     params_per_pixel = 2
 
     def __init__(self, num_bins: int = 256):
-        if int(num_bins) < 2:
-            raise ConfigError(f"A discretized logistic needs at least 2 bins, got {num_bins}.")
-        self.num_bins = int(num_bins)
+        self.num_bins = check_count("number of bins of a discretized logistic", num_bins, 2)
 
     def params(self, output, event_shape):
         self.check_output(output, event_shape)

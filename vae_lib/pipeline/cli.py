@@ -204,9 +204,9 @@ def _report(args) -> int:
         if args.rerun:
             raise ConfigError("--render-only runs nothing, so it cannot --rerun; choose one.")
         check_profile(args.profile)
-        check_writable(Path(args.report_dir or default_report_dir()) / args.profile, "report folder", "--report-dir")
-        html = build_report(args.profile, args.report_dir or default_report_dir(),
-                            notebook_path("report", args.notebooks))
+        report_dir = args.report_dir or default_report_dir()
+        check_writable(Path(report_dir) / args.profile, "report folder", "--report-dir")
+        html = build_report(args.profile, report_dir, notebook_path("report", args.notebooks))
         print(f"report: {html}", file=sys.stderr)
         return 0
     counts = run_report(args.profile, args.runs_dir, args.report_dir, args.datasets, args.priors,

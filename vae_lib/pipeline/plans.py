@@ -174,11 +174,12 @@ def plan(profile: str, runs_dir, report_dir, datasets=None, priors=None, seeds=N
                           models or ("vae",), k_sweep)
         if seeds is None:  # the profile's own plan: the grid, the K sweep, the convolutional cells
             pairs += conv_plan(profile)
+    said = "--set " + " ".join(f"{k}={v}" for k, v in (settings or {}).items())
     if settings:  # a value that is wrong anywhere (epochs=-1, model=cnn) is said as such
         try:
             RunConfig().replace(**settings)
         except ConfigError as err:
-            raise ConfigError(f"--set {' '.join(f'{k}={v}' for k, v in settings.items())}: {err}") from None
+            raise ConfigError(f"{said}: {err}") from None
     cells, seen = [], set()
     for config, purpose in pairs:
         if ((datasets and config.dataset not in datasets) or (priors and config.prior not in priors)
@@ -188,7 +189,7 @@ def plan(profile: str, runs_dir, report_dir, datasets=None, priors=None, seeds=N
         try:
             config = config.replace(**(settings or {}))
         except ConfigError as err:
-            raise ConfigError(f"--set {' '.join(f'{k}={v}' for k, v in settings.items())} does not apply "
+            raise ConfigError(f"{said} does not apply "
                               f"to the {model_label(config.model)} cell {run_dir_name(config)}: {err} Leave "
                               f"such cells out with the filters (--datasets, --models, --priors).") from None
         if config in seen:
