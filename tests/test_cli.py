@@ -225,6 +225,33 @@ def test_report_into_a_folder_it_cannot_write_is_refused_before_any_cell(blocked
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("config.json")), "nothing run"
 
 
+def test_jobs_checking_one_folder_at_once_do_not_refuse_each_other(tmp_path):
+    """Two main jobs started together check the same runs folder: each writes and removes a probe
+    file of its own (with one shared name, 26 of 1200 checks from 4 threads failed with "cannot
+    write": one job removed the other's probe)."""
+    import threading
+
+    from vae_lib.errors import ConfigError
+    from vae_lib.pipeline.rundir import check_writable
+
+    failures = []
+
+    def check_many():
+        for _ in range(300):
+            try:
+                check_writable(tmp_path / "runs", "runs folder", "--runs-dir")
+            except ConfigError as err:
+                failures.append(err)
+
+    threads = [threading.Thread(target=check_many) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures[0]
+    assert not list((tmp_path / "runs").iterdir()), "no probe file is left behind"
+
+
 @pytest.mark.slow
 def test_read_only_output_directory_is_refused(data_dir):
     """A read-only (mode 555) --out directory: exit 2, no traceback, nothing written. Root ignores

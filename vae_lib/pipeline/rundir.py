@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import shutil
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -108,12 +110,15 @@ def read_config(run_dir) -> RunConfig:
 
 def check_writable(folder: Path, what: str, option: str) -> None:
     """Create ``folder`` if needed and write a file into it, or refuse (ConfigError) before any work
-    is done; ``what`` names the folder and ``option`` the way to choose another."""
+    is done; ``what`` names the folder and ``option`` the way to choose another. The file's name is
+    this call's own: two jobs started together in one folder once shared a name, and one removed the
+    other's file before that one could (a false "cannot write")."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-test"
-        probe.write_bytes(b"ok")
-        probe.unlink()
+        handle, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+        os.write(handle, b"ok")
+        os.close(handle)
+        os.unlink(probe)
     except OSError as err:
         raise ConfigError(f"Cannot write to the {what} {folder}: {err.strerror}. "
                           f"Choose another {option}.") from None
