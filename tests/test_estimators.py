@@ -321,6 +321,22 @@ def test_estimates_are_reproducible_for_a_seed(approx_model, images):
     assert not np.allclose(a, c)
 
 
+def test_an_evaluation_that_goes_on_from_a_pass_gives_the_numbers_of_one_that_did_not_stop(approx_model, images):
+    """Promise of ``passes``: from the first image of any pass, the rest of the evaluation is exactly
+    (bitwise) what the whole one gives for those images; a start inside a pass, or beyond the
+    images, is refused with the starts that are allowed."""
+    sampler = ImportanceSampler(approx_model.vae, 50, rows_per_pass=150)  # 3 images a pass
+    assert sampler.images_per_pass == 3 and len(images) > 6
+    whole = sampler.evaluate(images, seed=5)
+    rest = list(sampler.passes(images, seed=5, start=6))
+    assert [first for first, _, _ in rest] == list(range(6, len(images), 3))
+    np.testing.assert_array_equal(np.concatenate([log_px for _, log_px, _ in rest]), whole.log_px[6:])
+    np.testing.assert_array_equal(np.concatenate([ess for _, _, ess in rest]), whole.ess[6:])
+    for bad in (4, len(images) + 3):
+        with pytest.raises(ConfigError, match="first image of a pass"):
+            next(sampler.passes(images, seed=5, start=bad))
+
+
 @pytest.mark.parametrize("bad", [0, -5])
 def test_nonpositive_sample_count_is_a_config_error(approx_model, bad):
     with pytest.raises(ConfigError, match="positive"):

@@ -430,7 +430,7 @@ def test_a_failure_after_the_importance_sampling_keeps_it_for_the_rerun(datasets
         raise AssertionError("sampled again")
 
     with monkeypatch.context() as patch:
-        patch.setattr(ImportanceSampler, "evaluate", sample_again)
+        patch.setattr(ImportanceSampler, "passes", sample_again)
         again = run_experiment(config, tmp_path / "run", dataset=data, progress=False)
     timing = {"train_seconds", "eval_seconds", "seconds_per_epoch", "provenance", "training_segments"}
     assert {k: v for k, v in again.items() if k not in timing} == {
@@ -441,6 +441,78 @@ def test_a_failure_after_the_importance_sampling_keeps_it_for_the_rerun(datasets
     assert experiment.kept_evaluation(tmp_path / "run", trained)[0] is not None
     for key in trained:
         assert experiment.kept_evaluation(tmp_path / "run", {**trained, key: trained[key] + 1}) == (None, None)
+
+
+@pytest.mark.slow
+def test_an_interrupted_importance_sampling_goes_on_where_it_stopped(datasets, tmp_path, monkeypatch):
+    """Ctrl-C after three passes of the test LL keeps their images (and says so to status); the rerun
+    samples only the rest, from the fourth pass on, and ends with exactly the numbers of a run that
+    was never interrupted. While sampling, what is done is kept on disk after every pass when asked
+    to (as a killed process, which runs no clean-up, relies on); kept images of another S, training
+    or pass layout are not used."""
+    import vae_lib.pipeline.experiment as experiment
+    from vae_lib.estimators import ImportanceSampler
+    from vae_lib.pipeline.build import load_trained_model
+    from vae_lib.pipeline.rundir import TEST_LL_PARTIAL, sampled_so_far
+
+    config = _small_config("static_mnist", "vampprior", epochs=1, max_train=200, max_valid=100, max_test=50,
+                           eval_samples=1000)
+    data = datasets["static_mnist"]
+    uninterrupted = run_experiment(config, tmp_path / "whole", dataset=data, progress=False)
+    real_passes, starts = ImportanceSampler.passes, []
+
+    def interrupted(self, images, seed=0, start=0):
+        for count, item in enumerate(real_passes(self, images, seed, start)):
+            if count == 3:
+                raise KeyboardInterrupt
+            yield item
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ImportanceSampler, "passes", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(config, tmp_path / "run", dataset=data, progress=False)
+    per_pass = 8  # 8192 (image, sample) pairs a pass // S=1000
+    assert sampled_so_far(tmp_path / "run") == (3 * per_pass, 50)
+    assert not (tmp_path / "run" / "test_ll.npz").exists()
+
+    def counted(self, images, seed=0, start=0):
+        starts.append(start)
+        yield from real_passes(self, images, seed, start)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ImportanceSampler, "passes", counted)
+        again = run_experiment(config, tmp_path / "run", dataset=data, progress=False)
+    assert starts == [3 * per_pass]
+    assert not (tmp_path / "run" / TEST_LL_PARTIAL).exists()
+    np.testing.assert_array_equal(read_test_ll(tmp_path / "run")[0], read_test_ll(tmp_path / "whole")[0])
+    np.testing.assert_array_equal(read_test_ll(tmp_path / "run")[1], read_test_ll(tmp_path / "whole")[1])
+    timing = {"train_seconds", "eval_seconds", "seconds_per_epoch", "provenance", "training_segments"}
+    assert {k: v for k, v in again.items() if k not in timing} == {
+        k: v for k, v in uninterrupted.items() if k not in timing}
+
+    # kept after every pass while sampling, before any clean-up could run
+    model = load_trained_model(tmp_path / "whole", config, reduced_splits(data, config))
+    sampler = ImportanceSampler(model, config.eval_samples, jit_compile=False)
+    trained = dict(num_samples=1000, num_test=50, epochs_trained=1, best_epoch=1)
+    test = reduced_splits(data, config).test
+    kept_counts = []
+
+    def watched(self, images, seed=0, start=0):
+        for item in real_passes(self, images, seed, start):
+            yield item  # the caller takes the pass (and keeps it) before asking for the next
+            kept_counts.append(sampled_so_far(tmp_path / "watched"))
+
+    (tmp_path / "watched").mkdir()
+    with monkeypatch.context() as patch:
+        patch.setattr(ImportanceSampler, "passes", watched)
+        result, _ = experiment.sample_test_ll(sampler, test, config.seed, tmp_path / "watched", trained,
+                                              progress=False, keep_every_seconds=0.0)
+    assert kept_counts == [(n, 50) for n in range(per_pass, 50, per_pass)] + [(48, 50)]
+    np.testing.assert_array_equal(result.log_px, read_test_ll(tmp_path / "whole")[0])
+    layout = dict(trained, samples_per_pass=1000, images_per_pass=per_pass)
+    assert experiment._read_partial(tmp_path / "watched" / TEST_LL_PARTIAL, layout)["done"] == 48
+    for key in layout:
+        assert experiment._read_partial(tmp_path / "watched" / TEST_LL_PARTIAL, {**layout, key: layout[key] + 1}) is None
 
 
 def test_dynamic_binarization_draws_fresh_bits_each_step(datasets):

@@ -104,26 +104,40 @@ class ImportanceSampler:
         if progress is True:
             with progress_bar(len(images), f"log p(x), S={self.num_samples}", "img") as bar:
                 return self.evaluate(images, seed, bar)
+        log_px = np.empty(len(images), np.float64)
+        ess = np.empty(len(images), np.float64)
+        for start, pass_log_px, pass_ess in self.passes(images, seed):
+            log_px[start:start + len(pass_log_px)] = pass_log_px
+            ess[start:start + len(pass_ess)] = pass_ess
+            if progress is not None and progress is not False:
+                progress.update(len(pass_log_px))
+        return ImportanceResult(log_px, ess, self.num_samples)
+
+    def passes(self, images, seed: int = 0, start: int = 0):
+        """The evaluation of ``images`` a pass at a time, from image ``start`` on: yields
+        ``(first, log_px, ess)`` for the images ``first, first + 1, ...`` of each pass, in order.
+
+        A pass's draws depend only on ``seed`` and the index of its first image, so an evaluation
+        cut short can go on from the first image of any pass (``start`` a multiple of
+        :attr:`images_per_pass`) and give exactly the numbers of one that was not; this is what
+        lets a long evaluation keep its work across an interruption."""
+        if start % self.images_per_pass or not 0 <= start <= len(images):
+            raise ConfigError(f"An evaluation can go on only from the first image of a pass (a multiple of "
+                              f"{self.images_per_pass} within the {len(images)} images), not from image {start}.")
         images = self.model.check_images(images)
         self.model.ensure_built(images)
         prior_params = self.model.prior_params()  # now, not when the sampler was built
-        log_px = np.empty(len(images), np.float64)
-        ess = np.empty(len(images), np.float64)
-        for start in range(0, len(images), self.images_per_pass):
-            x = ops.convert_to_tensor(images[start:start + self.images_per_pass])
+        for first in range(start, len(images), self.images_per_pass):
+            x = ops.convert_to_tensor(images[first:first + self.images_per_pass])
             totals = ops.full((2, x.shape[0]), -np.inf)
             done = 0
             while done < self.num_samples:
                 n = min(self.samples_per_pass, self.num_samples - done)
-                totals = self._pass(x, totals, stateless_seed(seed, "importance", start * self.num_samples + done),
+                totals = self._pass(x, totals, stateless_seed(seed, "importance", first * self.num_samples + done),
                                     backend.static_int(n), prior_params)
                 done += n
             lse_w, lse_w2 = ops.convert_to_numpy(totals).astype(np.float64)
-            log_px[start:start + len(x)] = lse_w - math.log(self.num_samples)
-            ess[start:start + len(x)] = np.exp(2 * lse_w - lse_w2)
-            if progress is not None and progress is not False:
-                progress.update(len(x))
-        return ImportanceResult(log_px, ess, self.num_samples)
+            yield first, lse_w - math.log(self.num_samples), np.exp(2 * lse_w - lse_w2)
 
     def __call__(self, images, seed: int = 0, progress=None) -> np.ndarray:
         """Per-image log p(x) estimates (nats)."""

@@ -22,8 +22,8 @@ from .config import RunConfig
 from .io import atomic_write_json, atomic_write_npz, read_json
 from .provenance import git_state, provenance
 from .records import checkpoint_state
-from .rundir import (CHECKPOINT, HISTORY, IMAGES, METRICS, TEST_LL, is_complete, prepare_run_dir,
-                     read_config, run_lock)
+from .rundir import (CHECKPOINT, HISTORY, IMAGES, METRICS, TEST_LL, TEST_LL_PARTIAL, is_complete,
+                     prepare_run_dir, read_config, run_lock)
 from .trainer import Trainer
 
 def use_threads(threads: int | None) -> int:
@@ -92,15 +92,14 @@ def evaluate_run(run_dir, data_dir=None, progress: bool = True, dataset: Dataset
                        epochs_trained=state["epoch"], best_epoch=state["best_epoch"])
         result, sampling_seconds = kept_evaluation(run_dir, trained)
         if result is None:
-            started = time.perf_counter()
             sampler = ImportanceSampler(model, config.eval_samples, jit_compile=config.jit_compile,
                                         matmul_inputs=config.eval_matmuls)
-            with progress_bar(len(dataset.test), f"test LL (S={config.eval_samples})", "img", progress) as bar:
-                result = sampler.evaluate(dataset.test, seed=config.seed, progress=bar)
-            sampling_seconds = time.perf_counter() - started
+            result, sampling_seconds = sample_test_ll(sampler, dataset.test, config.seed, run_dir, trained,
+                                                      progress)
             # kept at once: if what follows fails, a rerun does not sample again (see kept_evaluation)
             _write_results(run_dir, TEST_LL, log_px=result.log_px, ess=result.ess,
                            sampling_seconds=sampling_seconds, **trained)
+            (run_dir / TEST_LL_PARTIAL).unlink(missing_ok=True)
         started = time.perf_counter()
         test_ll = result.log_px
         test_elbo = elbo(model, dataset.test, seed=config.seed)
@@ -159,6 +158,63 @@ def kept_evaluation(run_dir: Path, trained: dict):
             return result, float(kept["sampling_seconds"])
     except (OSError, ValueError, KeyError):  # unreadable: sample again
         return None, None
+
+
+def sample_test_ll(sampler: ImportanceSampler, images, seed: int, run_dir: Path, trained: dict,
+                   progress: bool = True, keep_every_seconds: float = 60.0):
+    """(ImportanceResult, seconds): the sampler's evaluation of the test ``images``, going on from
+    where an interrupted one in ``run_dir`` stopped. The images done so far are kept in
+    ``test_ll.partial.npz`` every ``keep_every_seconds`` and when the sampling stops for any reason
+    (Ctrl-C, an error), so that at most that many seconds of a long evaluation are lost to a killed
+    process. Every pass's draws depend only on the seed and its first image
+    (:meth:`~vae_lib.estimators.ImportanceSampler.passes`), so a resumed evaluation gives exactly
+    the numbers of an uninterrupted one; kept images are used only if they say they were made with
+    the same S, passes, test images, epochs trained and best epoch (``trained``)."""
+    n, path = len(images), run_dir / TEST_LL_PARTIAL
+    layout = dict(trained, samples_per_pass=sampler.samples_per_pass, images_per_pass=sampler.images_per_pass)
+    log_px, ess, done, seconds = np.empty(n, np.float64), np.empty(n, np.float64), 0, 0.0
+    kept = _read_partial(path, layout)
+    if kept is not None:
+        done, seconds = kept["done"], kept["seconds"]
+        log_px[:done], ess[:done] = kept["log_px"], kept["ess"]
+        print(f"Going on with the test log-likelihood from image {done + 1} of {n} (the {done} before it "
+              f"are kept in {path.name}).", flush=True)
+
+    def keep():
+        _write_results(run_dir, TEST_LL_PARTIAL, log_px=log_px[:done], ess=ess[:done], done=done,
+                       seconds=seconds + time.perf_counter() - started, **layout)
+
+    started = last_kept = time.perf_counter()
+    kept_done = done
+    try:
+        with progress_bar(n, f"test LL (S={sampler.num_samples})", "img", progress, initial=done) as bar:
+            for first, pass_log_px, pass_ess in sampler.passes(images, seed, start=done):
+                log_px[first:first + len(pass_log_px)], ess[first:first + len(pass_ess)] = pass_log_px, pass_ess
+                done = first + len(pass_log_px)
+                bar.update(len(pass_log_px))
+                if time.perf_counter() - last_kept >= keep_every_seconds and done < n:
+                    keep()
+                    last_kept, kept_done = time.perf_counter(), done
+    finally:
+        if kept_done < done < n:  # stopped part way (Ctrl-C, an error): keep what is done
+            keep()
+    return ImportanceResult(log_px, ess, sampler.num_samples), seconds + time.perf_counter() - started
+
+
+def _read_partial(path: Path, layout: dict) -> dict | None:
+    """What an interrupted test-LL sampling kept, if it was made with this ``layout``; else None."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as kept:
+            if any(key not in kept or int(kept[key]) != value for key, value in layout.items()):
+                return None
+            done = int(kept["done"])
+            if not len(kept["log_px"]) == len(kept["ess"]) == done or done % layout["images_per_pass"]:
+                return None
+            return dict(done=done, seconds=float(kept["seconds"]), log_px=kept["log_px"], ess=kept["ess"])
+    except (OSError, ValueError, KeyError):  # unreadable: sample again
+        return None
 
 
 def _write_results(run_dir: Path, name: str, data=None, **arrays) -> None:

@@ -9,6 +9,8 @@ A run directory holds:
   test_ll.npz        per-image importance-sampled test log-likelihoods (nats) and effective sample sizes,
                      with S, the training they score (epochs, best epoch) and the sampling's seconds;
                      written as soon as sampled (a rerun after a later failure keeps it)
+  test_ll.partial.npz  while sampling: the images done so far (every minute, and on an interruption);
+                     a rerun goes on from them, and they are removed once test_ll.npz is written
   images.npz         test images and their reconstructions, samples, pseudo-inputs (8-bit, for figures)
   training.ipynb     the executed training and evaluation notebooks (runs made by `vampprior
   evaluation.ipynb   report`; records made before the two were split hold one experiment.ipynb)
@@ -26,6 +28,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 from .config import RunConfig, default_runs_dir
 from ..errors import ConfigError
 from .io import atomic_write_bytes, atomic_write_json, read_json, remove_stale_temporaries
@@ -34,6 +38,7 @@ from .nbclean import portable
 CONFIG, CHECKPOINT, HISTORY, TEST_LL, IMAGES, METRICS, FAILURE = (
     "config.json", "checkpoint.npz", "history.csv", "test_ll.npz", "images.npz", "metrics.json",
     "failure.json")
+TEST_LL_PARTIAL = "test_ll.partial.npz"  # an interrupted sampling's images so far (not part of the record)
 NOTEBOOKS = ("training.ipynb", "evaluation.ipynb", "experiment.ipynb")  # the last: older records
 RECORD_FILES = (CONFIG, HISTORY, TEST_LL, IMAGES, *NOTEBOOKS, METRICS)
 
@@ -97,6 +102,16 @@ def default_run_dir(config: RunConfig) -> Path:
 
 def is_complete(run_dir) -> bool:
     return (Path(run_dir) / METRICS).is_file()
+
+
+def sampled_so_far(run_dir) -> tuple[int, int] | None:
+    """(images done, test images) of a test-LL sampling under way or interrupted in ``run_dir``,
+    from what it last kept; None if it has kept nothing (or it cannot be read)."""
+    try:
+        with np.load(Path(run_dir) / TEST_LL_PARTIAL) as kept:
+            return int(kept["done"]), int(kept["num_test"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def read_config(run_dir) -> RunConfig:

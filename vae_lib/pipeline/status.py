@@ -22,7 +22,7 @@ from ..schedule import projected_end
 from .io import read_json
 from .plans import Cell
 from .records import checkpoint_state, training_seconds
-from .rundir import FAILURE, METRICS, failure_summary, is_complete, is_locked
+from .rundir import FAILURE, METRICS, failure_summary, is_complete, is_locked, sampled_so_far
 
 def cell_status(cell: Cell, unreadable: str = "running") -> str:
     """Where a running cell is, from its run directory's last checkpoint (saved every
@@ -44,8 +44,10 @@ def _checkpoint_status(cell: Cell) -> str:
     if c.min_steps:  # the cap in epochs depends on the steps per epoch, known from the steps so far
         cap = max(cap, math.ceil(c.min_steps / (state["step"] / epoch)))
     if state["stopped_early"] or epoch >= cap:
+        sampled = sampled_so_far(cell.run_dir)
+        so_far = f", {sampled[0]} of {sampled[1]} images done" if sampled else ""
         return (f"trained {epoch} epochs (best {best}); test log-likelihood with "
-                f"S={c.eval_samples}")
+                f"S={c.eval_samples}{so_far}")
     stop_at = projected_end(epoch, best, cap, c.warmup_epochs, c.patience)
     # the pace of the last epochs (this machine, now), not the run's average over earlier sessions
     recent = [row["seconds"] for row in state.get("history", [])[-20:] if "seconds" in row]
