@@ -225,6 +225,24 @@ def test_report_into_a_folder_it_cannot_write_is_refused_before_any_cell(blocked
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("config.json")), "nothing run"
 
 
+@pytest.mark.parametrize("given_by", ["--data-dir", "VAE_DATA_DIR"])
+def test_a_data_directory_that_is_not_there_is_refused_before_any_cell(given_by, tmp_path, capsys, monkeypatch):
+    """A mistyped data directory is said once, before the grid, naming it and where it was given
+    (not by each cell's kernel after its start-up, about 12 s a cell)."""
+    missing = tmp_path / "no_such_folder"
+    args = ["report", "--profile", "smoke", "--datasets", "frey_faces", "--priors", "standard", "--no-k-sweep",
+            "--runs-dir", str(tmp_path / "runs"), "--report-dir", str(tmp_path / "report")]
+    if given_by == "--data-dir":
+        args += ["--data-dir", str(missing)]
+    else:
+        monkeypatch.setenv("VAE_DATA_DIR", str(missing))
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vampprior: error: The data directory") and str(missing) in err
+    assert ("(VAE_DATA_DIR)" in err) == (given_by == "VAE_DATA_DIR") and "Traceback" not in err
+    assert not any((tmp_path / "runs").rglob("config.json")), "no cell started"
+
+
 def test_jobs_checking_one_folder_at_once_do_not_refuse_each_other(tmp_path):
     """Two main jobs started together check the same runs folder: each writes and removes a probe
     file of its own (with one shared name, 26 of 1200 checks from 4 threads failed with "cannot

@@ -159,6 +159,17 @@ def verify(path: Path, source: SourceFile) -> None:
                         f"or is not the canonical {source.name}. {what_to_do}")
 
 
+def check_data_dir(data_dir: str | os.PathLike | None = None) -> None:
+    """Raise DataError if a data directory is set (argument or ``$VAE_DATA_DIR``) and is not a
+    folder: said once, before a grid of cells starts, rather than by each cell's kernel."""
+    given = data_dir or os.environ.get("VAE_DATA_DIR")
+    if given and not Path(given).expanduser().is_dir():
+        where = "" if data_dir else " (VAE_DATA_DIR)"
+        raise DataError(f"The data directory {given}{where} is not a folder. Point it at the folder "
+                        f"that holds the datasets' folders (static_mnist/, dynamic_mnist/, ...), or unset "
+                        f"it to download them into {cache_dir()}.")
+
+
 def fetch(source: SourceFile, data_dir: str | os.PathLike | None = None) -> Path:
     """Return a verified local path for ``source``.
 

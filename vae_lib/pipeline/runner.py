@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..datasets import check_data_dir
 from .cells import KERNEL_LOG, PAPERMILL_OPTIONS, REPO, notebook_path, run_cell
 from .config import default_report_dir, default_runs_dir
 from .io import fd2_to
@@ -49,6 +50,8 @@ def run_report(profile="quick", runs_dir=None, report_dir=None, datasets=None, p
         cells = [c for c in cells if c not in waiting]
         if waiting:
             counts["needs a GPU"] = len(waiting)
+    if any(rerun or not is_complete(c.record_dir) for c in cells):
+        check_data_dir(data_dir)  # once, not by every cell's kernel
     started = time.perf_counter()
     log(f"profile {profile}: {len(cells)} cells; runs in {runs_dir / profile}, records in "
         f"{records_dir(report_dir, profile)}")
