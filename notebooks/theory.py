@@ -43,7 +43,6 @@ from vae_lib.pipeline.config import PROFILES, make_config
 from vae_lib.pipeline.trainer import Trainer
 from vae_lib.plots import image_grid
 
-tf.get_logger().setLevel("ERROR")  # each new ImportanceSampler traces a new function; no notices
 # %matplotlib inline
 
 # %% tags=["parameters"]
