@@ -290,6 +290,29 @@ def test_right_size_wrong_content(data_dir, tmp_path, name):
     assert hashlib.sha256(bytes(data)).hexdigest() in message
 
 
+def test_a_data_directory_is_checked_as_the_loader_reads_it(tmp_path, monkeypatch):
+    """check_data_dir (the main job's check before its grid) accepts what fetch would read, a
+    folder given with ~ or relative to the working folder, from the argument or $VAE_DATA_DIR, and
+    refuses a path that is missing or is a file, naming it; with no data directory it checks nothing."""
+    from vae_lib.datasets import check_data_dir
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "a_file").write_text("not a folder")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VAE_DATA_DIR", raising=False)
+    for fine in ("~/data", "data", str(tmp_path / "data"), None):
+        check_data_dir(fine)
+    for bad in ("~/missing", "a_file"):
+        with pytest.raises(DataError, match=f"The data directory {bad} is not a folder"):
+            check_data_dir(bad)
+        monkeypatch.setenv("VAE_DATA_DIR", bad)
+        with pytest.raises(DataError, match=fr"{bad} \(VAE_DATA_DIR\) is not a folder"):
+            check_data_dir()
+        monkeypatch.setenv("VAE_DATA_DIR", "data")
+        check_data_dir()
+
+
 def test_data_dir_from_environment(data_dir, tmp_path, monkeypatch):
     """Without a data_dir argument, $VAE_DATA_DIR is used (and a wrong one names the file)."""
     monkeypatch.setenv("VAE_DATA_DIR", str(data_dir))

@@ -432,7 +432,8 @@ def test_a_failure_after_the_importance_sampling_keeps_it_for_the_rerun(datasets
     with monkeypatch.context() as patch:
         patch.setattr(ImportanceSampler, "passes", sample_again)
         again = run_experiment(config, tmp_path / "run", dataset=data, progress=False)
-    timing = {"train_seconds", "eval_seconds", "seconds_per_epoch", "provenance", "training_segments"}
+    timing = {"train_seconds", "eval_seconds", "seconds_per_epoch", "provenance", "training_segments",
+              "sampling_segments"}
     assert {k: v for k, v in again.items() if k not in timing} == {
         k: v for k, v in uninterrupted.items() if k not in timing}
 
@@ -440,7 +441,7 @@ def test_a_failure_after_the_importance_sampling_keeps_it_for_the_rerun(datasets
     trained = dict(num_samples=config.eval_samples, num_test=50, epochs_trained=1, best_epoch=1)
     assert experiment.kept_evaluation(tmp_path / "run", trained)[0] is not None
     for key in trained:
-        assert experiment.kept_evaluation(tmp_path / "run", {**trained, key: trained[key] + 1}) == (None, None)
+        assert experiment.kept_evaluation(tmp_path / "run", {**trained, key: trained[key] + 1}) == (None, None, None)
 
 
 @pytest.mark.slow
@@ -484,9 +485,13 @@ def test_an_interrupted_importance_sampling_goes_on_where_it_stopped(datasets, t
         again = run_experiment(config, tmp_path / "run", dataset=data, progress=False)
     assert starts == [3 * per_pass]
     assert not (tmp_path / "run" / TEST_LL_PARTIAL).exists()
+    assert [segment["from_image"] for segment in again["sampling_segments"]] == [0, 3 * per_pass]
+    assert [segment["from_image"] for segment in uninterrupted["sampling_segments"]] == [0]
+    assert {"commit", "modified", "threads", "hardware", "started"} <= set(again["sampling_segments"][1])
     np.testing.assert_array_equal(read_test_ll(tmp_path / "run")[0], read_test_ll(tmp_path / "whole")[0])
     np.testing.assert_array_equal(read_test_ll(tmp_path / "run")[1], read_test_ll(tmp_path / "whole")[1])
-    timing = {"train_seconds", "eval_seconds", "seconds_per_epoch", "provenance", "training_segments"}
+    timing = {"train_seconds", "eval_seconds", "seconds_per_epoch", "provenance", "training_segments",
+              "sampling_segments"}
     assert {k: v for k, v in again.items() if k not in timing} == {
         k: v for k, v in uninterrupted.items() if k not in timing}
 
@@ -505,14 +510,25 @@ def test_an_interrupted_importance_sampling_goes_on_where_it_stopped(datasets, t
     (tmp_path / "watched").mkdir()
     with monkeypatch.context() as patch:
         patch.setattr(ImportanceSampler, "passes", watched)
-        result, _ = experiment.sample_test_ll(sampler, test, config.seed, tmp_path / "watched", trained,
-                                              progress=False, keep_every_seconds=0.0)
+        result, _, _ = experiment.sample_test_ll(sampler, test, config.seed, tmp_path / "watched", trained,
+                                                 progress=False, keep_every_seconds=0.0)
     assert kept_counts == [(n, 50) for n in range(per_pass, 50, per_pass)] + [(48, 50)]
     np.testing.assert_array_equal(result.log_px, read_test_ll(tmp_path / "whole")[0])
+    partial = tmp_path / "watched" / TEST_LL_PARTIAL
     layout = dict(trained, samples_per_pass=1000, images_per_pass=per_pass)
-    assert experiment._read_partial(tmp_path / "watched" / TEST_LL_PARTIAL, layout)["done"] == 48
+    assert experiment._read_partial(partial, layout)["done"] == 48
     for key in layout:
-        assert experiment._read_partial(tmp_path / "watched" / TEST_LL_PARTIAL, {**layout, key: layout[key] + 1}) is None
+        assert experiment._read_partial(partial, {**layout, key: layout[key] + 1}) is None
+    for damaged in (b"", partial.read_bytes()[:100]):  # empty, cut short: sampled again, status unharmed
+        partial.write_bytes(damaged)
+        assert experiment._read_partial(partial, layout) is None and sampled_so_far(partial.parent) is None
+
+    # a keep that fails (here: the partial file's name is taken by a folder) is warned of; the sampling goes on
+    (tmp_path / "blocked" / TEST_LL_PARTIAL).mkdir(parents=True)
+    with pytest.warns(RuntimeWarning, match="Could not keep the images sampled so far"):
+        result, _, _ = experiment.sample_test_ll(sampler, test, config.seed, tmp_path / "blocked", trained,
+                                                 progress=False, keep_every_seconds=0.0)
+    np.testing.assert_array_equal(result.log_px, read_test_ll(tmp_path / "whole")[0])
 
 
 def test_dynamic_binarization_draws_fresh_bits_each_step(datasets):

@@ -124,6 +124,9 @@ class ImportanceSampler:
         if start % self.images_per_pass or not 0 <= start <= len(images):
             raise ConfigError(f"An evaluation can go on only from the first image of a pass (a multiple of "
                               f"{self.images_per_pass} within the {len(images)} images), not from image {start}.")
+        return self._passes(images, seed, start)
+
+    def _passes(self, images, seed, start):
         images = self.model.check_images(images)
         self.model.ensure_built(images)
         prior_params = self.model.prior_params()  # now, not when the sampler was built

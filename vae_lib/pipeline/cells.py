@@ -88,7 +88,7 @@ def _execute(cell, notebooks, data_dir, rerun, threads, checkpoint_every) -> str
     # notebooks kept in the record hold no paths of this machine.
     env = dict(VAE_RUNS_DIR=str(cell.run_dir.parent.parent.resolve()))
     if data_dir:
-        env["VAE_DATA_DIR"] = str(Path(data_dir).resolve())
+        env["VAE_DATA_DIR"] = str(Path(data_dir).expanduser().resolve())
     parameters = dict(dataset=c.dataset, prior=c.prior, profile=c.profile,
                       settings=c.differences_from_profile(), threads=threads, progress=False)
     training, evaluation = notebooks

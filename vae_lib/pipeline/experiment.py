@@ -5,8 +5,11 @@ through :func:`run_experiment`.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +23,7 @@ from ..seeds import stateless_seed
 from .build import SUBSET_SEED, build_model, load_trained_model, reduced_splits
 from .config import RunConfig
 from .io import atomic_write_json, atomic_write_npz, read_json
-from .provenance import git_state, provenance
+from .provenance import git_state, hardware, hardware_label, provenance
 from .records import checkpoint_state
 from .rundir import (CHECKPOINT, HISTORY, IMAGES, METRICS, TEST_LL, TEST_LL_PARTIAL, is_complete,
                      prepare_run_dir, read_config, run_lock)
@@ -90,16 +93,16 @@ def evaluate_run(run_dir, data_dir=None, progress: bool = True, dataset: Dataset
         model = load_trained_model(run_dir, config, dataset)
         trained = dict(num_samples=config.eval_samples, num_test=len(dataset.test),
                        epochs_trained=state["epoch"], best_epoch=state["best_epoch"])
-        result, sampling_seconds = kept_evaluation(run_dir, trained)
+        result, sampling_seconds, sampling_segments = kept_evaluation(run_dir, trained)
         if result is None:
             sampler = ImportanceSampler(model, config.eval_samples, jit_compile=config.jit_compile,
                                         matmul_inputs=config.eval_matmuls)
-            result, sampling_seconds = sample_test_ll(sampler, dataset.test, config.seed, run_dir, trained,
-                                                      progress)
+            result, sampling_seconds, sampling_segments = sample_test_ll(
+                sampler, dataset.test, config.seed, run_dir, trained, progress, threads)
             # kept at once: if what follows fails, a rerun does not sample again (see kept_evaluation)
             _write_results(run_dir, TEST_LL, log_px=result.log_px, ess=result.ess,
-                           sampling_seconds=sampling_seconds, **trained)
-            (run_dir / TEST_LL_PARTIAL).unlink(missing_ok=True)
+                           sampling_seconds=sampling_seconds, segments=json.dumps(sampling_segments), **trained)
+        (run_dir / TEST_LL_PARTIAL).unlink(missing_ok=True)  # (also if a process died right before)
         started = time.perf_counter()
         test_ll = result.log_px
         test_elbo = elbo(model, dataset.test, seed=config.seed)
@@ -122,6 +125,7 @@ def evaluate_run(run_dir, data_dir=None, progress: bool = True, dataset: Dataset
             train_seconds=state["train_seconds"], eval_seconds=eval_seconds,
             seconds_per_epoch=float(np.median(epoch_seconds)) if epoch_seconds else float("nan"),
             threads=threads, training_segments=state.get("segments", []),
+            sampling_segments=sampling_segments,
             config=config.to_dict(), data_sha256=dataset.sources, provenance=provenance())
         if dataset.likelihood == "discretized_logistic":
             metrics["test_bits_per_dim"] = float(bits_per_dim(metrics["test_ll"], dataset.input_dim))
@@ -141,68 +145,90 @@ def run_experiment(config: RunConfig, run_dir, data_dir=None, progress: bool = T
     return evaluate_run(run_dir, data_dir, progress, dataset, threads)
 
 
+# what reading a damaged .npz raises (empty: EOFError; cut short: BadZipFile)
+UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+
+
 def kept_evaluation(run_dir: Path, trained: dict):
-    """(ImportanceResult, seconds) of an importance sampling this run directory has already done,
-    or (None, None). A run directory holds one config, and its test LL is written only once
-    training has ended, so one that is there without metrics.json (something after it failed) is
-    of these very weights; it is kept, not sampled again (that can take an hour), if it also
-    says it was made with the same S, test images, epochs trained and best epoch (``trained``)."""
+    """(ImportanceResult, seconds, segments) of an importance sampling this run directory has
+    already done, or (None, None, None). A run directory holds one config, and its test LL is
+    written only once training has ended, so one that is there without metrics.json (something
+    after it failed) is of these very weights; it is kept, not sampled again (that can take an
+    hour), if it also says it was made with the same S, test images, epochs trained and best epoch
+    (``trained``)."""
     path = run_dir / TEST_LL
     if not path.is_file():
-        return None, None
+        return None, None, None
     try:
         with np.load(path) as kept:
             if any(key not in kept or int(kept[key]) != value for key, value in trained.items()):
-                return None, None
+                return None, None, None
             result = ImportanceResult(kept["log_px"], kept["ess"], trained["num_samples"])
-            return result, float(kept["sampling_seconds"])
-    except (OSError, ValueError, KeyError):  # unreadable: sample again
-        return None, None
+            segments = json.loads(str(kept["segments"])) if "segments" in kept else []
+            return result, float(kept["sampling_seconds"]), segments
+    except UNREADABLE:  # sample again
+        return None, None, None
 
 
 def sample_test_ll(sampler: ImportanceSampler, images, seed: int, run_dir: Path, trained: dict,
-                   progress: bool = True, keep_every_seconds: float = 60.0):
-    """(ImportanceResult, seconds): the sampler's evaluation of the test ``images``, going on from
-    where an interrupted one in ``run_dir`` stopped. The images done so far are kept in
-    ``test_ll.partial.npz`` every ``keep_every_seconds`` and when the sampling stops for any reason
-    (Ctrl-C, an error), so that at most that many seconds of a long evaluation are lost to a killed
-    process. Every pass's draws depend only on the seed and its first image
-    (:meth:`~vae_lib.estimators.ImportanceSampler.passes`), so a resumed evaluation gives exactly
-    the numbers of an uninterrupted one; kept images are used only if they say they were made with
-    the same S, passes, test images, epochs trained and best epoch (``trained``)."""
+                   progress: bool = True, threads: int | None = None, keep_every_seconds: float = 60.0):
+    """(ImportanceResult, seconds, segments): the sampler's evaluation of the test ``images``, going
+    on from where an interrupted one in ``run_dir`` stopped.
+
+    The images done so far are kept in ``test_ll.partial.npz`` after the first pass that ends
+    ``keep_every_seconds`` after the last keep, and when the sampling stops on an exception (Ctrl-C,
+    an error), so a killed process loses at most that interval and one pass. A keep that fails (a
+    full disk) is warned of and the sampling goes on. Every pass's draws depend only on the seed
+    and its first image (:meth:`~vae_lib.estimators.ImportanceSampler.passes`), so a resumed
+    evaluation gives the numbers of an uninterrupted one with the same code on the same kind of
+    device; ``segments`` names the code, threads and hardware of each start or resume (from which
+    image), as a record's training segments do. Kept images are used only if they say they were
+    made with the same S, passes, test images, epochs trained and best epoch (``trained``)."""
     n, path = len(images), run_dir / TEST_LL_PARTIAL
     layout = dict(trained, samples_per_pass=sampler.samples_per_pass, images_per_pass=sampler.images_per_pass)
-    log_px, ess, done, seconds = np.empty(n, np.float64), np.empty(n, np.float64), 0, 0.0
+    log_px, ess = np.empty(n, np.float64), np.empty(n, np.float64)
     kept = _read_partial(path, layout)
-    if kept is not None:
-        done, seconds = kept["done"], kept["seconds"]
+    done, seconds, segments = (kept["done"], kept["seconds"], kept["segments"]) if kept else (0, 0.0, [])
+    if kept:
         log_px[:done], ess[:done] = kept["log_px"], kept["ess"]
         print(f"Going on with the test log-likelihood from image {done + 1} of {n} (the {done} before it "
               f"are kept in {path.name}).", flush=True)
+    segments = [*segments, dict(from_image=done, threads=threads, started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                hardware=hardware_label(hardware()), **git_state())]
+    started = time.perf_counter()
+    kept_done, kept_at, pass_ended = done, started, started
+    warned = False
 
     def keep():
-        _write_results(run_dir, TEST_LL_PARTIAL, log_px=log_px[:done], ess=ess[:done], done=done,
-                       seconds=seconds + time.perf_counter() - started, **layout)
+        nonlocal kept_done, kept_at, warned
+        kept_at = time.perf_counter()
+        try:
+            _write_results(run_dir, TEST_LL_PARTIAL, log_px=log_px[:done], ess=ess[:done], done=done,
+                           seconds=seconds + pass_ended - started, segments=json.dumps(segments), **layout)
+            kept_done = done
+        except TrainingError as err:  # the sampling itself is unharmed: go on, keep trying
+            if not warned:
+                warnings.warn(f"Could not keep the images sampled so far: {err}", RuntimeWarning, stacklevel=2)
+                warned = True
 
-    started = last_kept = time.perf_counter()
-    kept_done = done
     try:
         with progress_bar(n, f"test LL (S={sampler.num_samples})", "img", progress, initial=done) as bar:
             for first, pass_log_px, pass_ess in sampler.passes(images, seed, start=done):
                 log_px[first:first + len(pass_log_px)], ess[first:first + len(pass_ess)] = pass_log_px, pass_ess
-                done = first + len(pass_log_px)
+                done, pass_ended = first + len(pass_log_px), time.perf_counter()
                 bar.update(len(pass_log_px))
-                if time.perf_counter() - last_kept >= keep_every_seconds and done < n:
+                if pass_ended - kept_at >= keep_every_seconds and done < n:
                     keep()
-                    last_kept, kept_done = time.perf_counter(), done
     finally:
         if kept_done < done < n:  # stopped part way (Ctrl-C, an error): keep what is done
             keep()
-    return ImportanceResult(log_px, ess, sampler.num_samples), seconds + time.perf_counter() - started
+    return (ImportanceResult(log_px, ess, sampler.num_samples), seconds + time.perf_counter() - started,
+            segments)
 
 
 def _read_partial(path: Path, layout: dict) -> dict | None:
-    """What an interrupted test-LL sampling kept, if it was made with this ``layout``; else None."""
+    """What an interrupted test-LL sampling kept, if it was made with this ``layout``; else None
+    (nothing kept, another layout, or a damaged file: sample those images again)."""
     if not path.is_file():
         return None
     try:
@@ -212,8 +238,9 @@ def _read_partial(path: Path, layout: dict) -> dict | None:
             done = int(kept["done"])
             if not len(kept["log_px"]) == len(kept["ess"]) == done or done % layout["images_per_pass"]:
                 return None
-            return dict(done=done, seconds=float(kept["seconds"]), log_px=kept["log_px"], ess=kept["ess"])
-    except (OSError, ValueError, KeyError):  # unreadable: sample again
+            return dict(done=done, seconds=float(kept["seconds"]), log_px=kept["log_px"], ess=kept["ess"],
+                        segments=json.loads(str(kept["segments"])))
+    except UNREADABLE:
         return None
 
 

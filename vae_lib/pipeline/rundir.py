@@ -15,7 +15,7 @@ A run directory holds:
   training.ipynb     the executed training and evaluation notebooks (runs made by `vampprior
   evaluation.ipynb   report`; records made before the two were split hold one experiment.ipynb)
   metrics.json       the results; written last, so its presence means the run is complete
-The record of a run is all of it but the checkpoint (:data:`RECORD_FILES`).
+The record of a run is all of it but the checkpoint and a partial test LL (:data:`RECORD_FILES`).
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ import os
 import shutil
 import tempfile
 import time
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -110,7 +111,7 @@ def sampled_so_far(run_dir) -> tuple[int, int] | None:
     try:
         with np.load(Path(run_dir) / TEST_LL_PARTIAL) as kept:
             return int(kept["done"]), int(kept["num_test"])
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # none yet, or damaged
         return None
 
 

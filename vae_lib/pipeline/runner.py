@@ -4,6 +4,7 @@ over the records and render it to HTML (the paper report also puts its Table 1 i
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -34,7 +35,6 @@ def run_report(profile="quick", runs_dir=None, report_dir=None, datasets=None, p
     # absolute, as Dask workers started in another folder must see them (and the data) too
     runs_dir = Path(runs_dir or default_runs_dir()).resolve()
     report_dir = Path(report_dir or default_report_dir()).resolve()
-    data_dir = Path(data_dir).resolve() if data_dir else None
     notebooks = (notebook_path("training", notebooks_dir), notebook_path("evaluation", notebooks_dir))
     report_notebook = notebook_path("report", notebooks_dir)
     cells = plan(profile, runs_dir, report_dir, datasets, priors, seeds, models, k_sweep, settings, purposes)
@@ -50,8 +50,12 @@ def run_report(profile="quick", runs_dir=None, report_dir=None, datasets=None, p
         cells = [c for c in cells if c not in waiting]
         if waiting:
             counts["needs a GPU"] = len(waiting)
-    if any(rerun or not is_complete(c.record_dir) for c in cells):
-        check_data_dir(data_dir)  # once, not by every cell's kernel
+    if not scheduler:  # (a cluster's workers may see folders this machine does not)
+        if any(rerun or not is_complete(c.record_dir) for c in cells):
+            check_data_dir(data_dir)  # once, not by every cell's kernel
+        # the kernels run in the repository's folder: a relative path means the one this job runs in
+        data_dir = data_dir or os.environ.get("VAE_DATA_DIR")
+    data_dir = Path(data_dir).expanduser().resolve() if data_dir else None
     started = time.perf_counter()
     log(f"profile {profile}: {len(cells)} cells; runs in {runs_dir / profile}, records in "
         f"{records_dir(report_dir, profile)}")

@@ -144,7 +144,10 @@ def cell_state(cell: Cell) -> tuple[str, str]:
             return "needs a GPU", cpu_estimate(cell)
         return "not started", ""
     if checkpoint_state(run_dir):
-        return "interrupted", cell_status(cell, unreadable=OTHER_VERSION) + "; resumes from its checkpoint"
+        sampled = sampled_so_far(run_dir)
+        resumes = (f"; its test log-likelihood goes on from image {sampled[0] + 1}" if sampled
+                   else "; resumes from its checkpoint")
+        return "interrupted", cell_status(cell, unreadable=OTHER_VERSION) + resumes
     return "not started", "(its run directory exists, without a checkpoint)"
 
 
