@@ -321,8 +321,8 @@ def main(argv=None) -> int:
         print(f"vampprior: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("vampprior: interrupted; rerun the same command to resume from the last checkpoint.",
-              file=sys.stderr)
+        print("vampprior: interrupted; rerun the same command to go on from what was kept (the last "
+              "checkpoint, and the test images already sampled).", file=sys.stderr)
         return 130
 
 
