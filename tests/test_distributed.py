@@ -194,8 +194,12 @@ def test_interrupted_driver_keeps_finished_cells_and_the_rest_resume(tmp_path, d
     command = REPORT + ["--datasets", "frey_faces", "caltech101_silhouettes", "--priors", "standard",
                         "vampprior", "--set", "epochs=15", "--workers", "2",
                         "--runs-dir", str(runs), "--report-dir", str(report)]
+    # Ctrl-C's signal handled as in a terminal's foreground job, also when this suite was started in
+    # the background of a shell without job control, which makes its children ignore SIGINT (the
+    # driver then ran its grid to the end: a fresh-clone run on 2026-12-08)
     driver = subprocess.Popen(command, env=env_with_data(data_dir), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     records = report / "smoke" / "runs"
     deadline = time.monotonic() + 600
     while not list(records.glob("*/metrics.json")) and time.monotonic() < deadline:
