@@ -9,7 +9,6 @@ import json
 import os
 import time
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from ..progress import progress_bar
 from ..seeds import stateless_seed
 from .build import SUBSET_SEED, build_model, load_trained_model, reduced_splits
 from .config import RunConfig
-from .io import atomic_write_json, atomic_write_npz, read_json
+from .io import UNREADABLE_NPZ, atomic_write_json, atomic_write_npz, read_json
 from .provenance import git_state, hardware, hardware_label, provenance
 from .records import checkpoint_state
 from .rundir import (CHECKPOINT, HISTORY, IMAGES, METRICS, TEST_LL, TEST_LL_PARTIAL, is_complete,
@@ -66,8 +65,7 @@ def train_run(config: RunConfig, run_dir, data_dir=None, progress: bool = True,
                           progress=progress, checkpoint_every_seconds=checkpoint_every_seconds,
                           binarize=dataset.dynamic_binarization)
         if not trainer.finished(len(dataset.train)):
-            trainer.state.segments.append(dict(from_epoch=trainer.state.epoch, threads=threads,
-                                               started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **git_state()))
+            trainer.state.segments.append(_segment(threads, from_epoch=trainer.state.epoch))
         trainer.fit(dataset.train, dataset.valid)
         return trainer.state
 
@@ -145,8 +143,11 @@ def run_experiment(config: RunConfig, run_dir, data_dir=None, progress: bool = T
     return evaluate_run(run_dir, data_dir, progress, dataset, threads)
 
 
-# what reading a damaged .npz raises (empty: EOFError; cut short: BadZipFile)
-UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+def _segment(threads, **where) -> dict:
+    """What a record keeps of one start or resume of its training or sampling: where it began (and
+    on what hardware, where given), the threads, when, and the code's commit and whether it was
+    modified."""
+    return dict(where, threads=threads, started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **git_state())
 
 
 def kept_evaluation(run_dir: Path, trained: dict):
@@ -166,7 +167,7 @@ def kept_evaluation(run_dir: Path, trained: dict):
             result = ImportanceResult(kept["log_px"], kept["ess"], trained["num_samples"])
             segments = json.loads(str(kept["segments"])) if "segments" in kept else []
             return result, float(kept["sampling_seconds"]), segments
-    except UNREADABLE:  # sample again
+    except UNREADABLE_NPZ:  # sample again
         return None, None, None
 
 
@@ -193,8 +194,7 @@ def sample_test_ll(sampler: ImportanceSampler, images, seed: int, run_dir: Path,
         log_px[:done], ess[:done] = kept["log_px"], kept["ess"]
         print(f"Going on with the test log-likelihood from image {done + 1} of {n} (the {done} before it "
               f"are kept in {path.name}).", flush=True)
-    segments = [*segments, dict(from_image=done, threads=threads, started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                hardware=hardware_label(hardware()), **git_state())]
+    segments = [*segments, _segment(threads, from_image=done, hardware=hardware_label(hardware()))]
     started = time.perf_counter()
     kept_done, kept_at, pass_ended = done, started, started
     warned = False
@@ -240,7 +240,7 @@ def _read_partial(path: Path, layout: dict) -> dict | None:
                 return None
             return dict(done=done, seconds=float(kept["seconds"]), log_px=kept["log_px"], ess=kept["ess"],
                         segments=json.loads(str(kept["segments"])))
-    except UNREADABLE:
+    except UNREADABLE_NPZ:
         return None
 
 

@@ -8,10 +8,16 @@ import json
 import os
 import sys
 import tempfile
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+
+# What reading a damaged .npz raises besides a missing file or key (empty: EOFError; cut short:
+# BadZipFile): readers of files that may be half there catch these and read nothing.
+UNREADABLE_NPZ = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 
 @contextmanager

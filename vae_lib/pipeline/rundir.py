@@ -25,7 +25,6 @@ import os
 import shutil
 import tempfile
 import time
-import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -33,7 +32,7 @@ import numpy as np
 
 from .config import RunConfig, default_runs_dir
 from ..errors import ConfigError
-from .io import atomic_write_bytes, atomic_write_json, read_json, remove_stale_temporaries
+from .io import UNREADABLE_NPZ, atomic_write_bytes, atomic_write_json, read_json, remove_stale_temporaries
 from .nbclean import portable
 
 CONFIG, CHECKPOINT, HISTORY, TEST_LL, IMAGES, METRICS, FAILURE = (
@@ -111,7 +110,7 @@ def sampled_so_far(run_dir) -> tuple[int, int] | None:
     try:
         with np.load(Path(run_dir) / TEST_LL_PARTIAL) as kept:
             return int(kept["done"]), int(kept["num_test"])
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # none yet, or damaged
+    except UNREADABLE_NPZ:  # none yet, or damaged
         return None
 
 
