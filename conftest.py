@@ -11,10 +11,10 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-# The theory notebook is committed executed at the quick budget (minutes); nbval would re-run it
-# at that budget and compare. tests/test_notebooks.py runs it at the smoke budget instead and
-# checks its numbers against tolerances.
-collect_ignore = ["notebooks/theory.ipynb"]
+# The theory and own-model notebooks are committed executed at budgets of minutes; nbval would
+# re-run them at those budgets. tests/test_notebooks.py runs them by papermill at small budgets
+# instead and checks what they print.
+collect_ignore = ["notebooks/theory.ipynb", "notebooks/own_model.ipynb"]
 
 
 def pytest_configure(config):
@@ -28,7 +28,7 @@ def pytest_configure(config):
 
 # nbval executes the notebooks in this order: the evaluation notebook evaluates what the training
 # notebook trained (the same parameters name the same run directory).
-NOTEBOOK_ORDER = ("training", "evaluation", "own_model", "report")
+NOTEBOOK_ORDER = ("training", "evaluation", "report")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups

@@ -187,6 +187,35 @@ def _text(value):
 
 
 @pytest.mark.slow
+def test_own_model_notebook_at_a_small_budget_trains_compares_and_reloads(tmp_path, data_dir):
+    """The own-model notebook run by papermill at a small budget (its committed copy ran at its
+    defaults, minutes of fit, which nbval does not repeat): both priors train through `fit` for
+    the epochs asked, their test log-likelihoods and the paired difference are printed for the
+    images and samples asked, its two figures are drawn, and the saved model, loaded back, scores
+    the test images exactly as the trained one."""
+    import papermill
+
+    out = tmp_path / "own_model.ipynb"  # the kernel finds the data through $VAE_DATA_DIR (conftest)
+    papermill.execute_notebook(str(REPO / "notebooks" / "own_model.ipynb"), str(out),
+                               parameters=dict(train_images=500, test_images=50, epochs=2, warmup_epochs=1,
+                                               num_components=10, num_samples=10, out_dir=str(tmp_path)),
+                               kernel_name="python3", progress_bar=False, cwd=str(REPO))
+    notebook = nbformat.read(out, 4)
+    text = _stdout(notebook)
+    assert "500 training, 2000 validation and 50 test images of shape (28, 28, 1)" in text
+    epochs = dict(re.findall(r"^(standard|vampprior) +(\d+) epochs, best validation -ELBO [\d.]+ nats", text, re.M))
+    assert epochs == {"standard": "2", "vampprior": "2"}, text
+    lls = dict(re.findall(r"^(standard|vampprior) +test log-likelihood +(-[\d.]+) \+- [\d.]+ nats", text, re.M))
+    gain = re.search(r"VampPrior - standard, per image: ([+-][\d.]+) \+- [\d.]+ nats \(50 test images, S=10; "
+                     r"2 epochs on 500 images: a reduced budget\)", text)
+    assert gain and float(gain.group(1)) == pytest.approx(float(lls["vampprior"]) - float(lls["standard"]), abs=0.016)
+    figures = [o for c in notebook.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(figures) == 2
+    assert (tmp_path / "vampprior_vae.keras").is_file()
+    assert "with a VampPrior prior; the same test log-likelihoods as the trained model: True" in text
+
+
+@pytest.mark.slow
 def test_theory_notebook_at_the_smoke_budget_keeps_its_checks(tmp_path, data_dir):
     """The theory notebook run by papermill at the smoke budget (the committed copy was run at the
     quick budget, which nbval does not repeat): its numeric checks hold within tolerances. The

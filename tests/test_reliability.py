@@ -41,15 +41,17 @@ def _table1(report: Path) -> str:
     return page[page.index("<table>"):page.index("</table>")]
 
 
-@pytest.mark.parametrize("model", ["vae", "hvae"])
-def test_killed_run_resumes_to_identical_results_and_run_dir_is_locked(tmp_path, data_dir, model):
+def test_killed_run_resumes_to_identical_results_and_run_dir_is_locked(tmp_path, data_dir):
     """SIGKILL during training, then the same command again: the same test LL, ELBO, best epoch and
-    history as an uninterrupted run. The trainer is frozen (SIGSTOP) as soon as its checkpoint
-    shows epoch 2, so the kill lands during training whatever the machine's speed; while it holds
-    the run directory a second process is refused."""
+    history as an uninterrupted run in another process (so the same settings and seed give the
+    same numbers in two processes, bitwise). The trainer is frozen (SIGSTOP) as soon as its
+    checkpoint shows epoch 2, so the kill lands during training whatever the machine's speed;
+    while it holds the run directory a second process is refused. The two-level HVAE: what a
+    checkpoint restores is the same code for every model, tested in-process for the VAE and the
+    PixelHVAE too (test_training.py); this test is about the process boundary."""
     env = env_with_data(data_dir)
     killed, whole = tmp_path / "killed", tmp_path / "whole"
-    train = TRAIN + [str(EPOCHS), "--model", model]
+    train = TRAIN + [str(EPOCHS), "--model", "hvae"]
     process = subprocess.Popen(train + ["--out", str(killed)], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
@@ -83,20 +85,13 @@ def test_killed_run_resumes_to_identical_results_and_run_dir_is_locked(tmp_path,
     assert not list(killed.glob(".*.tmp")), "no half-written temporary files are left behind"
 
 
-def test_same_config_and_seed_give_identical_metrics(tmp_path, data_dir):
-    command = TRAIN + ["2"]
-    for name in ("a", "b"):
-        done = subprocess.run(command + ["--out", str(tmp_path / name)], env=env_with_data(data_dir),
-                              capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr[-2000:]
-    assert np.array_equal(read_test_ll(tmp_path / "a")[0], read_test_ll(tmp_path / "b")[0])
-
-
 def test_a_cell_running_in_another_process_is_left_to_it(tmp_path, data_dir):
     """The main job started twice: a cell whose run directory another process holds (Frey Faces:
     the lock of the process training there; Caltech 101: the lock of a main job running the cell,
     taken before its kernel starts) is reported busy and left alone: no failure, no record, nothing
-    written there; the other cell runs. Once those processes are gone, the same command runs them."""
+    written there (so, once those processes are gone, the next main job finds them as cells not
+    started and runs them, as the interrupted-driver and broken-dataset tests rerun theirs); the
+    other cell runs."""
     runs, report = tmp_path / "runs", tmp_path / "report"
     command = [sys.executable, "-m", "vae_lib", "report", "--profile", "smoke", "--datasets",
                "static_mnist", "caltech101_silhouettes", "frey_faces", "--priors", "standard", "--no-k-sweep",
@@ -121,13 +116,6 @@ def test_a_cell_running_in_another_process_is_left_to_it(tmp_path, data_dir):
         assert sorted(p.name for p in run_dir.iterdir()) == sorted([lock, "config.json"]), "nothing written there"
         assert (run_dir / "config.json").read_bytes() == configs[lock]
         assert not (report / "smoke" / "runs" / run_dir.name).exists(), "no record of the busy cell"
-
-    second = subprocess.run(command, env=env_with_data(data_dir), capture_output=True, text=True,
-                            timeout=900)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert second.stderr.count("skipped in") == 1 and second.stderr.count("done in") == 2
-    for run_dir in held.values():
-        assert (report / "smoke" / "runs" / run_dir.name / "metrics.json").is_file()
 
 
 def test_train_into_a_cell_a_main_job_is_running_is_refused(tmp_path, data_dir):
