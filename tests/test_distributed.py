@@ -37,7 +37,8 @@ def test_local_cluster_gives_the_serial_numbers(tmp_path, data_dir, smoke_grid):
     """The smoke grid run on 2 Dask workers (a LocalCluster of single-threaded processes; the
     session's shared grid) and the serial loop with --threads 1 give identical metrics for the
     same cell (Frey Faces: the 8-bit likelihood); the records say which threads each run had; the
-    dashboard link was printed. The serial loop (no --workers, no --scheduler) never imports distributed (python -X importtime)."""
+    dashboard link was printed. The serial loop (no --workers, no --scheduler) never imports
+    distributed (python -X importtime)."""
     _, dask_report, dask_done, _ = smoke_grid
     assert dask_done.returncode == 0 and "Dask dashboard: http" in dask_done.stderr
     runs, report = tmp_path / "runs", tmp_path / "report"
